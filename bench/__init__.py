@@ -1,0 +1,1 @@
+"""Scribe benchmarks: scripts that print figures; never asserted in the test suite."""

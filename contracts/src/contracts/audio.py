@@ -1,0 +1,54 @@
+"""Events about audio entering the system."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
+
+from contracts.envelope import Event
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+AudioUri = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "http", "https", "s3"])]
+
+
+class TranscriptionOptions(BaseModel):
+    """What the producer asks of the transcription."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    language: LanguageCode | None = Field(
+        default=None, description="ISO 639-1 code, e.g. `en`; omitted means detect."
+    )
+    model: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="Speech model name; omitted means the worker's default."
+    )
+    word_timestamps: bool = Field(
+        default=False, description="Include words with start/end and probability."
+    )
+
+
+class AudioUploadedV1(Event):
+    """Audio is stored and waiting to be transcribed."""
+
+    TYPE: ClassVar[str] = "audio.uploaded"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["audio.uploaded"] = "audio.uploaded"
+    version: Literal[1] = 1
+    audio_uri: AudioUri = Field(
+        description="Where the audio is: `file://` under the media root, `http(s)://`, `s3://`."
+    )
+    sha256: Sha256 | None = Field(default=None, description="Lower-case hex SHA-256 of the bytes.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the stored file.")
+    content_type: str | None = Field(
+        default=None, max_length=255, description="Media type sniffed from the bytes."
+    )
+    original_filename: str | None = Field(
+        default=None, max_length=1024, description="The client's file name; never used as a path."
+    )
+    duration_seconds: float | None = Field(
+        default=None, ge=0, description="Duration probed at upload, if known."
+    )
+    options: TranscriptionOptions = Field(default_factory=TranscriptionOptions)

@@ -1,0 +1,56 @@
+"""Stable error codes carried by `transcription.failed` events and API errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Why a job failed. Stable strings: clients and dashboards match on them."""
+
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    """The bytes are not audio (no audio stream, unknown container)."""
+    CORRUPT_AUDIO = "corrupt_audio"
+    """An audio container whose samples cannot be decoded (truncated, damaged)."""
+    AUDIO_TOO_LONG = "audio_too_long"
+    """The decoded audio exceeds the configured duration limit."""
+    FILE_TOO_LARGE = "file_too_large"
+    """The source exceeds the configured size limit."""
+    SOURCE_NOT_FOUND = "source_not_found"
+    """The audio URI points at nothing (missing file, HTTP 404)."""
+    SOURCE_UNREACHABLE = "source_unreachable"
+    """The audio URI cannot be fetched and never will be (forbidden scheme or address)."""
+    MODEL_ERROR = "model_error"
+    """The speech model failed on this input."""
+    DEAD_LETTERED = "dead_lettered"
+    """The job's message was dead-lettered (crash loop, delivery limit, malformed)."""
+    INTERNAL_ERROR = "internal_error"
+    """An unexpected error; the message says more."""
+
+
+class ContractError(ValueError):
+    """A message that is not a valid Scribe event. `code` is a stable string."""
+
+    code = "malformed_event"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedEventError(ContractError):
+    """The body is not JSON, or does not validate against the event's model."""
+
+    code = "malformed_event"
+
+
+class UnknownEventTypeError(ContractError):
+    """The event type is not one this contract knows."""
+
+    code = "unknown_event_type"
+
+
+class UnsupportedEventVersionError(ContractError):
+    """The type is known, but not at this major version."""
+
+    code = "unsupported_event_version"

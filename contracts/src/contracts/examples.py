@@ -1,0 +1,114 @@
+"""One valid example per event, used in the exported schemas, the docs and the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+from uuid import UUID
+
+from contracts.audio import AudioUploadedV1, TranscriptionOptions
+from contracts.envelope import Event
+from contracts.errors import ErrorCode
+from contracts.transcription import (
+    Segment,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
+    Word,
+)
+
+_JOB = UUID("0b9f6a52-3c1e-4d5f-9a8b-7c6d5e4f3a21")
+_CORRELATION = UUID("5f0e8d7c-6b5a-4938-8271-605f4e3d2c1b")
+_AT = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+_SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+EXAMPLES: Final[dict[type[Event], Event]] = {
+    AudioUploadedV1: AudioUploadedV1(
+        event_id=UUID("11111111-1111-4111-8111-111111111111"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-ingest/0.1.0",
+        audio_uri="file:///var/lib/scribe/media/9f/86/9f86d081.wav",  # type: ignore[arg-type]
+        sha256=_SHA,
+        size_bytes=352844,
+        content_type="audio/wav",
+        original_filename="standup.wav",
+        duration_seconds=11.02,
+        options=TranscriptionOptions(language="en", word_timestamps=True),
+    ),
+    TranscriptionStartedV1: TranscriptionStartedV1(
+        event_id=UUID("22222222-2222-4222-8222-222222222222"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        attempt=1,
+        worker="transcriber-7f9c@host-1",
+        model="tiny.en",
+    ),
+    TranscriptionProgressV1: TranscriptionProgressV1(
+        event_id=UUID("33333333-3333-4333-8333-333333333333"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        progress=0.5,
+        processed_seconds=5.51,
+        duration_seconds=11.02,
+        segments_done=1,
+    ),
+    TranscriptCompletedV1: TranscriptCompletedV1(
+        event_id=UUID("44444444-4444-4444-8444-444444444444"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        language="en",
+        language_probability=1.0,
+        duration_seconds=11.02,
+        model="tiny.en",
+        text="And so my fellow Americans, ask not what your country can do for you.",
+        segments=[
+            Segment(
+                id=0,
+                start=0.0,
+                end=4.2,
+                text="And so my fellow Americans,",
+                avg_logprob=-0.21,
+                no_speech_prob=0.01,
+                words=[
+                    Word(word="And", start=0.0, end=0.6, probability=0.93),
+                    Word(word="so", start=0.6, end=1.1, probability=0.98),
+                ],
+            ),
+            Segment(
+                id=1,
+                start=4.2,
+                end=11.02,
+                text="ask not what your country can do for you.",
+                avg_logprob=-0.18,
+                no_speech_prob=0.01,
+            ),
+        ],
+        processing_seconds=1.43,
+        attempt=1,
+    ),
+    TranscriptionFailedV1: TranscriptionFailedV1(
+        event_id=UUID("55555555-5555-4555-8555-555555555555"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        code=ErrorCode.UNSUPPORTED_MEDIA,
+        message="the file has no audio stream",
+        retryable=False,
+        attempts=1,
+    ),
+}

@@ -1,0 +1,110 @@
+"""Names on the wire: exchanges, routing keys, queues, headers; and event decoding."""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from pydantic import ValidationError
+
+from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
+from contracts.errors import (
+    MalformedEventError,
+    UnknownEventTypeError,
+    UnsupportedEventVersionError,
+)
+from contracts.transcription import (
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
+)
+
+EXCHANGE: Final = "scribe.events"
+"""Durable topic exchange every event is published to."""
+DEAD_LETTER_EXCHANGE: Final = "scribe.dlx"
+"""Direct exchange; a queue's dead letters are routed by the queue's name to `<queue>.dlq`."""
+
+CONTENT_TYPE: Final = "application/json"
+
+HEADER_DEAD_LETTER_REASON: Final = "x-scribe-dead-letter-reason"
+HEADER_DEAD_LETTER_CODE: Final = "x-scribe-dead-letter-code"
+HEADER_DEAD_LETTER_QUEUE: Final = "x-scribe-dead-letter-queue"
+
+EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
+    AudioUploadedV1,
+    TranscriptionStartedV1,
+    TranscriptionProgressV1,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+)
+
+_REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
+    (cls.TYPE, cls.VERSION): cls for cls in EVENT_CLASSES
+}
+
+AUDIO_UPLOADED_V1: Final = AudioUploadedV1.routing_key()
+TRANSCRIPTION_STARTED_V1: Final = TranscriptionStartedV1.routing_key()
+TRANSCRIPTION_PROGRESS_V1: Final = TranscriptionProgressV1.routing_key()
+TRANSCRIPT_COMPLETED_V1: Final = TranscriptCompletedV1.routing_key()
+TRANSCRIPTION_FAILED_V1: Final = TranscriptionFailedV1.routing_key()
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The name of a queue's dead-letter queue."""
+    return f"{queue}.dlq"
+
+
+def event_class(event_type: str, version: int) -> type[Event]:
+    """The model for a type and major version; typed errors for unknown ones."""
+    try:
+        return _REGISTRY[(event_type, version)]
+    except KeyError:
+        if any(t == event_type for t, _ in _REGISTRY):
+            known = sorted(v for t, v in _REGISTRY if t == event_type)
+            raise UnsupportedEventVersionError(
+                f"{event_type!r} has no version {version!r}; known versions: {known}"
+            ) from None
+        raise UnknownEventTypeError(f"unknown event type {event_type!r}") from None
+
+
+def parse_message_type(message_type: str) -> tuple[str, int]:
+    """Split an AMQP type `<type>.v<version>` into its parts."""
+    head, sep, tail = message_type.rpartition(".v")
+    if not sep or not head or not tail.isdigit():
+        raise MalformedEventError(f"AMQP type {message_type!r} is not '<type>.v<version>'")
+    return head, int(tail)
+
+
+def decode_event(body: bytes, message_type: str | None = None) -> Event:
+    """Decode a message body into its event model.
+
+    The body's own `type` and `version` decide; the AMQP `type` property, when given,
+    must agree with them. Raises a `ContractError` subclass with a human reason.
+    """
+    try:
+        raw = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MalformedEventError(f"body is not UTF-8: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedEventError(f"body is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MalformedEventError(f"body is a JSON {type(raw).__name__}, not an object")
+    event_type, version = raw.get("type"), raw.get("version")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEventError("body has no string 'type'")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MalformedEventError("body has no integer 'version'")
+    cls = event_class(event_type, version)
+    if message_type is not None and message_type != cls.routing_key():
+        raise MalformedEventError(
+            f"AMQP type {message_type!r} disagrees with the body's {cls.routing_key()!r}"
+        )
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise MalformedEventError(f"invalid {cls.routing_key()}: {problems}") from None

@@ -1,0 +1,118 @@
+"""Events about a transcription's life: started, progress, completed, failed."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from contracts.audio import LanguageCode
+from contracts.envelope import Event
+from contracts.errors import ErrorCode
+
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Timed(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    start: NonNegative = Field(description="Start, in seconds from the beginning of the audio.")
+    end: NonNegative = Field(description="End, in seconds from the beginning of the audio.")
+
+    @model_validator(mode="after")
+    def _start_not_after_end(self) -> Self:
+        if self.start > self.end:
+            raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        return self
+
+
+class Word(_Timed):
+    """One recognised word with its time span."""
+
+    word: str
+    probability: Probability
+
+
+class Segment(_Timed):
+    """A stretch of speech the model emitted as one unit."""
+
+    id: int = Field(ge=0, description="Position of the segment in the transcript, from 0.")
+    text: str
+    avg_logprob: float | None = None
+    no_speech_prob: Probability | None = None
+    words: list[Word] | None = Field(
+        default=None, description="Present when word timestamps were requested."
+    )
+
+
+class TranscriptionStartedV1(Event):
+    """A worker has begun transcribing the job."""
+
+    TYPE: ClassVar[str] = "transcription.started"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["transcription.started"] = "transcription.started"
+    version: Literal[1] = 1
+    attempt: int = Field(ge=1, description="1 on first delivery; more after redeliveries.")
+    worker: str | None = Field(default=None, max_length=255, description="Which worker took it.")
+    model: str | None = Field(default=None, max_length=255)
+
+
+class TranscriptionProgressV1(Event):
+    """How far through the audio the worker is."""
+
+    TYPE: ClassVar[str] = "transcription.progress"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["transcription.progress"] = "transcription.progress"
+    version: Literal[1] = 1
+    progress: Probability = Field(description="Fraction of the audio transcribed, 0 to 1.")
+    processed_seconds: NonNegative = 0.0
+    duration_seconds: NonNegative | None = None
+    segments_done: int = Field(default=0, ge=0)
+
+
+class TranscriptCompletedV1(Event):
+    """The transcript is ready; carries all a downstream consumer needs."""
+
+    TYPE: ClassVar[str] = "transcript.completed"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["transcript.completed"] = "transcript.completed"
+    version: Literal[1] = 1
+    language: LanguageCode
+    language_probability: Probability
+    duration_seconds: NonNegative
+    model: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    text: str
+    segments: list[Segment]
+    processing_seconds: NonNegative | None = Field(
+        default=None, description="Wall time the worker spent transcribing."
+    )
+    attempt: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _segments_ordered(self) -> Self:
+        ids = [s.id for s in self.segments]
+        if ids != sorted(set(ids)):
+            raise ValueError("segment ids must be unique and ascending")
+        return self
+
+
+class TranscriptionFailedV1(Event):
+    """The job cannot be completed; `code` says why."""
+
+    TYPE: ClassVar[str] = "transcription.failed"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["transcription.failed"] = "transcription.failed"
+    version: Literal[1] = 1
+    code: ErrorCode = Field(description="Stable error code.")
+    message: Annotated[str, StringConstraints(max_length=4000)] = Field(
+        description="Human-readable reason."
+    )
+    retryable: bool = Field(
+        default=False, description="Whether submitting the same audio again could succeed."
+    )
+    attempts: int = Field(default=1, ge=0, description="Deliveries made before giving up.")

@@ -1,0 +1,1 @@
+"""Runtime pieces every Scribe service shares: settings, logging, topology, messaging."""

@@ -1,0 +1,90 @@
+"""One way to consume events: decode by contract, dead-letter what is not, bind log context.
+
+Every service registers its handlers through `subscribe_events`, so a malformed body, an
+unknown type or an unknown version always ends in the queue's `.dlq` with the reason in a
+header, and the consumer keeps going.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+
+from contracts.envelope import Event
+from contracts.errors import ContractError, MalformedEventError
+from contracts.routing import decode_event
+from scribe_runtime.messaging import dead_letter
+from scribe_runtime.topology import QueueSpec
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, RabbitMessage], Awaitable[None]]
+
+
+def subscribe_events(
+    broker: RabbitBroker,
+    spec: QueueSpec,
+    accepts: tuple[type[E], ...],
+    handler: Handler[E],
+    *,
+    prefetch: int | None = None,
+    validate: Callable[[E], str | None] | None = None,
+) -> Any:
+    """Register `handler` for the events of `accepts` arriving on `spec`'s queue.
+
+    A contract violation (or a `validate` that returns a reason) is dead-lettered and
+    acked. An exception from `handler` nacks the message for redelivery; the queue's
+    delivery limit moves a crash loop to the DLQ.
+    """
+
+    async def on_message(message: RabbitMessage) -> None:
+        raw = message.raw_message
+        try:
+            event = decode_event(raw.body, raw.type)
+            if not isinstance(event, accepts):
+                raise MalformedEventError(
+                    f"{event.routing_key()} is not consumed by {spec.name}; "
+                    f"expected one of {[c.routing_key() for c in accepts]}"
+                )
+            reason = validate(event) if validate else None
+            if reason:
+                raise MalformedEventError(reason)
+        except ContractError as exc:
+            await dead_letter(broker, message, queue=spec.name, code=exc.code, reason=exc.reason)
+            return
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(
+            job_id=str(event.job_id),
+            correlation_id=str(event.correlation_id) if event.correlation_id else None,
+            tenant_id=event.tenant_id,
+        ):
+            try:
+                await handler(event, message)
+            except Exception:
+                log.exception(
+                    "event_handler_failed",
+                    event_type=event.message_type,
+                    event_id=str(event.event_id),
+                    redelivered=raw.redelivered,
+                )
+                raise
+            log.debug(
+                "event_handled",
+                event_type=event.message_type,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    on_message.__name__ = f"on_{spec.name.replace('.', '_').replace('-', '_')}"
+    channel = Channel(prefetch_count=prefetch) if prefetch is not None else None
+    return broker.subscriber(
+        spec.rabbit_queue(),
+        channel=channel,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )(on_message)

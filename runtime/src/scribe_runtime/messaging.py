@@ -1,0 +1,93 @@
+"""Publishing events and dead-lettering messages the way the contract says."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+
+from contracts import routing
+from contracts.envelope import Event
+from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_TIMEOUT_SECONDS: Final = 10.0
+_MAX_REASON: Final = 1000
+
+
+def make_broker(amqp_url: str, *, service: str, prefetch: int | None = None) -> RabbitBroker:
+    """A FastStream broker with publisher confirms and returns of unroutable messages raised."""
+    return RabbitBroker(
+        amqp_url,
+        app_id=service,
+        default_channel=Channel(
+            publisher_confirms=True, on_return_raises=True, prefetch_count=prefetch
+        ),
+        # FastStream logs two lines per message at INFO; ours say more, once.
+        log_level=10,
+        graceful_timeout=30.0,
+    )
+
+
+def event_headers(event: Event) -> dict[str, Any]:
+    """AMQP headers mirroring the envelope, for routing and filtering without the body."""
+    return {
+        "x-scribe-tenant-id": event.tenant_id,
+        "x-scribe-job-id": str(event.job_id),
+        "x-scribe-producer": event.producer,
+    }
+
+
+async def publish_event(broker: RabbitBroker, event: Event) -> None:
+    """Publish persistently to `scribe.events`; returns once the broker confirmed it."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        exchange=EVENTS_EXCHANGE,
+        routing_key=event.routing_key(),
+        persist=True,
+        mandatory=True,
+        message_id=str(event.event_id),
+        message_type=event.message_type,
+        correlation_id=str(event.correlation_id) if event.correlation_id else None,
+        content_type=routing.CONTENT_TYPE,
+        timestamp=event.occurred_at,
+        headers=event_headers(event),
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+    )
+
+
+async def dead_letter(
+    broker: RabbitBroker, message: RabbitMessage, *, queue: str, code: str, reason: str
+) -> None:
+    """Copy a message to `<queue>.dlq` with the reason in its headers (the caller then acks)."""
+    raw = message.raw_message
+    headers = dict(raw.headers or {})
+    headers[routing.HEADER_DEAD_LETTER_CODE] = code
+    headers[routing.HEADER_DEAD_LETTER_REASON] = reason[:_MAX_REASON]
+    headers[routing.HEADER_DEAD_LETTER_QUEUE] = queue
+    headers.setdefault("x-scribe-original-routing-key", raw.routing_key or "")
+    await broker.publish(
+        raw.body,
+        exchange=DEAD_LETTER_EXCHANGE,
+        routing_key=queue,
+        persist=True,
+        mandatory=True,
+        message_id=raw.message_id,
+        message_type=raw.type,
+        correlation_id=raw.correlation_id,
+        content_type=raw.content_type,
+        timestamp=raw.timestamp,
+        headers=headers,
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+    )
+    log.warning(
+        "message_dead_lettered",
+        queue=queue,
+        code=code,
+        reason=reason[:_MAX_REASON],
+        message_id=raw.message_id,
+        message_type=raw.type,
+    )

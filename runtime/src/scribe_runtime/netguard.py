@@ -1,0 +1,87 @@
+"""Refuse URLs that would make a service reach hosts it should not (SSRF guard).
+
+A remote audio URL must be `http(s)://`, and every address its host resolves to must be
+public: loopback, private, link-local (cloud metadata at 169.254.169.254), multicast,
+reserved and unspecified addresses are refused. Callers connect to the address this module
+resolved (pinning), so a DNS answer that changes between check and use cannot slip through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+class ForbiddenUrlError(ValueError):
+    """The URL may not be fetched: scheme, host or resolved address refused."""
+
+    def __init__(self, reason: str, *, code: str = "source_unreachable") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedUrl:
+    """A URL whose host resolved to public addresses only."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+
+def is_public_address(address: str) -> bool:
+    """True only for globally routable unicast addresses."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local
+    )
+
+
+def parse_remote_url(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of an `http(s)://` URL; refuses anything else."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise ForbiddenUrlError(f"scheme {scheme or '(none)'!r} is not allowed; use http or https")
+    if parts.username or parts.password:
+        raise ForbiddenUrlError("credentials in URLs are not allowed")
+    host = parts.hostname
+    if not host:
+        raise ForbiddenUrlError("URL has no host")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError as exc:
+        raise ForbiddenUrlError(f"bad port: {exc}") from None
+    return scheme, host, port
+
+
+async def resolve_public_url(url: str) -> ResolvedUrl:
+    """Resolve the URL's host; refuse it unless every address is public."""
+    scheme, host, port = parse_remote_url(url)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except socket.gaierror as exc:
+        raise ForbiddenUrlError(f"host {host!r} does not resolve: {exc.strerror}") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise ForbiddenUrlError(f"host {host!r} has no addresses")
+    refused = [a for a in addresses if not is_public_address(a)]
+    if refused:
+        raise ForbiddenUrlError(
+            f"host {host!r} resolves to a non-public address ({', '.join(refused)})"
+        )
+    return ResolvedUrl(url=url, scheme=scheme, host=host, port=port, addresses=addresses)

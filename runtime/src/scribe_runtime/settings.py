@@ -1,0 +1,34 @@
+"""Settings shared by every service (env prefix `SCRIBE_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SharedSettings(BaseSettings):
+    """What every Scribe process needs: where the broker, database and media are."""
+
+    model_config = SettingsConfigDict(env_prefix="SCRIBE_", extra="ignore", frozen=True)
+
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ URL, including the vhost (`amqp://user:pass@host:5672/vhost`).",
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/scribe",
+        description="PostgreSQL URL of the indexer's writer role (the only writer).",
+    )
+    media_root: Path = Field(
+        default=Path("./.scribe/media"),
+        description="Shared media store; `file://` URIs must resolve under it.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Minimum level of log lines."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="`auto`: console on a TTY, JSON otherwise."
+    )
