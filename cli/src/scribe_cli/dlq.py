@@ -1,0 +1,165 @@
+"""Dead letters: list them with their reasons, replay them to their original routing key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import routing
+from scribe_runtime.topology import QUEUES, QueueSpec
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What an operator needs to know about one dead-lettered message."""
+
+    queue: str
+    message_id: str | None
+    message_type: str | None
+    job_id: str | None
+    routing_key: str | None
+    code: str
+    reason: str
+    count: int
+
+
+def _header(headers: dict[str, Any], key: str) -> str | None:
+    value = headers.get(key)
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
+def original_routing_key(message: AbstractIncomingMessage) -> str | None:
+    """Where the message was going before it died: our header, else RabbitMQ's x-death."""
+    headers = dict(message.headers or {})
+    ours = _header(headers, "x-scribe-original-routing-key")
+    if ours:
+        return ours
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        keys = deaths[0].get("routing-keys")
+        if isinstance(keys, list) and keys:
+            first = keys[0]
+            return first.decode() if isinstance(first, bytes) else str(first)
+    return message.type
+
+
+def describe(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
+    """Reason and identity of a dead letter, from our headers or RabbitMQ's `x-death`."""
+    headers = dict(message.headers or {})
+    code = _header(headers, routing.HEADER_DEAD_LETTER_CODE)
+    reason = _header(headers, routing.HEADER_DEAD_LETTER_REASON)
+    count = 1
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        death = deaths[0]
+        code = code or f"rabbitmq_{_text(death.get('reason'))}"
+        reason = reason or (
+            f"dead-lettered by RabbitMQ ({_text(death.get('reason'))}) from "
+            f"{_text(death.get('queue'))} after {_text(death.get('count'))} time(s)"
+        )
+        raw_count = death.get("count")
+        count = raw_count if isinstance(raw_count, int) else 1
+    job_id = _header(headers, "x-scribe-job-id")
+    if job_id is None:
+        try:
+            body = json.loads(message.body)
+            job_id = str(body.get("job_id")) if isinstance(body, dict) else None
+        except ValueError:
+            job_id = None
+    return DeadLetter(
+        queue=queue,
+        message_id=message.message_id,
+        message_type=message.type,
+        job_id=job_id,
+        routing_key=original_routing_key(message),
+        code=code or "unknown",
+        reason=reason or "no reason recorded",
+        count=count,
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def select_queues(name: str | None) -> list[QueueSpec]:
+    """The consuming queues whose DLQs to look at (by queue or DLQ name)."""
+    if name is None:
+        return list(QUEUES)
+    chosen = [q for q in QUEUES if name in (q.name, q.dead_letter_queue)]
+    if not chosen:
+        known = ", ".join(q.name for q in QUEUES)
+        raise ValueError(f"unknown queue {name!r}; known: {known}")
+    return chosen
+
+
+async def list_dead_letters(amqp_url: str, queues: Iterable[QueueSpec]) -> list[DeadLetter]:
+    """Read every dead letter without consuming it (all are requeued when the channel closes)."""
+    result: list[DeadLetter] = []
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        for spec in queues:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(spec.dead_letter_queue, passive=True)
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                result.append(describe(spec.name, message))
+            await channel.close()  # unacked messages go back, in order
+    return result
+
+
+async def replay(
+    amqp_url: str, queues: Iterable[QueueSpec], job_ids: set[str] | None = None
+) -> list[DeadLetter]:
+    """Send dead letters back to the queue they died in, ids and properties kept.
+
+    They go to that queue only (through the default exchange), not through `scribe.events`
+    again: the other subscribers already had the event, and replaying one consumer's
+    failure should not re-notify them. The original routing key stays in the
+    `x-scribe-original-routing-key` header; consumers decode by the AMQP `type`. Each
+    message leaves the DLQ (ack) only after the broker confirmed its replay.
+    """
+    replayed: list[DeadLetter] = []
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        for spec in queues:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = channel.default_exchange
+            queue = await channel.declare_queue(spec.dead_letter_queue, passive=True)
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                letter = describe(spec.name, message)
+                if job_ids is not None and letter.job_id not in job_ids:
+                    continue  # left unacked: returns to the DLQ when the channel closes
+                if not letter.routing_key:
+                    continue
+                headers = {
+                    k: v
+                    for k, v in dict(message.headers or {}).items()
+                    if not k.startswith("x-scribe-dead-letter") and k != "x-death"
+                }
+                headers["x-scribe-replayed-from"] = spec.dead_letter_queue
+                headers["x-scribe-original-routing-key"] = letter.routing_key
+                await exchange.publish(
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers,
+                        content_type=message.content_type,
+                        correlation_id=message.correlation_id,
+                        message_id=message.message_id,
+                        type=message.type,
+                        timestamp=message.timestamp,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=spec.name,
+                    mandatory=True,
+                )
+                await message.ack()
+                replayed.append(letter)
+            await channel.close()
+    return replayed
