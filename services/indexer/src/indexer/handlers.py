@@ -1,0 +1,108 @@
+"""The indexer's message handler: tenant check, projection with bounded retries, one log line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import asyncpg
+import structlog
+from faststream.rabbit.annotations import RabbitMessage
+
+from contracts.envelope import Event
+from indexer.store import Applied, ProjectionStore, TenantDirectory
+
+log = structlog.get_logger(__name__)
+
+UNKNOWN_TENANT: Final = "unknown_tenant"
+"""Dead-letter code of an event whose tenant is not in the tenants table."""
+
+TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    OSError,  # connection refused / reset
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+)
+"""Errors that may pass by themselves: PostgreSQL restarting, failing over, overloaded."""
+
+
+class DeadLetter(Protocol):
+    """Moves a message to the queue's DLQ with a reason (the caller then acks it)."""
+
+    async def __call__(self, message: RabbitMessage, *, code: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for transient database errors."""
+
+    attempts: int = 6
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delays(self) -> list[float]:
+        """The pauses between tries."""
+        return [
+            min(self.first_delay * 2**i, self.max_delay) for i in range(max(self.attempts - 1, 0))
+        ]
+
+
+async def with_retries(
+    operation: Callable[[], Awaitable[Applied]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Applied:
+    """Run `operation`, retrying transient errors; the last error propagates."""
+    for delay in policy.delays():
+        try:
+            return await operation()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("database_unavailable_retrying", error=repr(exc), retry_in_s=delay)
+            await sleep(delay)
+    return await operation()
+
+
+class JobEventIndexer:
+    """Projects every job event; unknown tenants go to the DLQ, never into the tables."""
+
+    def __init__(
+        self,
+        store: ProjectionStore,
+        tenants: TenantDirectory,
+        dead_letter: DeadLetter,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._tenants = tenants
+        self._dead_letter = dead_letter
+        self._retry = retry or RetryPolicy()
+
+    async def on_job_event(self, event: Event, message: RabbitMessage) -> None:
+        """Apply the event and return (the consumer then acks); raise to have it redelivered."""
+        started = time.perf_counter()
+        if not await self._tenants.is_known(event.tenant_id):
+            await self._dead_letter(
+                message,
+                code=UNKNOWN_TENANT,
+                reason=f"tenant {event.tenant_id!r} is not configured on this indexer "
+                "(SCRIBE_INDEXER_TENANTS)",
+            )
+            return
+        applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        log.info(
+            "job_event_indexed",
+            event_type=event.message_type,
+            event_id=str(event.event_id),
+            duplicate=applied.duplicate,
+            status=str(applied.status) if applied.status else None,
+            segments=applied.segments_written,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )

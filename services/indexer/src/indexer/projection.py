@@ -1,0 +1,243 @@
+"""The job projection as a pure function: state + event → state, in any order.
+
+Every rule below is chosen so that the same set of events gives the same row whatever
+their arrival order or duplication (a commutative, idempotent merge):
+
+- status only moves up `queued < processing < failed < completed`: a late `started` or
+  `progress` never demotes a finished job, and a transcript beats an earlier failure (a
+  dead-lettered job that is replayed and then completes is completed);
+- counters (`progress`, `processed_seconds`, `attempts`) take the maximum;
+- timestamps are the events' own `occurred_at`: `first_event_at` the minimum,
+  `updated_at` the maximum; never the wall clock;
+- where two events of one kind disagree, a fixed winner: the earliest upload, the highest
+  started attempt, the latest failure and the latest completion (ties by event id);
+- audio metadata fills from the upload whenever it arrives, so a `completed` that overtook
+  its `uploaded` still ends in a complete job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from contracts import (
+    AudioUploadedV1,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
+)
+from contracts.envelope import Event
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    FAILED = "failed"
+    COMPLETED = "completed"
+
+
+_RANK = {
+    JobStatus.QUEUED: 0,
+    JobStatus.PROCESSING: 1,
+    JobStatus.FAILED: 2,
+    JobStatus.COMPLETED: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """One row of `jobs` (its generated `created_at` aside)."""
+
+    tenant_id: str
+    job_id: UUID
+    status: JobStatus
+    first_event_at: datetime
+    updated_at: datetime
+    progress: float = 0.0
+    processed_seconds: float = 0.0
+    attempts: int = 0
+    correlation_id: UUID | None = None
+    audio_uri: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    content_type: str | None = None
+    original_filename: str | None = None
+    requested_language: str | None = None
+    requested_model: str | None = None
+    word_timestamps: bool | None = None
+    uploaded_at: datetime | None = None
+    worker: str | None = None
+    started_attempt: int | None = None
+    started_at: datetime | None = None
+    model: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    duration_seconds: float | None = None
+    processing_seconds: float | None = None
+    completed_event_id: UUID | None = None
+    completed_at: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_retryable: bool | None = None
+    failed_event_id: UUID | None = None
+    failed_at: datetime | None = None
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """Column names, in field order (the `jobs` table's writable columns)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def values(self) -> tuple[Any, ...]:
+        """Column values, in `columns()` order."""
+        return tuple(
+            str(v) if isinstance(v, JobStatus) else v
+            for v in (getattr(self, name) for name in self.columns())
+        )
+
+    @classmethod
+    def from_record(cls, record: Any) -> JobState:
+        """Rebuild from a database record holding at least `columns()`."""
+        values = {name: record[name] for name in cls.columns()}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+def _status_for(event: Event) -> JobStatus:
+    if isinstance(event, AudioUploadedV1):
+        return JobStatus.QUEUED
+    if isinstance(event, TranscriptionStartedV1 | TranscriptionProgressV1):
+        return JobStatus.PROCESSING
+    if isinstance(event, TranscriptCompletedV1):
+        return JobStatus.COMPLETED
+    if isinstance(event, TranscriptionFailedV1):
+        return JobStatus.FAILED
+    raise TypeError(f"the job projection does not handle {type(event).__name__}")
+
+
+def _newer(at: datetime, event_id: UUID, than_at: datetime | None, than_id: UUID | None) -> bool:
+    if than_at is None or than_id is None:
+        return True
+    return (at, event_id.int) > (than_at, than_id.int)
+
+
+def apply_event(state: JobState | None, event: Event) -> JobState:
+    """The job after `event`; `state` is None for a job not seen before."""
+    status = _status_for(event)
+    at = event.occurred_at
+    if state is None:
+        state = JobState(
+            tenant_id=event.tenant_id,
+            job_id=event.job_id,
+            status=status,
+            first_event_at=at,
+            updated_at=at,
+        )
+    elif _RANK[status] > _RANK[state.status]:
+        state = dataclasses.replace(state, status=status)
+    state = dataclasses.replace(
+        state,
+        first_event_at=min(state.first_event_at, at),
+        updated_at=max(state.updated_at, at),
+    )
+    if state.correlation_id is None and event.correlation_id is not None:
+        state = dataclasses.replace(state, correlation_id=event.correlation_id)
+
+    if isinstance(event, AudioUploadedV1):
+        return _on_uploaded(state, event)
+    if isinstance(event, TranscriptionStartedV1):
+        return _on_started(state, event)
+    if isinstance(event, TranscriptionProgressV1):
+        return dataclasses.replace(
+            state,
+            progress=max(state.progress, event.progress),
+            processed_seconds=max(state.processed_seconds, event.processed_seconds),
+        )
+    if isinstance(event, TranscriptCompletedV1):
+        return _on_completed(state, event)
+    assert isinstance(event, TranscriptionFailedV1)
+    return _on_failed(state, event)
+
+
+def _on_uploaded(state: JobState, event: AudioUploadedV1) -> JobState:
+    if state.uploaded_at is not None and state.uploaded_at <= event.occurred_at:
+        return state  # the earliest upload of a job describes it
+    return dataclasses.replace(
+        state,
+        # The upload's correlation id is the request's: it wins over any other event's.
+        correlation_id=event.correlation_id or state.correlation_id,
+        audio_uri=str(event.audio_uri),
+        sha256=event.sha256,
+        size_bytes=event.size_bytes,
+        content_type=event.content_type,
+        original_filename=event.original_filename,
+        requested_language=event.options.language,
+        requested_model=event.options.model,
+        word_timestamps=event.options.word_timestamps,
+        uploaded_at=event.occurred_at,
+        # The probe's duration stands in until the decoded duration of a transcript.
+        duration_seconds=(
+            state.duration_seconds
+            if state.completed_event_id is not None
+            else event.duration_seconds
+        ),
+    )
+
+
+def _on_started(state: JobState, event: TranscriptionStartedV1) -> JobState:
+    state = dataclasses.replace(
+        state,
+        attempts=max(state.attempts, event.attempt),
+        started_at=min(state.started_at, event.occurred_at)
+        if state.started_at is not None
+        else event.occurred_at,
+    )
+    if state.started_attempt is not None and event.attempt <= state.started_attempt:
+        return state
+    return dataclasses.replace(
+        state,
+        worker=event.worker,
+        started_attempt=event.attempt,
+        model=state.model if state.completed_event_id is not None else event.model,
+    )
+
+
+def _on_completed(state: JobState, event: TranscriptCompletedV1) -> JobState:
+    state = dataclasses.replace(
+        state,
+        attempts=max(state.attempts, event.attempt),
+        progress=1.0,
+        processed_seconds=max(state.processed_seconds, event.duration_seconds),
+    )
+    if not _newer(event.occurred_at, event.event_id, state.completed_at, state.completed_event_id):
+        return state
+    return dataclasses.replace(
+        state,
+        model=event.model,
+        language=event.language,
+        language_probability=event.language_probability,
+        duration_seconds=event.duration_seconds,
+        processing_seconds=event.processing_seconds,
+        completed_event_id=event.event_id,
+        completed_at=event.occurred_at,
+    )
+
+
+def _on_failed(state: JobState, event: TranscriptionFailedV1) -> JobState:
+    state = dataclasses.replace(state, attempts=max(state.attempts, event.attempts))
+    if not _newer(event.occurred_at, event.event_id, state.failed_at, state.failed_event_id):
+        return state
+    return dataclasses.replace(
+        state,
+        error_code=str(event.code),
+        error_message=event.message,
+        error_retryable=event.retryable,
+        failed_event_id=event.event_id,
+        failed_at=event.occurred_at,
+    )

@@ -1,0 +1,54 @@
+"""Indexer settings (env prefix `SCRIBE_INDEXER_`); the database URL is the shared one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.envelope import TenantId
+
+
+class IndexerSettings(BaseSettings):
+    """How the indexer prepares PostgreSQL and consumes job events."""
+
+    model_config = SettingsConfigDict(env_prefix="SCRIBE_INDEXER_", extra="ignore", frozen=True)
+
+    tenants: Annotated[tuple[TenantId, ...], NoDecode] = Field(
+        default=("default",),
+        description=(
+            "Comma-separated tenants seeded into the tenants table at start; events of any "
+            "other tenant are dead-lettered."
+        ),
+    )
+    reader_role: str = Field(
+        default="scribe_reader",
+        min_length=1,
+        max_length=63,
+        description="PostgreSQL role (LOGIN, SELECT only) that ingest's read API connects as.",
+    )
+    reader_password: SecretStr | None = Field(
+        default=None,
+        description="Password set on the reader role; leave unset for trust/peer auth.",
+    )
+    pool_size: int = Field(default=4, ge=1, le=100, description="Writer connections.")
+    prefetch: int = Field(
+        default=16, ge=1, le=1000, description="Unacknowledged events buffered per consumer."
+    )
+    retry_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=20,
+        description=(
+            "Tries per event when PostgreSQL is unreachable, with exponential backoff, before "
+            "the event is handed back to RabbitMQ for redelivery."
+        ),
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
