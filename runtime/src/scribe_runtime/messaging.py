@@ -18,8 +18,18 @@ PUBLISH_TIMEOUT_SECONDS: Final = 10.0
 _MAX_REASON: Final = 1000
 
 
-def make_broker(amqp_url: str, *, service: str, prefetch: int | None = None) -> RabbitBroker:
-    """A FastStream broker with publisher confirms and returns of unroutable messages raised."""
+def make_broker(
+    amqp_url: str,
+    *,
+    service: str,
+    prefetch: int | None = None,
+    graceful_timeout: float = 30.0,
+) -> RabbitBroker:
+    """A FastStream broker with publisher confirms and returns of unroutable messages raised.
+
+    `broker.stop()` stops taking messages, waits up to `graceful_timeout` seconds for the
+    ones in hand, then closes: anything still unacked goes back to the queue.
+    """
     return RabbitBroker(
         amqp_url,
         app_id=service,
@@ -28,7 +38,7 @@ def make_broker(amqp_url: str, *, service: str, prefetch: int | None = None) -> 
         ),
         # FastStream logs two lines per message at INFO; ours say more, once.
         log_level=10,
-        graceful_timeout=30.0,
+        graceful_timeout=graceful_timeout,
     )
 
 
