@@ -1,0 +1,105 @@
+"""The indexer's handler with fakes at the ports: tenants, retries, dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from contracts.envelope import Event
+from indexer.handlers import UNKNOWN_TENANT, JobEventIndexer, RetryPolicy, with_retries
+from indexer.projection import JobStatus
+from indexer.store import Applied
+from services.indexer.tests import job_events as ev
+
+
+class FakeStore:
+    def __init__(self, failures: list[BaseException] | None = None) -> None:
+        self.applied: list[Event] = []
+        self.failures = failures or []
+
+    async def apply(self, event: Event) -> Applied:
+        if self.failures:
+            raise self.failures.pop(0)
+        duplicate = event in self.applied
+        self.applied.append(event)
+        return Applied(duplicate=duplicate, status=JobStatus.QUEUED)
+
+
+class FakeTenants:
+    def __init__(self, *known: str) -> None:
+        self.known = set(known)
+
+    async def is_known(self, tenant_id: str) -> bool:
+        return tenant_id in self.known
+
+
+class FakeDeadLetter:
+    def __init__(self) -> None:
+        self.letters: list[tuple[Any, str, str]] = []
+
+    async def __call__(self, message: Any, *, code: str, reason: str) -> None:
+        self.letters.append((message, code, reason))
+
+
+NO_WAIT = RetryPolicy(attempts=3, first_delay=0.0)
+
+
+async def test_unknown_tenant_is_dead_lettered_and_never_stored() -> None:
+    store, dead = FakeStore(), FakeDeadLetter()
+    indexer = JobEventIndexer(store, FakeTenants("default"), dead, NO_WAIT)
+    message = object()
+    await indexer.on_job_event(ev.uploaded(uuid4(), tenant="mallory"), message)  # type: ignore[arg-type]
+    assert store.applied == []
+    assert len(dead.letters) == 1
+    assert dead.letters[0][0] is message
+    assert dead.letters[0][1] == UNKNOWN_TENANT
+    assert "mallory" in dead.letters[0][2]
+
+
+async def test_known_tenant_is_projected() -> None:
+    store, dead = FakeStore(), FakeDeadLetter()
+    indexer = JobEventIndexer(store, FakeTenants("default"), dead, NO_WAIT)
+    event = ev.uploaded(uuid4())
+    await indexer.on_job_event(event, object())  # type: ignore[arg-type]
+    assert store.applied == [event]
+    assert dead.letters == []
+
+
+async def test_database_outage_is_retried_with_backoff_then_succeeds() -> None:
+    store = FakeStore([ConnectionRefusedError(), ConnectionResetError()])
+    indexer = JobEventIndexer(store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT)
+    event = ev.uploaded(uuid4())
+    await indexer.on_job_event(event, object())  # type: ignore[arg-type]
+    assert store.applied == [event]
+
+
+async def test_outage_longer_than_the_retries_raises_for_redelivery() -> None:
+    store = FakeStore([ConnectionRefusedError()] * 3)
+    indexer = JobEventIndexer(store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT)
+    with pytest.raises(ConnectionRefusedError):
+        await indexer.on_job_event(ev.uploaded(uuid4()), object())  # type: ignore[arg-type]
+    assert store.applied == []
+
+
+async def test_a_bug_is_not_retried() -> None:
+    store = FakeStore([ValueError("bad")])
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    with pytest.raises(ValueError, match="bad"):
+        await with_retries(lambda: store.apply(ev.uploaded(uuid4())), RetryPolicy(), sleep)
+    assert slept == []
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert RetryPolicy(attempts=6, first_delay=0.5, max_delay=3.0).delays() == [
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+        3.0,
+    ]

@@ -1,0 +1,92 @@
+"""The job projection is idempotent and order-independent (pure, no database)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from uuid import uuid4
+
+import pytest
+
+from contracts.envelope import Event
+from indexer.projection import JobState, JobStatus, apply_event
+from services.indexer.tests import job_events as ev
+
+
+def fold(events: list[Event]) -> JobState:
+    state: JobState | None = None
+    for event in events:
+        state = apply_event(state, event)
+    assert state is not None
+    return state
+
+
+def test_in_order_completed_job_has_everything_a_user_asks_about() -> None:
+    events = ev.completed_job()
+    job = fold(events)
+    assert job.status is JobStatus.COMPLETED
+    assert job.progress == 1.0
+    assert job.attempts == 2
+    assert job.worker == "worker-2"
+    assert job.model == "tiny.en"
+    assert job.language == "en"
+    assert job.duration_seconds == 11.02  # the transcript's decoded length beats the probe
+    assert job.original_filename == "standup.wav"
+    assert job.uploaded_at == events[0].occurred_at
+    assert job.completed_at == events[-1].occurred_at
+    assert job.updated_at == events[-1].occurred_at
+    assert job.error_code is None
+
+
+@pytest.mark.parametrize("make", [ev.completed_job, ev.failed_job])
+def test_every_arrival_order_and_duplication_ends_in_the_same_job(
+    make: Callable[[], list[Event]],
+) -> None:
+    events = make()
+    expected = fold(events)
+    rng = random.Random(5)
+    orders: list[list[Event]] = (
+        [list(p) for p in itertools.permutations(events)] if len(events) <= 6 else []
+    )
+    orders += [rng.sample(events, len(events)) for _ in range(500)]
+    for order in orders:
+        duplicated = list(order) + rng.sample(events, 3)
+        rng.shuffle(duplicated)
+        assert fold(list(order)) == expected
+        assert fold(duplicated) == expected
+
+
+def test_late_started_or_progress_never_demotes_a_finished_job() -> None:
+    job = uuid4()
+    done = fold([ev.uploaded(job), ev.completed(job)])
+    late = fold(
+        [ev.uploaded(job), ev.completed(job), ev.started(job, at=20), ev.progress(job, 0.1)]
+    )
+    assert late.status is JobStatus.COMPLETED
+    assert late.progress == 1.0
+    assert late.model == done.model
+    failed = fold([ev.uploaded(job), ev.failed(job), ev.started(job, at=20)])
+    assert failed.status is JobStatus.FAILED
+    assert failed.error_code == "corrupt_audio"
+
+
+def test_completed_before_uploaded_still_yields_a_complete_job() -> None:
+    job = uuid4()
+    uploaded, completed = ev.uploaded(job), ev.completed(job)
+    only_completed = fold([completed])
+    assert only_completed.status is JobStatus.COMPLETED
+    assert only_completed.audio_uri is None
+    both = fold([completed, uploaded])
+    assert both.status is JobStatus.COMPLETED
+    assert both.audio_uri == "file:///media/ab/cd/abcd.wav"
+    assert both.sha256 == "ab" * 32
+    assert both.duration_seconds == 11.02
+    assert both == fold([uploaded, completed])
+
+
+def test_a_transcript_beats_an_earlier_failure_whatever_the_order() -> None:
+    job = uuid4()
+    events: list[Event] = [ev.uploaded(job), ev.failed(job, at=5), ev.completed(job, at=30)]
+    for order in itertools.permutations(events):
+        assert fold(list(order)).status is JobStatus.COMPLETED
