@@ -1,0 +1,239 @@
+"""Decoding audio to 16 kHz mono float32 with PyAV, telling failure classes apart.
+
+faster-whisper's own decoder skips undecodable frames silently, so a truncated or damaged
+file would be transcribed as if it were whole. This one names what went wrong:
+
+- nothing PyAV can open, or no audio stream in it → `unsupported_media`
+  (unless the bytes start like a known audio container: then → `corrupt_audio`);
+- an audio stream that fails while decoding, decodes to nothing, decodes to clearly less
+  than its header declares (truncated), or a WAV whose data chunk runs past the end of the
+  file → `corrupt_audio`;
+- a declared or decoded duration over the limit → `audio_too_long` (checked before and
+  while decoding, so a long file never fills memory).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from contracts.errors import ErrorCode
+from transcriber.errors import JobFailure
+
+SAMPLE_RATE: Final = 16000
+
+# Signatures of audio containers: failing to open one of these means damage, not a wrong type.
+_AUDIO_MAGIC: Final[tuple[tuple[int, bytes], ...]] = (
+    (0, b"RIFF"),
+    (0, b"fLaC"),
+    (0, b"ID3"),
+    (0, b"OggS"),
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM
+    (0, b"FORM"),  # AIFF
+    (4, b"ftyp"),  # MP4 / M4A
+    (0, b"#!AMR"),
+    (0, b"caff"),
+)
+# A decode may come up this much short of the declared duration (encoder padding, rounding).
+_TRUNCATION_TOLERANCE_SECONDS: Final = 0.5
+_TRUNCATION_TOLERANCE_FRACTION: Final = 0.02
+_GROUP_SAMPLES: Final = 500_000
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    """Mono float32 samples at 16 kHz and what the container said about them."""
+
+    samples: npt.NDArray[np.float32]
+    declared_seconds: float | None
+    container: str
+    bad_frames: int
+
+    @property
+    def duration_seconds(self) -> float:
+        """Decoded length in seconds."""
+        return float(self.samples.shape[0]) / SAMPLE_RATE
+
+
+def looks_like_audio_container(head: bytes) -> bool:
+    """True when the first bytes carry a known audio container's signature."""
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        return True  # MPEG audio / ADTS frame sync
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in _AUDIO_MAGIC)
+
+
+def wav_data_overrun(path: Path) -> int | None:
+    """For a RIFF/WAVE file, how many data bytes the header promises beyond the file's end."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return None
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                # Streaming writers leave 0 or 0xFFFFFFFF when the length was not known.
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return None
+                overrun = offset + 8 + chunk_size - size
+                return overrun if overrun > 0 else 0
+            offset += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def _too_long(seconds: float, limit: float) -> JobFailure:
+    return JobFailure(
+        ErrorCode.AUDIO_TOO_LONG,
+        f"the audio lasts {seconds:.1f} s; this service accepts at most {limit:.0f} s",
+    )
+
+
+def decode_audio(path: Path, *, max_duration_seconds: float) -> DecodedAudio:
+    """Decode `path` to 16 kHz mono float32, or raise a classified `JobFailure`. Blocking."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        if looks_like_audio_container(head):
+            raise JobFailure(
+                ErrorCode.CORRUPT_AUDIO, f"the audio container cannot be read: {exc}"
+            ) from None
+        raise JobFailure(
+            ErrorCode.UNSUPPORTED_MEDIA, "the file is not in a recognised audio format"
+        ) from None
+    with container:
+        if not container.streams.audio:
+            kinds = sorted({str(s.type) for s in container.streams}) or ["nothing decodable"]
+            raise JobFailure(
+                ErrorCode.UNSUPPORTED_MEDIA,
+                f"the file has no audio stream (found: {', '.join(kinds)})",
+            )
+        stream = container.streams.audio[0]
+        declared = _declared_seconds(container, stream)
+        if declared is not None and declared > max_duration_seconds:
+            raise _too_long(declared, max_duration_seconds)
+        overrun = wav_data_overrun(path)
+        if overrun:
+            raise JobFailure(
+                ErrorCode.CORRUPT_AUDIO,
+                f"the WAV file is truncated: its header promises {overrun} more bytes of audio",
+            )
+        samples, bad_frames, error = _decode_stream(container, stream, max_duration_seconds)
+        decoded = DecodedAudio(samples, declared, container.format.name, bad_frames)
+    if decoded.samples.size == 0:
+        reason = f": {error}" if error else ""
+        raise JobFailure(ErrorCode.CORRUPT_AUDIO, f"no audio could be decoded{reason}")
+    if declared is not None:
+        missing = declared - decoded.duration_seconds
+        tolerance = max(_TRUNCATION_TOLERANCE_SECONDS, declared * _TRUNCATION_TOLERANCE_FRACTION)
+        if missing > tolerance:
+            reason = f" ({error})" if error else ""
+            raise JobFailure(
+                ErrorCode.CORRUPT_AUDIO,
+                f"the audio stops after {decoded.duration_seconds:.1f} s of the "
+                f"{declared:.1f} s its header declares: truncated or damaged{reason}",
+            )
+    elif error is not None:
+        # Without a declared length a decode error cannot be told from the end of the data.
+        raise JobFailure(ErrorCode.CORRUPT_AUDIO, f"the audio fails to decode: {error}")
+    return decoded
+
+
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / av.time_base
+    return None
+
+
+def _decode_stream(
+    container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float
+) -> tuple[npt.NDArray[np.float32], int, str | None]:
+    """Samples, the number of undecodable frames, and the last decode error (if any)."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    fifo = av.AudioFifo()
+    chunks: list[npt.NDArray[np.int16]] = []
+    total = 0
+    limit = int(max_seconds * SAMPLE_RATE)
+    bad_frames = 0
+    error: str | None = None
+    # Packet by packet, so one damaged packet is counted and skipped rather than ending the
+    # decode; the duration check afterwards decides whether the damage matters.
+    for frame in _frames(container, stream):
+        if isinstance(frame, str):
+            bad_frames += 1
+            error = frame
+            continue
+        frame.pts = None
+        fifo.write(frame)
+        if fifo.samples >= _GROUP_SAMPLES:
+            total += _drain(fifo, resampler, chunks)
+            if total > limit:
+                raise _too_long(total / SAMPLE_RATE, max_seconds)
+    total += _drain(fifo, resampler, chunks, flush=True)
+    if total > limit:
+        raise _too_long(total / SAMPLE_RATE, max_seconds)
+    if not chunks:
+        return np.zeros(0, dtype=np.float32), bad_frames, error
+    pcm = np.concatenate(chunks)
+    return pcm.astype(np.float32) / 32768.0, bad_frames, error
+
+
+def _frames(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[av.AudioFrame | str]:
+    """Decoded frames, or the text of a decode error in place of a bad packet."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as exc:
+            yield str(exc)  # a demuxer error ends the stream: nothing after it is reachable
+            return
+        try:
+            decoded = packet.decode()
+        except av.error.FFmpegError as exc:
+            yield str(exc)
+            continue
+        for frame in decoded:
+            if isinstance(frame, av.AudioFrame):
+                yield frame
+
+
+def _drain(
+    fifo: av.AudioFifo,
+    resampler: av.AudioResampler,
+    chunks: list[npt.NDArray[np.int16]],
+    *,
+    flush: bool = False,
+) -> int:
+    added = 0
+    pending = [fifo.read()] if fifo.samples else []
+    if flush:
+        pending.append(None)
+    for frame in pending:
+        for out in resampler.resample(frame):
+            array = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            chunks.append(array)
+            added += array.shape[0]
+    return added

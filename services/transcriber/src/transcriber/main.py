@@ -1,0 +1,173 @@
+"""Composition root of `scribe-transcriber`: load the model once, consume, stop gracefully.
+
+SIGTERM/SIGINT: the subscriber stops taking messages; the job in hand may finish within
+`graceful_shutdown_seconds` (its outcome published, then acked); past that the connection
+is closed with the message unacked, so RabbitMQ hands it to another worker. Never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from importlib.metadata import PackageNotFoundError, version
+
+import structlog
+from faststream.rabbit import RabbitBroker
+
+from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
+from scribe_runtime.consumer import subscribe_events
+from scribe_runtime.health import HealthServer
+from scribe_runtime.logging import configure_logging
+from scribe_runtime.messaging import make_broker, publish_event
+from scribe_runtime.settings import SharedSettings
+from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
+from transcriber.engine import FasterWhisperEngine, SpeechEngine
+from transcriber.service import JobPolicy, Transcriber
+from transcriber.settings import TranscriberSettings
+from transcriber.sources import FileSource, HttpSource, UriSource
+
+SERVICE = "scribe-transcriber"
+log = structlog.get_logger(__name__)
+
+
+def producer_name() -> str:
+    """`scribe-transcriber/<version>`, the `producer` of every event this service publishes."""
+    try:
+        return f"{SERVICE}/{version('scribe-transcriber')}"
+    except PackageNotFoundError:
+        return f"{SERVICE}/0+unknown"
+
+
+def worker_name(settings: TranscriberSettings) -> str:
+    """Who took a job, as `transcription.started` says."""
+    return settings.worker_name or f"transcriber-{os.getpid()}@{socket.gethostname()}"
+
+
+def build(
+    shared: SharedSettings, settings: TranscriberSettings, engine: SpeechEngine
+) -> tuple[RabbitBroker, Transcriber]:
+    """The broker with the transcriber subscribed, wired to the real adapters."""
+    broker = make_broker(
+        shared.amqp_url,
+        service=SERVICE,
+        prefetch=1,
+        graceful_timeout=settings.graceful_shutdown_seconds,
+    )
+
+    async def publish(event: Event) -> None:
+        await publish_event(broker, event)
+
+    source = UriSource(
+        FileSource(shared.media_root),
+        HttpSource(
+            max_bytes=settings.http_max_bytes,
+            timeout_seconds=settings.http_timeout_seconds,
+            connect_timeout_seconds=settings.http_connect_timeout_seconds,
+            max_redirects=settings.http_max_redirects,
+            attempts=settings.fetch_attempts,
+            download_dir=settings.download_dir,
+        ),
+    )
+    service = Transcriber(
+        engine=engine,
+        source=source,
+        publish=publish,
+        worker=worker_name(settings),
+        producer=producer_name(),
+        policy=JobPolicy(
+            word_timestamps=settings.word_timestamps,
+            progress_min_fraction=settings.progress_min_fraction,
+            progress_min_interval_seconds=settings.progress_min_interval_seconds,
+            delivery_limit=TRANSCRIBER_QUEUE.delivery_limit,
+        ),
+    )
+    # One job at a time per process: a second message would only wait behind the model.
+    subscribe_events(
+        broker, TRANSCRIBER_QUEUE, (AudioUploadedV1,), service.on_audio_uploaded, prefetch=1
+    )
+    return broker, service
+
+
+async def _start_health(settings: TranscriberSettings, broker: RabbitBroker) -> HealthServer | None:
+    if settings.health_port is None:
+        return None
+
+    async def broker_connected() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    server = HealthServer(settings.health_host, settings.health_port, {"broker": broker_connected})
+    try:
+        await server.start()
+    except OSError as exc:
+        log.warning("health_endpoint_unavailable", port=settings.health_port, error=str(exc))
+        return None
+    return server
+
+
+async def serve(
+    shared: SharedSettings, settings: TranscriberSettings, stop: asyncio.Event | None = None
+) -> None:
+    """Run until `stop` is set (SIGTERM/SIGINT set it when not given)."""
+    stop = stop or _stop_on_signals()
+    engine = await asyncio.to_thread(FasterWhisperEngine, settings)
+    log.info(
+        "model_loaded",
+        model=engine.model_name,
+        device=engine.device,
+        compute_type=engine.compute_type,
+        cpu_threads=settings.cpu_threads,
+        beam_size=settings.beam_size,
+        vad_filter=settings.vad_filter,
+        batched=settings.batched,
+    )
+    await declare_topology(shared.amqp_url)
+    broker, service = build(shared, settings, engine)
+    health = await _start_health(settings, broker)
+    try:
+        async with broker:
+            await broker.start()
+            log.info(
+                "transcriber_ready", queue=TRANSCRIBER_QUEUE.name, worker=worker_name(settings)
+            )
+            await stop.wait()
+            log.info(
+                "transcriber_stopping",
+                job_in_hand=service.busy,
+                grace_seconds=settings.graceful_shutdown_seconds,
+            )
+            # Stops intake, waits up to the grace period for the job in hand, then closes.
+            await broker.stop()
+    finally:
+        if service.busy:
+            # The connection is closed, so RabbitMQ already requeued the message; stop the
+            # model at its next segment so the process can exit.
+            service.cancel_in_flight()
+            log.warning("transcriber_job_handed_back")
+        if health is not None:
+            await health.stop()
+    log.info("transcriber_stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def main() -> None:
+    """`scribe-transcriber`: settings from the environment (`SCRIBE_`, `SCRIBE_TRANSCRIBER_`)."""
+    shared = SharedSettings()
+    settings = TranscriberSettings()
+    configure_logging(SERVICE, shared.log_level, shared.log_format)
+    asyncio.run(serve(shared, settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Handling one `audio.uploaded` job: fetch, transcribe off the loop, publish the outcome.
+
+The handler returns (and the message is acked) only once the outcome event is confirmed by
+the broker. `started` and `progress` events are published concurrently with the work, never
+on its critical path; they are best-effort (the outcome is what the job's state rests on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from faststream.rabbit.annotations import RabbitMessage
+
+from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
+from contracts.errors import ErrorCode
+from contracts.transcription import (
+    Segment,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
+)
+from scribe_runtime.topology import DELIVERY_LIMIT
+from transcriber import metrics
+from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
+from transcriber.errors import JobCancelled, JobFailure
+from transcriber.progress import ProgressThrottle
+from transcriber.sources import AudioSource
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Publish = Callable[[Event], Awaitable[None]]
+
+_MAX_MESSAGE = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """The per-job knobs the handler needs from the settings."""
+
+    word_timestamps: bool = False
+    progress_min_fraction: float = 0.05
+    progress_min_interval_seconds: float = 2.0
+    delivery_limit: int = DELIVERY_LIMIT
+
+
+def attempt_of(message: RabbitMessage) -> int:
+    """1 on first delivery; quorum queues count earlier deliveries in `x-delivery-count`."""
+    headers = message.raw_message.headers or {}
+    count = headers.get("x-delivery-count")
+    if isinstance(count, int) and not isinstance(count, bool):
+        return 1 + max(0, count)
+    if isinstance(count, (str, bytes)) and count.isdigit():
+        return 1 + int(count)
+    # Classic queues keep no count: at least say it is not the first try.
+    return 2 if message.raw_message.redelivered else 1
+
+
+def run_in_daemon_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]:
+    """Run blocking `fn` on a daemon thread; its result arrives as a future on this loop.
+
+    A daemon thread (not the default executor) so a worker told to stop can exit even while
+    the model is in the middle of a window; the job then goes back to the queue.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # log lines from the thread keep the job's ids
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = context.run(fn)
+        except BaseException as exc:
+            error = exc
+        # RuntimeError: the loop is gone, the process is exiting, the job was handed back.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
+
+
+class Transcriber:
+    """The application service: one `AudioUploadedV1` in, its events out."""
+
+    def __init__(
+        self,
+        *,
+        engine: SpeechEngine,
+        source: AudioSource,
+        publish: Publish,
+        worker: str,
+        producer: str,
+        policy: JobPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._source = source
+        self._publish = publish
+        self._worker = worker
+        self._producer = producer
+        self._policy = policy or JobPolicy()
+        self._clock = clock
+        self._cancels: set[threading.Event] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is in hand."""
+        return bool(self._cancels)
+
+    def cancel_in_flight(self) -> None:
+        """Ask running inference to stop at the next segment (shutdown past its grace)."""
+        for cancel in self._cancels:
+            cancel.set()
+
+    async def on_audio_uploaded(self, event: AudioUploadedV1, message: RabbitMessage) -> None:
+        """The subscriber: returning acks, raising nacks for redelivery."""
+        await self.transcribe(event, attempt=attempt_of(message))
+
+    async def transcribe(self, event: AudioUploadedV1, *, attempt: int) -> Event:
+        """Run the job and publish its outcome; returns the confirmed outcome event."""
+        started_at = self._clock()
+        background: list[asyncio.Task[None]] = []
+        model = self._engine.model_name
+        background.append(
+            asyncio.create_task(
+                self._best_effort(
+                    TranscriptionStartedV1(
+                        **self._envelope(event), attempt=attempt, worker=self._worker, model=model
+                    )
+                )
+            )
+        )
+        if event.options.model and event.options.model != model:
+            log.warning("requested_model_unavailable", requested=event.options.model, model=model)
+        cancel = threading.Event()
+        self._cancels.add(cancel)
+        metrics.IN_FLIGHT.inc()
+        try:
+            outcome: Event
+            try:
+                result = await self._run(event, cancel, background)
+            except JobFailure as failure:
+                outcome = TranscriptionFailedV1(
+                    **self._envelope(event),
+                    code=failure.code,
+                    message=failure.message[:_MAX_MESSAGE],
+                    retryable=failure.retryable,
+                    attempts=attempt,
+                )
+            except (JobCancelled, asyncio.CancelledError):
+                cancel.set()
+                await _settle(background)
+                metrics.HANDED_BACK.inc()
+                log.warning("transcription_handed_back", attempt=attempt)
+                raise
+            except Exception as exc:
+                if attempt <= self._policy.delivery_limit:
+                    await _settle(background)
+                    raise  # unexpected: redeliver; the delivery limit ends a crash loop
+                # The last delivery the queue allows: say so instead of leaving the job open.
+                log.exception("transcription_gave_up", attempt=attempt)
+                outcome = TranscriptionFailedV1(
+                    **self._envelope(event),
+                    code=ErrorCode.INTERNAL_ERROR,
+                    message=f"failed on every delivery; last error: {exc!r}"[:_MAX_MESSAGE],
+                    retryable=True,
+                    attempts=attempt,
+                )
+            else:
+                outcome = TranscriptCompletedV1(
+                    **self._envelope(event),
+                    language=result.language,
+                    language_probability=result.language_probability,
+                    duration_seconds=result.duration_seconds,
+                    model=model,
+                    text=result.text,
+                    segments=result.segments,
+                    processing_seconds=round(self._clock() - started_at, 3),
+                    attempt=attempt,
+                )
+        finally:
+            self._cancels.discard(cancel)
+            metrics.IN_FLIGHT.dec()
+        # The outcome is the one publish the ack depends on; the others finish alongside it.
+        await asyncio.gather(self._publish(outcome), _settle(background))
+        self._log_outcome(outcome, self._clock() - started_at)
+        return outcome
+
+    async def _run(
+        self,
+        event: AudioUploadedV1,
+        cancel: threading.Event,
+        background: list[asyncio.Task[None]],
+    ) -> EngineResult:
+        request = EngineRequest(
+            language=event.options.language,
+            word_timestamps=event.options.word_timestamps or self._policy.word_timestamps,
+        )
+        throttle = ProgressThrottle(
+            min_fraction=self._policy.progress_min_fraction,
+            min_interval_seconds=self._policy.progress_min_interval_seconds,
+            clock=self._clock,
+        )
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        done = 0
+
+        def report(processed: float, duration: float) -> None:  # on the loop
+            nonlocal done
+            done += 1
+            fraction = min(1.0, processed / duration) if duration > 0 else 0.0
+            if throttle.should_report(fraction):
+                progress = TranscriptionProgressV1(
+                    **self._envelope(event),
+                    progress=round(fraction, 4),
+                    processed_seconds=round(processed, 3),
+                    duration_seconds=round(duration, 3),
+                    segments_done=done,
+                )
+                background.append(asyncio.create_task(self._best_effort(progress)))
+
+        def on_segment(_segment: Segment, processed: float, duration: float) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+                loop.call_soon_threadsafe(report, processed, duration, context=context)
+
+        async with self._source.fetch(str(event.audio_uri)) as audio:
+            future = run_in_daemon_thread(
+                lambda: self._engine.transcribe(
+                    audio.path, request, on_segment=on_segment, cancelled=cancel
+                ),
+                name=f"inference-{event.job_id}",
+            )
+            try:
+                return await future
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
+
+    async def _best_effort(self, event: Event) -> None:
+        try:
+            await self._publish(event)
+        except Exception as exc:
+            log.warning("event_publish_failed", event_type=event.message_type, error=repr(exc))
+
+    def _envelope(self, event: AudioUploadedV1) -> dict[str, Any]:
+        return {
+            "job_id": event.job_id,
+            "tenant_id": event.tenant_id,
+            "correlation_id": event.correlation_id,
+            "producer": self._producer,
+        }
+
+    def _log_outcome(self, outcome: Event, wall: float) -> None:
+        metrics.PROCESSING_SECONDS.observe(wall)
+        if isinstance(outcome, TranscriptCompletedV1):
+            metrics.JOBS.labels(outcome="completed", code="").inc()
+            metrics.AUDIO_SECONDS.inc(outcome.duration_seconds)
+            log.info(
+                "transcript_completed",
+                attempt=outcome.attempt,
+                language=outcome.language,
+                duration_seconds=round(outcome.duration_seconds, 3),
+                processing_seconds=outcome.processing_seconds,
+                real_time_factor=round(wall / outcome.duration_seconds, 3)
+                if outcome.duration_seconds
+                else None,
+                segments=len(outcome.segments),
+                model=outcome.model,
+            )
+        elif isinstance(outcome, TranscriptionFailedV1):
+            metrics.JOBS.labels(outcome="failed", code=str(outcome.code)).inc()
+            log.warning(
+                "transcription_failed",
+                attempt=outcome.attempts,
+                code=str(outcome.code),
+                reason=outcome.message,
+                retryable=outcome.retryable,
+                duration_ms=round(wall * 1000, 1),
+            )
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for background publishes (they never raise: see `_best_effort`)."""
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

