@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from typing import Any
 from unittest.mock import MagicMock
@@ -92,7 +93,7 @@ async def test_progress_is_throttled_to_every_five_percent() -> None:
     fractions = [e.progress for e in events.of(TranscriptionProgressV1)]  # type: ignore[attr-defined]
     assert 15 <= len(fractions) <= 20
     assert fractions == sorted(fractions)
-    assert all(b - a >= 0.05 - 1e-9 for a, b in zip(fractions, fractions[1:], strict=False))
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(fractions))
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ async def test_a_permanent_engine_failure_is_published_and_the_handler_returns(
 
 
 async def test_a_missing_source_fails_the_job_without_running_the_model() -> None:
-    service, engine, _, events = make(
+    service, engine, _, _events = make(
         source=FakeSource(JobFailure(ErrorCode.SOURCE_NOT_FOUND, "no file"))
     )
     outcome = await service.transcribe(upload(), attempt=1)
@@ -179,11 +180,11 @@ async def test_cancel_in_flight_hands_the_job_back_without_an_outcome() -> None:
         if service.busy and events.events:
             break
         await asyncio.sleep(0.01)
-    assert service.busy
+    busy_before = service.busy
     service.cancel_in_flight()
     with pytest.raises(JobCancelled):
         await asyncio.wait_for(job, 10)
-    assert not service.busy
+    assert (busy_before, service.busy) == (True, False)
     assert [type(e) for e in events.events] == [TranscriptionStartedV1]
 
 
