@@ -21,3 +21,66 @@ class IngestSettings(BaseSettings):
         default="default",
         description="Tenant of requests until API keys map callers to tenants.",
     )
+    # --- uploads (issue 3) ---
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3,
+        gt=0,
+        description="Largest upload accepted, in bytes; enforced while streaming (413).",
+    )
+    max_duration_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Longest audio accepted, in seconds, as decoded at upload (413).",
+    )
+    allowed_models: tuple[str, ...] = Field(
+        default=(
+            "tiny",
+            "tiny.en",
+            "base",
+            "base.en",
+            "small",
+            "small.en",
+            "medium",
+            "medium.en",
+            "large-v1",
+            "large-v2",
+            "large-v3",
+            "large",
+            "large-v3-turbo",
+            "turbo",
+            "distil-small.en",
+            "distil-medium.en",
+            "distil-large-v2",
+            "distil-large-v3",
+        ),
+        description=(
+            "Model names a caller may ask for (JSON list). Names only, never paths: "
+            "a worker maps them to its own model files."
+        ),
+    )
+    publish_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long an upload waits for the broker's confirm before answering 503.",
+    )
+    # --- reads (issue 5) ---
+    reader_pool_size: int = Field(
+        default=10, ge=1, le=100, description="Most connections the read endpoints hold open."
+    )
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Connect / pool wait / statement limit for reads; beyond it a read answers 503."
+        ),
+    )
+    search_candidate_limit: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description=(
+            "Matches a search ranks at most. A common word can match hundreds of thousands of "
+            "segments; ranking only the first N keeps search fast, at the cost of the best "
+            "hit possibly lying outside those N (hits then say `approximate: true`)."
+        ),
+    )

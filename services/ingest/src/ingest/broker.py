@@ -1,0 +1,38 @@
+"""The broker adapter: publish `audio.uploaded.v1` and wait for RabbitMQ's confirm."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from faststream.rabbit import RabbitBroker
+
+from contracts.audio import AudioUploadedV1
+from ingest.uploads import PublishFailedError
+from scribe_runtime.messaging import publish_event
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerPublisher:
+    """`UploadedPublisher` over FastStream: persistent, mandatory, confirmed, bounded in time."""
+
+    def __init__(self, broker: RabbitBroker, *, timeout_seconds: float) -> None:
+        self.broker = broker
+        self.timeout_seconds = timeout_seconds
+
+    async def publish(self, event: AudioUploadedV1) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await publish_event(self.broker, event)
+        except TimeoutError:
+            raise PublishFailedError(f"no confirm within {self.timeout_seconds:g} s") from None
+        except Exception as exc:
+            # Whatever went wrong (connection closed, channel error, nack, unroutable
+            # return), the broker did not take the job: the caller answers 503.
+            log.warning("publish_failed", error=repr(exc), job_id=str(event.job_id))
+            raise PublishFailedError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def is_connected(self) -> bool:
+        """True while the broker's connection is up."""
+        return await self.broker.ping(timeout=1.0)

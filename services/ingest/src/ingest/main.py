@@ -1,0 +1,105 @@
+"""Composition root: settings, broker, media store, routes; and the `scribe-ingest` command."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from ingest import reads
+from ingest.api import router
+from ingest.broker import BrokerPublisher
+from ingest.errors import install_error_handlers
+from ingest.idempotency import FilesystemIdempotencyStore
+from ingest.media import FilesystemMediaStore
+from ingest.settings import IngestSettings
+from ingest.uploads import UploadService
+from scribe_runtime.logging import configure_logging
+from scribe_runtime.messaging import make_broker
+from scribe_runtime.netguard import resolve_public_url
+from scribe_runtime.settings import SharedSettings
+from scribe_runtime.topology import declare_topology
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "ingest"
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    shared: SharedSettings | None = None, settings: IngestSettings | None = None
+) -> FastAPI:
+    """The ingest app. Nothing connects until its lifespan starts."""
+    shared = shared or SharedSettings()
+    settings = settings or IngestSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Declared before the first publish: an upload accepted before any worker ever ran
+        # still lands in the durable transcriber and indexer queues.
+        await declare_topology(shared.amqp_url)
+        broker = make_broker(shared.amqp_url, service="scribe-ingest")
+        media = FilesystemMediaStore(shared.media_root)
+        publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
+        app.state.settings = settings
+        app.state.shared = shared
+        app.state.broker = broker
+        app.state.publisher = publisher
+        app.state.uploads = UploadService(
+            media=media,
+            idempotency=FilesystemIdempotencyStore(shared.media_root),
+            publisher=publisher,
+            url_guard=resolve_public_url,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_duration_seconds=settings.max_duration_seconds,
+        )
+        async with broker:
+            await broker.start()
+            async with reads.database(app, settings):
+                log.info(
+                    "ingest_started",
+                    media_root=str(media.root),
+                    max_upload_bytes=settings.max_upload_bytes,
+                    max_duration_seconds=settings.max_duration_seconds,
+                )
+                yield
+        log.info("ingest_stopped")
+
+    return build_app(lifespan)
+
+
+def build_app(lifespan: Lifespan | None) -> FastAPI:
+    """Routes and error handlers; `lifespan` fills `app.state` (tests may fill it with fakes)."""
+    app = FastAPI(
+        title="Scribe ingest",
+        version="0.1.0",
+        summary="Submit audio for transcription; read jobs, transcripts and search.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(reads.router)
+    return app
+
+
+def main() -> None:
+    """`scribe-ingest`: serve the API on `SCRIBE_INGEST_HOST:SCRIBE_INGEST_PORT`."""
+    shared = SharedSettings()
+    settings = IngestSettings()
+    configure_logging(SERVICE, shared.log_level, shared.log_format)
+    uvicorn.run(
+        create_app(shared, settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our structlog set-up renders uvicorn's lines too
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
