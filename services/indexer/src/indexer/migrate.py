@@ -86,8 +86,9 @@ async def ensure_database(url: str) -> bool:
     try:
         statement = await admin.fetchval("SELECT format('CREATE DATABASE %I', $1::text)", name)
         await admin.execute(statement)
-    except asyncpg.DuplicateDatabaseError:
-        return False  # another replica created it first
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        # Another replica created it first (a close race surfaces as the catalog's unique key).
+        return False
     finally:
         await admin.close()
     log.info("database_created", database=name)
