@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 import structlog
 from faststream.rabbit import RabbitBroker
@@ -13,6 +14,8 @@ from scribe_runtime.messaging import publish_event
 
 log = structlog.get_logger(__name__)
 
+RECONNECT_GRACE_SECONDS: Final = 2.0
+
 
 class BrokerPublisher:
     """`UploadedPublisher` over FastStream: persistent, mandatory, confirmed, bounded in time."""
@@ -22,6 +25,10 @@ class BrokerPublisher:
         self.timeout_seconds = timeout_seconds
 
     async def publish(self, event: AudioUploadedV1) -> None:
+        # A lost connection is given a moment to come back (a broker restart, a blip);
+        # longer than that, the client hears 503 now rather than after the full timeout.
+        if not await self.broker.ping(timeout=min(RECONNECT_GRACE_SECONDS, self.timeout_seconds)):
+            raise PublishFailedError("not connected to the broker")
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 await publish_event(self.broker, event)
