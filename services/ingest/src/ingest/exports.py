@@ -1,0 +1,151 @@
+"""Transcript exports: plain text, SRT and WebVTT captions readable on screen.
+
+Captions follow common subtitle guidance: at most 42 characters a line and two lines a
+cue. A segment too long for one cue is split at word boundaries; with word timestamps each
+cue takes its words' own times, otherwise the segment's time is shared out by characters.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+MAX_LINE_CHARS: Final = 42
+MAX_LINES: Final = 2
+_MIN_CUE_SECONDS: Final = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class TimedWord:
+    """A word with its time span."""
+
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSegment:
+    """What the exports need of a segment."""
+
+    start: float
+    end: float
+    text: str
+    words: Sequence[TimedWord] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One caption: a time span and its (already wrapped) lines."""
+
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+
+def format_timestamp(seconds: float, *, decimal: str) -> str:
+    """`HH:MM:SS<decimal>mmm` (`,` for SRT, `.` for WebVTT); hours are not capped at 99."""
+    total_ms = max(round(seconds * 1000), 0)
+    hours, rest = divmod(total_ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width=width, break_on_hyphens=False)
+
+
+def _fits(text: str, width: int, lines: int) -> bool:
+    return len(_wrap(text, width)) <= lines
+
+
+def _chunks(words: Sequence[str], width: int, lines: int) -> list[list[int]]:
+    """Greedy grouping of word indexes into runs that wrap to at most `lines` lines."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in range(len(words)):
+        candidate = [*current, i]
+        if current and not _fits(" ".join(words[j] for j in candidate), width, lines):
+            groups.append(current)
+            current = [i]
+        else:
+            current = candidate
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _cue(start: float, end: float, text: str, width: int) -> Cue:
+    return Cue(start=start, end=max(end, start + _MIN_CUE_SECONDS), lines=tuple(_wrap(text, width)))
+
+
+def segment_cues(
+    segment: TimedSegment, *, width: int = MAX_LINE_CHARS, lines: int = MAX_LINES
+) -> list[Cue]:
+    """The cues showing one segment."""
+    text = " ".join(segment.text.split())
+    if not text:
+        return []
+    if _fits(text, width, lines):
+        return [_cue(segment.start, segment.end, text, width)]
+    timed = [w for w in segment.words or () if w.word.strip()]
+    if timed:
+        tokens = [w.word.strip() for w in timed]
+        cues = []
+        for group in _chunks(tokens, width, lines):
+            first, last = timed[group[0]], timed[group[-1]]
+            start = min(max(first.start, segment.start), segment.end)
+            end = min(max(last.end, start), segment.end)
+            cues.append(_cue(start, end, " ".join(tokens[i] for i in group), width))
+        return cues
+    tokens = text.split()
+    groups = _chunks(tokens, width, lines)
+    texts = [" ".join(tokens[i] for i in group) for group in groups]
+    total = sum(len(t) for t in texts)
+    span = segment.end - segment.start
+    cues, cursor = [], segment.start
+    for i, chunk in enumerate(texts):
+        end = segment.end if i == len(texts) - 1 else cursor + span * len(chunk) / total
+        cues.append(_cue(cursor, end, chunk, width))
+        cursor = end
+    return cues
+
+
+def build_cues(
+    segments: Iterable[TimedSegment], *, width: int = MAX_LINE_CHARS, lines: int = MAX_LINES
+) -> list[Cue]:
+    """Every cue of a transcript, in time order."""
+    return [cue for segment in segments for cue in segment_cues(segment, width=width, lines=lines)]
+
+
+def to_srt(segments: Iterable[TimedSegment]) -> str:
+    """SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line between."""
+    blocks = [
+        f"{n}\n{format_timestamp(c.start, decimal=',')} --> "
+        f"{format_timestamp(c.end, decimal=',')}\n" + "\n".join(c.lines)
+        for n, c in enumerate(build_cues(segments), start=1)
+    ]
+    return "\n\n".join(blocks) + "\n" if blocks else ""
+
+
+def to_vtt(segments: Iterable[TimedSegment]) -> str:
+    """WebVTT: the `WEBVTT` header, then cues with `HH:MM:SS.mmm` times and escaped text."""
+    blocks = ["WEBVTT"]
+    for n, c in enumerate(build_cues(segments), start=1):
+        # Cue text is HTML-like in WebVTT: `<`, `&` (and `-->`) must not appear raw.
+        body = "\n".join(html.escape(line, quote=False) for line in c.lines)
+        blocks.append(
+            f"{n}\n{format_timestamp(c.start, decimal='.')} --> "
+            f"{format_timestamp(c.end, decimal='.')}\n{body}"
+        )
+    return "\n\n".join(blocks) + "\n"
+
+
+def to_text(segments: Iterable[TimedSegment]) -> str:
+    """The transcript as plain text, one segment a line."""
+    lines = [" ".join(s.text.split()) for s in segments]
+    return "\n".join(line for line in lines if line) + "\n"

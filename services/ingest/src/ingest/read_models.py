@@ -1,0 +1,181 @@
+"""Response bodies of the read endpoints (OpenAPI shows them with examples)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatusName = Literal["queued", "processing", "completed", "failed"]
+
+_JOB = "0b9f6a52-3c1e-4d5f-9a8b-7c6d5e4f3a21"
+
+
+class JobError(BaseModel):
+    """Why a job failed."""
+
+    code: str = Field(examples=["corrupt_audio"], description="Stable error code.")
+    message: str = Field(examples=["the audio stream cannot be decoded"])
+    retryable: bool | None = Field(
+        default=None, description="Whether submitting the same audio again could succeed."
+    )
+
+
+class AudioInfo(BaseModel):
+    """The submitted audio, as stored at upload."""
+
+    uri: str | None = Field(default=None, examples=["file:///var/lib/scribe/media/9f/86.wav"])
+    sha256: str | None = None
+    size_bytes: int | None = Field(default=None, examples=[352844])
+    content_type: str | None = Field(default=None, examples=["audio/wav"])
+    original_filename: str | None = Field(default=None, examples=["standup.wav"])
+    duration_seconds: float | None = Field(
+        default=None,
+        examples=[11.02],
+        description="Decoded duration once transcribed; the upload's probe until then.",
+    )
+
+
+class RequestedOptions(BaseModel):
+    """What the submitter asked for."""
+
+    language: str | None = Field(default=None, examples=["en"])
+    model: str | None = Field(default=None, examples=["tiny.en"])
+    word_timestamps: bool | None = None
+
+
+class WordOut(BaseModel):
+    """A word with its time span."""
+
+    word: str = Field(examples=["Americans,"])
+    start: float = Field(examples=[2.1])
+    end: float = Field(examples=[2.9])
+    probability: float = Field(examples=[0.97])
+
+
+class SegmentOut(BaseModel):
+    """A stretch of speech, with its position in the audio in seconds."""
+
+    id: int = Field(examples=[0])
+    start: float = Field(examples=[0.0])
+    end: float = Field(examples=[4.2])
+    text: str = Field(examples=["And so my fellow Americans,"])
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    words: list[WordOut] | None = Field(
+        default=None, description="Present when word timestamps were requested."
+    )
+
+
+class TranscriptOut(BaseModel):
+    """A finished transcript."""
+
+    language: str = Field(examples=["en"])
+    language_probability: float = Field(examples=[1.0])
+    duration_seconds: float = Field(examples=[11.02])
+    model: str = Field(examples=["tiny.en"])
+    text: str = Field(examples=["And so my fellow Americans, ask not what your country can do."])
+    segments: list[SegmentOut]
+
+
+class TranscriptionOut(BaseModel):
+    """Everything about one job; `transcript` once it is completed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _JOB,
+                    "status": "processing",
+                    "progress": 0.5,
+                    "attempts": 1,
+                    "audio": {"original_filename": "standup.wav", "duration_seconds": 11.02},
+                    "created_at": "2026-11-28T12:00:00Z",
+                    "updated_at": "2026-11-28T12:00:03Z",
+                    "links": {"self": f"/v1/transcriptions/{_JOB}"},
+                }
+            ]
+        }
+    )
+
+    id: UUID
+    status: JobStatusName
+    progress: float = Field(ge=0, le=1, description="Fraction of the audio transcribed.")
+    processed_seconds: float = Field(default=0.0, description="Seconds of audio transcribed.")
+    attempts: int = Field(description="Deliveries to a worker so far.")
+    error: JobError | None = Field(default=None, description="Set when `status` is `failed`.")
+    audio: AudioInfo
+    options: RequestedOptions = Field(default_factory=RequestedOptions)
+    model: str | None = Field(default=None, description="The model that transcribed it.")
+    language: str | None = Field(default=None, description="Spoken language, once known.")
+    created_at: datetime
+    updated_at: datetime = Field(description="Time of the latest event about the job.")
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+    correlation_id: UUID | None = None
+    transcript: TranscriptOut | None = Field(
+        default=None, description="The transcript, once `status` is `completed`."
+    )
+    links: dict[str, str] = Field(
+        description="Related resources: `self`, and the exports once completed."
+    )
+
+
+class TranscriptionSummary(BaseModel):
+    """A job in a listing."""
+
+    id: UUID
+    status: JobStatusName
+    progress: float
+    original_filename: str | None = None
+    duration_seconds: float | None = None
+    language: str | None = None
+    error: JobError | None = None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    links: dict[str, str]
+
+
+class TranscriptionPage(BaseModel):
+    """One page of jobs, newest first."""
+
+    items: list[TranscriptionSummary]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; absent on the last page."
+    )
+
+
+class SearchHit(BaseModel):
+    """A segment that matches the query, and where it is in its audio."""
+
+    job_id: UUID
+    segment_id: int = Field(examples=[12])
+    start: float = Field(examples=[73.4], description="Segment start, seconds into the audio.")
+    end: float = Field(examples=[77.9], description="Segment end, seconds into the audio.")
+    language: str = Field(examples=["en"])
+    text: str = Field(examples=["ask not what your country can do for you"])
+    snippet: str = Field(
+        examples=["ask not what your <mark>country</mark> can do for you"],
+        description="HTML-escaped text with the matches in `<mark>`.",
+    )
+    rank: float = Field(description="Relevance; higher is better. Compare within one query.")
+    links: dict[str, str]
+
+
+class SearchPage(BaseModel):
+    """Ranked hits for a query, best first."""
+
+    query: str = Field(examples=['"fellow americans" -taxes'])
+    hits: list[SearchHit]
+    next_cursor: str | None = None
+    approximate: bool = Field(
+        default=False,
+        description=(
+            "True when more segments matched than are ranked per query "
+            "(`SCRIBE_INGEST_SEARCH_CANDIDATE_LIMIT`): hits are the best of those considered."
+        ),
+    )
