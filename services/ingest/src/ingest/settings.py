@@ -84,24 +84,3 @@ class IngestSettings(BaseSettings):
             "hit possibly lying outside those N (hits then say `approximate: true`)."
         ),
     )
-    # --- reads (issue 5) ---
-    reader_pool_size: int = Field(
-        default=10, ge=1, le=100, description="Most connections the read endpoints hold open."
-    )
-    database_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description=(
-            "Connect / pool wait / statement limit for reads; beyond it a read answers 503."
-        ),
-    )
-    search_candidate_limit: int = Field(
-        default=1000,
-        ge=10,
-        le=1_000_000,
-        description=(
-            "Matches a search ranks at most. A common word can match hundreds of thousands of "
-            "segments; ranking only the first N keeps search fast, at the cost of the best "
-            "hit possibly lying outside those N (hits then say `approximate: true`)."
-        ),
-    )
