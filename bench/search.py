@@ -1,0 +1,407 @@
+"""Search latency over a million segments: the HTTP API versus the bare SQL.
+
+    uv run python -m bench.search                 # 1,000,000 segments (default)
+    uv run python -m bench.search --segments 50000 --rounds 5   # a quick check
+
+Loads segments into a throwaway database (created, migrated by the indexer's own
+migrations, dropped afterwards unless `--keep`), with words drawn from a Zipf (1/rank)
+distribution over a 20,000-word vocabulary whose head is English stop words, like speech.
+"Common" terms then match ~3-5 % of all segments (tens of thousands of rows at 1M), "rare"
+terms a few dozen. Prints p50/p95 of:
+
+- `sql`: the search statement the API runs (bounded candidate ranking + `ts_headline` for
+  the page), executed directly with asyncpg as the reader role;
+- `http`: `GET /v1/search` against the real read router served by uvicorn in a separate
+  process, over TCP on 127.0.0.1 (includes HTTP, validation and JSON);
+- `sql-rank-all`: the naive statement ranking every match, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from indexer.migrate import prepare_database
+from ingest import reads
+from ingest.errors import install_error_handlers
+from ingest.search import SearchQuery, build_sql
+from ingest.settings import IngestSettings
+
+TENANT: Final = "default"
+READER: Final = "scribe_reader"
+SEGMENTS_PER_JOB: Final = 100
+VOCABULARY_SIZE: Final = 20_000
+STOP_WORDS: Final = [
+    "the",
+    "and",
+    "of",
+    "to",
+    "a",
+    "in",
+    "that",
+    "is",
+    "it",
+    "you",
+    "i",
+    "was",
+    "for",
+    "on",
+    "are",
+    "with",
+    "as",
+    "be",
+    "this",
+    "have",
+    "at",
+    "but",
+    "not",
+    "they",
+    "we",
+    "he",
+    "or",
+    "from",
+    "by",
+    "so",
+    "what",
+    "there",
+    "all",
+    "were",
+    "if",
+    "one",
+    "would",
+    "about",
+    "can",
+    "which",
+    "their",
+    "do",
+]
+COMMON_WORDS: Final = [
+    "people",
+    "time",
+    "know",
+    "think",
+    "really",
+    "going",
+    "right",
+    "like",
+    "just",
+    "government",
+    "country",
+    "work",
+    "year",
+    "world",
+    "new",
+    "good",
+    "way",
+    "make",
+    "school",
+    "water",
+    "money",
+    "family",
+    "question",
+    "problem",
+    "story",
+    "city",
+]
+_SYLLABLES: Final = [
+    "ba",
+    "be",
+    "bi",
+    "bo",
+    "bu",
+    "ka",
+    "ke",
+    "ki",
+    "ko",
+    "ku",
+    "la",
+    "le",
+    "li",
+    "lo",
+    "lu",
+    "ma",
+    "me",
+    "mi",
+    "mo",
+    "mu",
+    "na",
+    "ne",
+    "ni",
+    "no",
+    "nu",
+    "ra",
+    "re",
+    "ri",
+    "ro",
+    "ru",
+    "sa",
+    "se",
+    "si",
+    "so",
+    "su",
+    "ta",
+    "te",
+    "ti",
+    "to",
+    "tu",
+    "va",
+    "ve",
+    "vi",
+    "vo",
+    "zu",
+]
+
+
+def vocabulary(seed: int = 7) -> list[str]:
+    """Stop words first, then common words, then made-up words; index = Zipf rank."""
+    rng = random.Random(seed)
+    words = list(dict.fromkeys(STOP_WORDS + COMMON_WORDS))
+    seen = set(words)
+    while len(words) < VOCABULARY_SIZE:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+def with_database(url: str, name: str, user: str | None = None) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc if user is None else f"{user}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def load(url: str, segments: int, vocab: list[str]) -> None:
+    """Jobs, transcripts and segments, generated inside PostgreSQL (no client round trips)."""
+    jobs = max(segments // SEGMENTS_PER_JOB, 1)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (tenant_id, job_id, status, progress, first_event_at, updated_at, "
+            "uploaded_at, language, model, duration_seconds) "
+            "SELECT $1, gen_random_uuid(), 'completed', 1, t, t, t, 'en', 'tiny.en', 400 "
+            "FROM (SELECT now() - make_interval(secs => i * 60) AS t "
+            "      FROM generate_series(1, $2) AS i) AS g",
+            TENANT,
+            jobs,
+        )
+        await conn.execute(
+            "INSERT INTO transcripts (tenant_id, job_id, event_id, language, "
+            "language_probability, duration_seconds, model, text, segment_count, completed_at) "
+            "SELECT tenant_id, job_id, gen_random_uuid(), 'en', 1, 400, 'tiny.en', '', $1, "
+            "updated_at FROM jobs",
+            SEGMENTS_PER_JOB,
+        )
+        # A GIN index is far cheaper to build once than to maintain row by row.
+        await conn.execute("DROP INDEX segments_tsv_idx")
+        job_ids = [r["job_id"] for r in await conn.fetch("SELECT job_id FROM jobs ORDER BY 1")]
+    finally:
+        await conn.close()
+
+    per_job = -(-segments // jobs)
+    insert = (
+        "INSERT INTO segments (tenant_id, job_id, segment_id, start_seconds, end_seconds, text, "
+        "language) "
+        "SELECT $1, j, s, s * 4.0, s * 4.0 + 3.5, "
+        # Zipf(1) over the vocabulary: a log-uniform rank. `0 * s` ties the subquery to the
+        # row so PostgreSQL draws new words for every segment.
+        "  (SELECT string_agg(($2::text[])[1 + floor(exp(random() * ln($3::float8 + 1)) - 1)::int],"
+        "   ' ') FROM generate_series(1, 6 + floor(random() * 15)::int + 0 * s)), 'en' "
+        "FROM unnest($4::uuid[]) AS j, generate_series(0, $5 - 1) AS s"
+    )
+    batches = [job_ids[i : i + 200] for i in range(0, len(job_ids), 200)]
+    queue: asyncio.Queue[list[uuid.UUID]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+
+    async def worker() -> None:
+        c = await asyncpg.connect(url)
+        try:
+            while not queue.empty():
+                batch = queue.get_nowait()
+                await c.execute(insert, TENANT, vocab, len(vocab), batch, per_job)
+        finally:
+            await c.close()
+
+    await asyncio.gather(*(worker() for _ in range(2)))
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        await conn.execute("CREATE INDEX segments_tsv_idx ON segments USING gin (tsv)")
+        await conn.execute("VACUUM ANALYZE segments")
+        await conn.execute("ANALYZE jobs")
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def timed(
+    rounds: int, terms: list[str], call: Callable[[str], Awaitable[object]]
+) -> list[float]:
+    for term in terms:  # warm caches and prepared statements; not measured
+        await call(term)
+    samples = []
+    for _ in range(rounds):
+        for term in terms:
+            started = time.perf_counter()
+            await call(term)
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def create_app() -> FastAPI:
+    """The real read router, as ingest mounts it (uvicorn --factory target)."""
+    settings = IngestSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with reads.database(app, settings):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(reads.router)
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def measure(reader_url: str, terms: dict[str, list[str]], rounds: int) -> None:
+    settings = IngestSettings(database_url=reader_url)
+    conn = await asyncpg.connect(reader_url)
+    port = free_port()
+    env = os.environ | {
+        "SCRIBE_INGEST_DATABASE_URL": reader_url,
+        "SCRIBE_LOG_LEVEL": "WARNING",
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "--factory", "bench.search:create_app",
+        "--port", str(port), "--log-level", "warning", "--no-access-log",
+        env=env,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(100):
+                try:
+                    if (await client.get("/v1/search", params={"q": "x"})).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+
+            async def sql(term: str, limit: int = settings.search_candidate_limit) -> object:
+                query = SearchQuery(tenant_id=TENANT, text=term, limit=20, candidate_limit=limit)
+                statement, params = build_sql(query)
+                return await conn.fetch(statement, *params)
+
+            async def sql_rank_all(term: str) -> object:
+                return await sql(term, 2**31 - 1)
+
+            async def http(term: str) -> object:
+                response = await client.get("/v1/search", params={"q": term, "limit": 20})
+                response.raise_for_status()
+                return response
+
+            print(f"{'terms':<8} {'path':<13} {'p50 ms':>8} {'p95 ms':>8} {'matches':>9}")
+            for kind, words in terms.items():
+                counts = [
+                    await conn.fetchval(
+                        "SELECT count(*) FROM segments "
+                        "WHERE tsv @@ websearch_to_tsquery('english', $1)",
+                        w,
+                    )
+                    for w in words
+                ]
+                paths: list[tuple[str, Callable[[str], Awaitable[object]]]] = [
+                    ("sql", sql),
+                    ("http", http),
+                ]
+                if kind == "common":
+                    paths.append(("sql-rank-all", sql_rank_all))
+                for name, call in paths:
+                    samples = await timed(rounds, words, call)
+                    print(
+                        f"{kind:<8} {name:<13} {statistics.median(samples):>8.1f} "
+                        f"{percentile(samples, 95):>8.1f} {round(statistics.mean(counts)):>9}"
+                    )
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), timeout=10)
+        await conn.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    name = f"scribe_bench_{uuid.uuid4().hex[:8]}"
+    url = with_database(args.admin_url, name)
+    vocab = vocabulary()
+    await prepare_database(url, reader_role=READER, reader_password=None, tenants=(TENANT,))
+    try:
+        started = time.perf_counter()
+        await load(url, args.segments, vocab)
+        conn = await asyncpg.connect(url)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM segments")
+        finally:
+            await conn.close()
+        print(f"loaded {count:,} segments in {time.perf_counter() - started:.0f} s ({name})")
+        rare_start = VOCABULARY_SIZE - 10
+        terms = {
+            "common": COMMON_WORDS[:8],
+            "rare": vocab[rare_start : rare_start + 8],
+            "two": [f"{a} {b}" for a, b in zip(COMMON_WORDS[:8], COMMON_WORDS[8:16], strict=True)],
+            "phrase": [f'"{a} {b}"' for a, b in itertools.pairwise(COMMON_WORDS[:9])],
+        }
+        await measure(with_database(url, name, READER), terms, args.rounds)
+    finally:
+        if not args.keep:
+            admin = await asyncpg.connect(args.admin_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--segments", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=20, help="passes over each term list")
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "SCRIBE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a role that may create databases; the benchmark's own database is dropped after",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the loaded database")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
