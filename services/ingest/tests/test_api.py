@@ -307,6 +307,33 @@ async def test_bad_json_submission(harness: Harness, body: Any, status: int, cod
     assert harness.publisher.events == []
 
 
+async def test_two_files_are_refused(harness: Harness) -> None:
+    audio = samples.wav_bytes(0.2)
+    response = await harness.client.post(
+        "/v1/transcriptions",
+        files=[("file", ("a.wav", audio, "audio/wav")), ("file", ("b.wav", audio, "audio/wav"))],
+    )
+    assert response.status_code == 422
+    assert response.json()["details"][0]["loc"] == ["body", "file"]
+    assert harness.files() == []
+
+
+async def test_cut_off_multipart_body_is_refused(harness: Harness) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        + samples.wav_bytes(0.2)
+    )
+    response = await harness.client.post(
+        "/v1/transcriptions",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+    assert harness.publisher.events == []
+    assert harness.files() == []
+
+
 async def test_other_content_types_are_refused(harness: Harness) -> None:
     response = await harness.client.post(
         "/v1/transcriptions", content=samples.wav_bytes(0.2), headers={"Content-Type": "audio/wav"}

@@ -77,8 +77,17 @@ def validation_error(details: list[dict[str, Any]]) -> ApiError:
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error (ours, FastAPI's validation, Starlette's HTTP) render as `ErrorBody`."""
 
-    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
+        # One line per refused request: which code, so dashboards can count them.
+        log.info(
+            "request_refused",
+            method=request.method,
+            path=request.url.path,
+            status=exc.status,
+            code=exc.code,
+            reason=exc.message,
+        )
         return error_response(exc)
 
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
