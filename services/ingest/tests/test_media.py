@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,15 @@ async def test_a_failed_job_does_not_remove_the_file_a_concurrent_job_uses(
 
     assert stored_second.created  # re-created, not a reference to a removed file
     assert _files(tmp_path) == [stored_second.path]
+
+
+async def test_stale_temp_uploads_are_swept_fresh_ones_kept(tmp_path: Path) -> None:
+    store = FilesystemMediaStore(tmp_path)
+    store.tmp.mkdir(parents=True)
+    stale, fresh = store.tmp / "stale", store.tmp / "fresh"
+    stale.write_bytes(b"a")
+    fresh.write_bytes(b"b")
+    os.utime(stale, (0, 0))
+
+    assert await store.sweep_stale_uploads(3600) == 1
+    assert _files(tmp_path) == [fresh]

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -260,6 +261,9 @@ async def create_transcription(
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     correlation = correlation_id or uuid.uuid4()
+    # Each request runs in its own context copy: every line about it, refusals included,
+    # carries the correlation id.
+    structlog.contextvars.bind_contextvars(correlation_id=str(correlation))
 
     if media_type == "multipart/form-data":
         accepted = await _submit_file(

@@ -26,6 +26,8 @@ from scribe_runtime.topology import declare_topology
 log = structlog.get_logger(__name__)
 
 SERVICE = "ingest"
+STALE_UPLOAD_SECONDS = 24 * 3600.0
+"""A temp upload untouched this long belongs to a process that died mid-upload."""
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -44,6 +46,9 @@ def create_app(
         await declare_topology(shared.amqp_url)
         broker = make_broker(shared.amqp_url, service="scribe-ingest")
         media = FilesystemMediaStore(shared.media_root)
+        swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
+        if swept:
+            log.warning("stale_uploads_removed", count=swept)
         publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.shared = shared

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -137,6 +138,24 @@ class FilesystemMediaStore:
 
     async def check_writable(self) -> str | None:
         return await asyncio.to_thread(self._check_writable)
+
+    async def sweep_stale_uploads(self, older_than_seconds: float) -> int:
+        """Remove temp files a crashed process left; returns how many.
+
+        Only old ones: other replicas share `.tmp` and may be streaming right now.
+        """
+        return await asyncio.to_thread(self._sweep, older_than_seconds)
+
+    def _sweep(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.tmp.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file() and entry.stat().st_mtime < cutoff:
+                        entry.unlink()
+                        removed += 1
+        return removed
 
     def _check_writable(self) -> str | None:
         try:
