@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from services.transcriber.tests.fakes import FakeClock
 from transcriber.progress import ProgressThrottle
-
-from .fakes import FakeClock
 
 
 def throttle(clock: FakeClock) -> ProgressThrottle:

@@ -17,10 +17,9 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from services.transcriber.tests.fakes import FakeEngine, FakeSource, Recorder, busy_sleep, upload
 from transcriber.errors import JobCancelled, JobFailure
 from transcriber.service import JobPolicy, Transcriber, attempt_of
-
-from .fakes import FakeEngine, FakeSource, Recorder, busy_sleep, upload
 
 
 def make(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -31,6 +32,8 @@ from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, UriSource
 
 SERVICE = "scribe-transcriber"
+INFERENCE_STOP_SECONDS = 30.0
+"""After a hand-back, how long the model may take to reach a segment boundary and stop."""
 log = structlog.get_logger(__name__)
 
 
@@ -110,8 +113,12 @@ async def _start_health(settings: TranscriberSettings, broker: RabbitBroker) -> 
 
 async def serve(
     shared: SharedSettings, settings: TranscriberSettings, stop: asyncio.Event | None = None
-) -> None:
-    """Run until `stop` is set (SIGTERM/SIGINT set it when not given)."""
+) -> bool:
+    """Run until `stop` is set (SIGTERM/SIGINT set it when not given).
+
+    Returns False when inference was still running at the end (the process must not wait
+    for it, nor let the interpreter tear down around a model in use).
+    """
     stop = stop or _stop_on_signals()
     engine = await asyncio.to_thread(FasterWhisperEngine, settings)
     log.info(
@@ -142,14 +149,16 @@ async def serve(
             # Stops intake, waits up to the grace period for the job in hand, then closes.
             await broker.stop()
     finally:
-        if service.busy:
+        if service.busy or service.inferring:
             # The connection is closed, so RabbitMQ already requeued the message; stop the
-            # model at its next segment so the process can exit.
-            service.cancel_in_flight()
+            # model at its next segment boundary so the process can exit.
             log.warning("transcriber_job_handed_back")
+        service.cancel_in_flight()
+        stopped_cleanly = await service.wait_idle(INFERENCE_STOP_SECONDS)
         if health is not None:
             await health.stop()
-    log.info("transcriber_stopped")
+    log.info("transcriber_stopped", inference_stopped=stopped_cleanly)
+    return stopped_cleanly
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -166,7 +175,11 @@ def main() -> None:
     shared = SharedSettings()
     settings = TranscriberSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
-    asyncio.run(serve(shared, settings))
+    if not asyncio.run(serve(shared, settings)):
+        # The job is already back in the queue; a model still mid-window must not keep the
+        # process alive, and tearing the interpreter down under it can crash the process.
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ def attempt_of(message: RabbitMessage) -> int:
     return 2 if message.raw_message.redelivered else 1
 
 
-def run_in_daemon_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]:
+def run_in_daemon_thread(
+    fn: Callable[[], T], *, name: str
+) -> tuple[asyncio.Future[T], threading.Thread]:
     """Run blocking `fn` on a daemon thread; its result arrives as a future on this loop.
 
     A daemon thread (not the default executor) so a worker told to stop can exit even while
@@ -95,8 +97,9 @@ def run_in_daemon_thread(fn: Callable[[], T], *, name: str) -> asyncio.Future[T]
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=target, name=name, daemon=True).start()
-    return future
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return future, thread
 
 
 class Transcriber:
@@ -121,11 +124,36 @@ class Transcriber:
         self._policy = policy or JobPolicy()
         self._clock = clock
         self._cancels: set[threading.Event] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._threads: set[threading.Thread] = set()
 
     @property
     def busy(self) -> bool:
         """Whether a job is in hand."""
         return bool(self._cancels)
+
+    @property
+    def inferring(self) -> bool:
+        """Whether an inference thread is still running (it may outlive a cancelled job)."""
+        return any(t.is_alive() for t in self._threads)
+
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the job in hand and its inference thread to end.
+
+        The handler can end (cancelled with its channel) while the model is still inside a
+        window; the thread is what must be gone before the interpreter shuts down.
+        """
+        deadline = time.monotonic() + seconds
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        for thread in list(self._threads):
+            await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
+        self._threads = {t for t in self._threads if t.is_alive()}
+        return not self._threads
 
     def cancel_in_flight(self) -> None:
         """Ask running inference to stop at the next segment (shutdown past its grace)."""
@@ -154,6 +182,7 @@ class Transcriber:
             log.warning("requested_model_unavailable", requested=event.options.model, model=model)
         cancel = threading.Event()
         self._cancels.add(cancel)
+        self._idle.clear()
         metrics.IN_FLIGHT.inc()
         try:
             outcome: Event
@@ -200,6 +229,8 @@ class Transcriber:
                 )
         finally:
             self._cancels.discard(cancel)
+            if not self._cancels:
+                self._idle.set()
             metrics.IN_FLIGHT.dec()
         # The outcome is the one publish the ack depends on; the others finish alongside it.
         await asyncio.gather(self._publish(outcome), _settle(background))
@@ -227,6 +258,8 @@ class Transcriber:
 
         def report(processed: float, duration: float) -> None:  # on the loop
             nonlocal done
+            if cancel.is_set():
+                return  # handed back: nothing more to say about this attempt
             done += 1
             fraction = min(1.0, processed / duration) if duration > 0 else 0.0
             if throttle.should_report(fraction):
@@ -244,17 +277,20 @@ class Transcriber:
                 loop.call_soon_threadsafe(report, processed, duration, context=context)
 
         async with self._source.fetch(str(event.audio_uri)) as audio:
-            future = run_in_daemon_thread(
+            future, thread = run_in_daemon_thread(
                 lambda: self._engine.transcribe(
                     audio.path, request, on_segment=on_segment, cancelled=cancel
                 ),
                 name=f"inference-{event.job_id}",
             )
+            self._threads.add(thread)
             try:
-                return await future
+                result = await future
             except asyncio.CancelledError:
                 cancel.set()
                 raise
+            self._threads.discard(thread)
+            return result
 
     async def _best_effort(self, event: Event) -> None:
         try:

@@ -1,0 +1,177 @@
+"""Helpers for the transcriber's integration tests: an event tap, jobs, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from uuid import UUID, uuid4
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import routing
+from contracts.audio import AudioUploadedV1, TranscriptionOptions
+from contracts.envelope import Event
+from scribe_runtime.topology import TRANSCRIBER_QUEUE
+from tests.speech import CACHE, SCRIPTS, synthesize
+
+E = TypeVar("E", bound=Event)
+
+DOWNSTREAM = "test.downstream"
+
+
+class EventTap:
+    """A downstream queue the test binds to every transcription event, decoded as they come."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        channel = await self._connection.channel()
+        exchange = await channel.declare_exchange(
+            routing.EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            DOWNSTREAM, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        for key in ("transcription.*.v1", "transcript.completed.v1"):
+            await queue.bind(exchange, routing_key=key)
+        await queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.events.append(routing.decode_event(message.body, message.type))
+        await message.ack()
+        self._changed.set()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    def of(self, cls: type[E], job_id: UUID | None = None) -> list[E]:
+        return [
+            e for e in self.events if isinstance(e, cls) and (job_id is None or e.job_id == job_id)
+        ]
+
+    async def wait_until(self, condition: Callable[[], bool], seconds: float = 120.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for(self, cls: type[E], job_id: UUID, seconds: float = 120.0) -> E:
+        await self.wait_until(lambda: bool(self.of(cls, job_id)), seconds)
+        return self.of(cls, job_id)[0]
+
+
+def upload(path: Path, **options: Any) -> AudioUploadedV1:
+    return AudioUploadedV1(
+        job_id=uuid4(),
+        tenant_id="acme",
+        correlation_id=uuid4(),
+        producer="test",
+        audio_uri=path.resolve().as_uri(),  # type: ignore[arg-type]
+        options=TranscriptionOptions.model_validate(options),
+    )
+
+
+async def queue_counts(amqp_url: str, queue: str = TRANSCRIBER_QUEUE.name) -> tuple[int, int]:
+    """(ready messages, consumers) straight from the queue (no management-stats lag)."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        result = declared.declaration_result
+        return result.message_count or 0, result.consumer_count or 0
+
+
+async def wait_for_consumers(amqp_url: str, count: int, seconds: float = 120.0) -> None:
+    async with asyncio.timeout(seconds):
+        # Polling the broker: there is no event to wait on for another process's consumer.
+        while (await queue_counts(amqp_url))[1] < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+
+def long_speech(repeats: int = 3) -> Path:
+    """All the scripts read `repeats` times in a row (about 24 s per repeat), as one WAV."""
+    target = CACHE / f"speech-long-{repeats}.wav"
+    if target.exists():
+        return target
+    frames: list[bytes] = []
+    params: Any = None
+    for _ in range(repeats):
+        for text in SCRIPTS.values():
+            with wave.open(str(synthesize(text)), "rb") as part:
+                params = part.getparams()
+                frames.append(part.readframes(part.getnframes()))
+    partial = target.with_suffix(".part")
+    with wave.open(str(partial), "wb") as out:
+        out.setparams(params)
+        for chunk in frames:
+            out.writeframes(chunk)
+    partial.replace(target)
+    return target
+
+
+def console_script(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found, f"console script {name} is not installed (uv sync --all-packages)"
+    return found
+
+
+class WorkerProcess:
+    """`scribe-transcriber` as a real process, logs kept in a file for diagnosis."""
+
+    def __init__(
+        self, name: str, amqp_url: str, media_root: Path, log_dir: Path, **env: str
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = self.log_path.open("wb")
+        environment = {
+            **os.environ,
+            "SCRIBE_AMQP_URL": amqp_url,
+            "SCRIBE_MEDIA_ROOT": str(media_root),
+            "SCRIBE_LOG_FORMAT": "json",
+            "SCRIBE_TRANSCRIBER_WORKER_NAME": name,
+            "SCRIBE_TRANSCRIBER_CPU_THREADS": "1",
+            "SCRIBE_TRANSCRIBER_HEALTH_PORT": "0",
+            "HF_HUB_OFFLINE": "1",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [console_script("scribe-transcriber")],
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
