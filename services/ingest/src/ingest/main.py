@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import argparse
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
@@ -91,8 +92,13 @@ def build_app(lifespan: Lifespan | None) -> FastAPI:
     return app
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """`scribe-ingest`: serve the API on `SCRIBE_INGEST_HOST:SCRIBE_INGEST_PORT`."""
+    argparse.ArgumentParser(
+        prog="scribe-ingest",
+        description="Scribe's HTTP API: uploads become audio.uploaded.v1 events; reads.",
+        epilog="Configured by environment variables (SCRIBE_*, SCRIBE_INGEST_*); see README.",
+    ).parse_args(argv)
     shared = SharedSettings()
     settings = IngestSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
