@@ -20,6 +20,7 @@ from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime.consumer import subscribe_events
+from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import dead_letter, make_broker
 from scribe_runtime.settings import SharedSettings
@@ -87,11 +88,42 @@ async def run(shared: SharedSettings, settings: IndexerSettings) -> None:
                 loop.add_signal_handler(sig, stop.set)
         async with broker:
             await broker.start()
+            health = await start_health(settings, broker, pool)
             log.info("indexer_started", queue=INDEXER_QUEUE.name, prefetch=settings.prefetch)
-            await stop.wait()
-            log.info("indexer_stopping")
+            try:
+                await stop.wait()
+            finally:
+                log.info("indexer_stopping")
+                if health is not None:
+                    await health.stop()
     finally:
         await pool.close()
+
+
+async def start_health(
+    settings: IndexerSettings, broker: RabbitBroker, pool: asyncpg.Pool
+) -> HealthServer | None:
+    """Liveness, readiness (broker connected, PostgreSQL answering) and metrics over HTTP."""
+    if settings.health_port is None:
+        return None
+
+    async def broker_connected() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    async def database_answers() -> bool:
+        return bool(await pool.fetchval("SELECT true", timeout=2.0))
+
+    server = HealthServer(
+        settings.health_host,
+        settings.health_port,
+        {"broker": broker_connected, "database": database_answers},
+    )
+    try:
+        await server.start()
+    except OSError as exc:  # a port in use must not stop the indexer
+        log.warning("health_endpoint_unavailable", port=settings.health_port, error=str(exc))
+        return None
+    return server
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -46,6 +46,17 @@ class IndexerSettings(BaseSettings):
         ),
     )
 
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the `/healthz`, `/readyz`, `/metrics` endpoint (compose: 0.0.0.0).",
+    )
+    health_port: int | None = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="Port of the health endpoint; 0 picks a free one, empty turns it off.",
+    )
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -7,12 +7,14 @@ is closed with the message unacked, so RabbitMQ hands it to another worker. Neve
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import structlog
@@ -170,8 +172,13 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """`scribe-transcriber`: settings from the environment (`SCRIBE_`, `SCRIBE_TRANSCRIBER_`)."""
+    argparse.ArgumentParser(
+        prog="scribe-transcriber",
+        description="Scribe's speech-to-text worker: audio.uploaded.v1 in, transcripts out.",
+        epilog="Configured by environment variables (SCRIBE_*, SCRIBE_TRANSCRIBER_*); see README.",
+    ).parse_args(argv)
     shared = SharedSettings()
     settings = TranscriberSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)

@@ -138,7 +138,8 @@ class TranscriberSettings(BaseSettings):
         ),
     )
     health_host: str = Field(
-        default="0.0.0.0", description="Address of the `/healthz`, `/readyz`, `/metrics` endpoint."
+        default="127.0.0.1",
+        description="Address of the `/healthz`, `/readyz`, `/metrics` endpoint (compose: 0.0.0.0).",
     )
     health_port: int | None = Field(
         default=9101,
