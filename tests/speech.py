@@ -35,7 +35,7 @@ SCRIPTS: Final[dict[str, str]] = {
 
 
 def synthesize(text: str, *, fmt: str = "wav") -> Path:
-    """A speech file reading `text` (`wav` at 16 kHz mono, or `flac`/`mp3`/`ogg` via ffmpeg)."""
+    """A speech file reading `text` (`wav` at 16 kHz mono, or `flac`/`mp3`/`opus` via PyAV)."""
     key = hashlib.sha256(f"{VOICE}|{fmt}|{text}".encode()).hexdigest()[:16]
     target = CACHE / f"speech-{key}.{fmt}"
     if target.exists():
@@ -72,9 +72,11 @@ def _transcode(source: Path, target: Path) -> None:
     """Re-encode with PyAV (bundled FFmpeg), so no system ffmpeg is needed."""
     import av
 
-    codec = {"flac": "flac", "mp3": "mp3", "ogg": "libvorbis"}[target.suffix.lstrip(".")]
+    codec = {"flac": "flac", "mp3": "mp3", "opus": "libopus"}[target.suffix.lstrip(".")]
     with av.open(str(source)) as inp, av.open(str(target), "w") as out:
-        stream = out.add_stream(codec, rate=16000, layout="mono")
+        # Opus encodes at 48 kHz only; the others keep Whisper's 16 kHz.
+        rate = 48000 if codec == "libopus" else 16000
+        stream = out.add_stream(codec, rate=rate, layout="mono")
         assert isinstance(stream, av.AudioStream)
         for frame in inp.decode(audio=0):
             frame.pts = None

@@ -42,9 +42,10 @@ class Child:
 class Supervisor:
     """Starts children, forwards their output with a prefix, stops them together."""
 
-    def __init__(self, console: Console, width: int = 14) -> None:
+    def __init__(self, console: Console, width: int = 14, log_dir: Path | None = None) -> None:
         self.console = console
         self.width = width
+        self.log_dir = log_dir
         self.children: list[Child] = []
         self._pumps: list[asyncio.Task[None]] = []
 
@@ -82,8 +83,15 @@ class Supervisor:
 
     async def _pump(self, child: Child) -> None:
         assert child.process.stdout is not None
-        async for raw in child.process.stdout:
-            self.say(child.spec.name, raw.decode(errors="replace"), child.colour)
+        if self.log_dir is None:
+            async for raw in child.process.stdout:
+                self.say(child.spec.name, raw.decode(errors="replace"), child.colour)
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{child.spec.name}.log").open("ab") as sink:
+            async for raw in child.process.stdout:
+                sink.write(raw)
+                sink.flush()
 
     async def wait_any_exit(self) -> Child:
         """Block until some child exits; return it."""
