@@ -114,25 +114,35 @@ async def _start_health(settings: TranscriberSettings, broker: RabbitBroker) -> 
 
 
 async def serve(
-    shared: SharedSettings, settings: TranscriberSettings, stop: asyncio.Event | None = None
+    shared: SharedSettings,
+    settings: TranscriberSettings,
+    stop: asyncio.Event | None = None,
+    *,
+    engine: SpeechEngine | None = None,
 ) -> bool:
     """Run until `stop` is set (SIGTERM/SIGINT set it when not given).
 
+    `engine` replaces faster-whisper for code that calls `serve` itself (the control-plane
+    benchmark's instant engine); no setting selects it, so `main` always loads the model.
     Returns False when inference was still running at the end (the process must not wait
     for it, nor let the interpreter tear down around a model in use).
     """
     stop = stop or _stop_on_signals()
-    engine = await asyncio.to_thread(FasterWhisperEngine, settings)
-    log.info(
-        "model_loaded",
-        model=engine.model_name,
-        device=engine.device,
-        compute_type=engine.compute_type,
-        cpu_threads=settings.cpu_threads,
-        beam_size=settings.beam_size,
-        vad_filter=settings.vad_filter,
-        batched=settings.batched,
-    )
+    if engine is None:
+        model = await asyncio.to_thread(FasterWhisperEngine, settings)
+        log.info(
+            "model_loaded",
+            model=model.model_name,
+            device=model.device,
+            compute_type=model.compute_type,
+            cpu_threads=settings.cpu_threads,
+            beam_size=settings.beam_size,
+            vad_filter=settings.vad_filter,
+            batched=settings.batched,
+        )
+        engine = model
+    else:
+        log.info("engine_injected", model=engine.model_name)
     await declare_topology(shared.amqp_url)
     broker, service = build(shared, settings, engine)
     health = await _start_health(settings, broker)
