@@ -89,6 +89,9 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
         raise MalformedEventError(f"body is not UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:
         raise MalformedEventError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` a few thousand deep exhausts the decoder's stack: hostile, not a crash.
+        raise MalformedEventError("body nests too deeply to be an event") from None
     if not isinstance(raw, dict):
         raise MalformedEventError(f"body is a JSON {type(raw).__name__}, not an object")
     event_type, version = raw.get("type"), raw.get("version")
