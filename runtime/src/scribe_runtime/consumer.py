@@ -19,6 +19,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from contracts.envelope import Event
 from contracts.errors import ContractError, MalformedEventError
 from contracts.routing import decode_event
+from scribe_runtime import metrics
 from scribe_runtime.messaging import dead_letter
 from scribe_runtime.topology import QueueSpec
 
@@ -44,6 +45,9 @@ def subscribe_events(
     delivery limit moves a crash loop to the DLQ.
     """
 
+    # Children resolved once: `labels()` per message would hash and lock for nothing.
+    handling_seconds = metrics.EVENT_HANDLING_SECONDS.labels(spec.name)
+
     async def on_message(message: RabbitMessage) -> None:
         raw = message.raw_message
         try:
@@ -58,6 +62,9 @@ def subscribe_events(
                 raise MalformedEventError(reason)
         except ContractError as exc:
             await dead_letter(broker, message, queue=spec.name, code=exc.code, reason=exc.reason)
+            metrics.EVENTS_CONSUMED.labels(
+                spec.name, metrics.type_label(raw.type), "rejected"
+            ).inc()
             return
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(
@@ -68,6 +75,7 @@ def subscribe_events(
             try:
                 await handler(event, message)
             except Exception:
+                metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "failed").inc()
                 log.exception(
                     "event_handler_failed",
                     event_type=event.message_type,
@@ -75,10 +83,13 @@ def subscribe_events(
                     redelivered=raw.redelivered,
                 )
                 raise
+            elapsed = time.perf_counter() - started
+            handling_seconds.observe(elapsed)
+            metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "handled").inc()
             log.debug(
                 "event_handled",
                 event_type=event.message_type,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
 
     on_message.__name__ = f"on_{spec.name.replace('.', '_').replace('-', '_')}"

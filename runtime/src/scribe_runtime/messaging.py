@@ -10,6 +10,7 @@ from faststream.rabbit.message import RabbitMessage
 
 from contracts import routing
 from contracts.envelope import Event
+from scribe_runtime import metrics
 from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
 
 log = structlog.get_logger(__name__)
@@ -53,20 +54,25 @@ def event_headers(event: Event) -> dict[str, Any]:
 
 async def publish_event(broker: RabbitBroker, event: Event) -> None:
     """Publish persistently to `scribe.events`; returns once the broker confirmed it."""
-    await broker.publish(
-        event.model_dump_json().encode(),
-        exchange=EVENTS_EXCHANGE,
-        routing_key=event.routing_key(),
-        persist=True,
-        mandatory=True,
-        message_id=str(event.event_id),
-        message_type=event.message_type,
-        correlation_id=str(event.correlation_id) if event.correlation_id else None,
-        content_type=routing.CONTENT_TYPE,
-        timestamp=event.occurred_at,
-        headers=event_headers(event),
-        timeout=PUBLISH_TIMEOUT_SECONDS,
-    )
+    try:
+        await broker.publish(
+            event.model_dump_json().encode(),
+            exchange=EVENTS_EXCHANGE,
+            routing_key=event.routing_key(),
+            persist=True,
+            mandatory=True,
+            message_id=str(event.event_id),
+            message_type=event.message_type,
+            correlation_id=str(event.correlation_id) if event.correlation_id else None,
+            content_type=routing.CONTENT_TYPE,
+            timestamp=event.occurred_at,
+            headers=event_headers(event),
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+        )
+    except BaseException:
+        metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
+        raise
+    metrics.EVENTS_PUBLISHED.labels(event.message_type).inc()
 
 
 async def dead_letter(
@@ -93,6 +99,7 @@ async def dead_letter(
         headers=headers,
         timeout=PUBLISH_TIMEOUT_SECONDS,
     )
+    metrics.EVENTS_DEAD_LETTERED.labels(queue, code).inc()
     log.warning(
         "message_dead_lettered",
         queue=queue,
