@@ -1,4 +1,7 @@
-"""Prometheus metrics of a transcriber process (served at `/metrics`)."""
+"""Prometheus metrics of a transcriber process (served at `/metrics`).
+
+Events published and consumed are counted by `scribe_runtime.metrics` (`scribe_events_*`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,28 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
+_DURATION_BUCKETS: Final = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
 JOBS: Final = Counter(
     "scribe_transcriber_jobs_total",
-    "Jobs finished by this worker, by outcome and error code.",
+    "Jobs finished by this worker, by outcome (completed, failed) and error code.",
     ["outcome", "code"],
 )
-AUDIO_SECONDS: Final = Counter(
-    "scribe_transcriber_audio_seconds_total", "Seconds of audio transcribed."
+AUDIO_SECONDS: Final = Histogram(
+    "scribe_transcriber_audio_seconds",
+    "Duration of the audio of each completed job (the sum is the audio transcribed).",
+    buckets=_DURATION_BUCKETS,
+)
+TRANSCRIPTION_SECONDS: Final = Histogram(
+    "scribe_transcriber_transcription_seconds",
+    "Wall time of inference per completed job (decoding and the model; fetching excluded).",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+REAL_TIME_FACTOR: Final = Histogram(
+    "scribe_transcriber_real_time_factor",
+    "Inference wall time divided by audio duration, per completed job (below 1: faster "
+    "than real time).",
+    buckets=(0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
 )
 PROCESSING_SECONDS: Final = Histogram(
     "scribe_transcriber_processing_seconds",

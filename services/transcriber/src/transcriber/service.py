@@ -284,12 +284,17 @@ class Transcriber:
                 name=f"inference-{event.job_id}",
             )
             self._threads.add(thread)
+            inference_started = self._clock()
             try:
                 result = await future
             except asyncio.CancelledError:
                 cancel.set()
                 raise
             self._threads.discard(thread)
+            inference = self._clock() - inference_started
+            metrics.TRANSCRIPTION_SECONDS.observe(inference)
+            if result.duration_seconds > 0:
+                metrics.REAL_TIME_FACTOR.observe(inference / result.duration_seconds)
             return result
 
     async def _best_effort(self, event: Event) -> None:
@@ -310,7 +315,7 @@ class Transcriber:
         metrics.PROCESSING_SECONDS.observe(wall)
         if isinstance(outcome, TranscriptCompletedV1):
             metrics.JOBS.labels(outcome="completed", code="").inc()
-            metrics.AUDIO_SECONDS.inc(outcome.duration_seconds)
+            metrics.AUDIO_SECONDS.observe(outcome.duration_seconds)
             log.info(
                 "transcript_completed",
                 attempt=outcome.attempt,
