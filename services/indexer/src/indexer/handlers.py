@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import asyncpg
@@ -13,6 +14,8 @@ import structlog
 from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.envelope import Event
+from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
+from indexer import metrics
 from indexer.store import Applied, ProjectionStore, TenantDirectory
 
 log = structlog.get_logger(__name__)
@@ -97,6 +100,7 @@ class JobEventIndexer:
             )
             return
         applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        record_metrics(event, applied)
         log.info(
             "job_event_indexed",
             event_type=event.message_type,
@@ -106,3 +110,17 @@ class JobEventIndexer:
             segments=applied.segments_written,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+
+def record_metrics(event: Event, applied: Applied) -> None:
+    """Lag (now minus `occurred_at`, once committed), duplicates, and finished jobs."""
+    event_type = event.message_type
+    metrics.LAG_SECONDS.labels(event_type).observe(
+        max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+    )
+    if applied.duplicate:
+        metrics.DUPLICATES.labels(event_type).inc()
+    elif isinstance(event, TranscriptCompletedV1):
+        metrics.JOB_OUTCOMES.labels("completed", "").inc()
+    elif isinstance(event, TranscriptionFailedV1):
+        metrics.JOB_OUTCOMES.labels("failed", str(event.code)).inc()
