@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, Literal
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.errors import ErrorCode
+from ingest import metrics
 from ingest.errors import ApiError, ErrorBody, validation_error
 from ingest.idempotency import MAX_KEY_LENGTH
 from ingest.media import UploadTooLargeError
@@ -36,6 +38,8 @@ from ingest.uploads import (
 from ingest.uploads import Request as Submission
 
 router = APIRouter()
+
+_SOURCES: Final = {"multipart/form-data": "upload", "application/json": "url"}
 
 MAX_JSON_BYTES: Final = 64 * 1024
 # Multipart framing around the file: boundaries, part headers, option fields.
@@ -264,21 +268,29 @@ async def create_transcription(
     # Each request runs in its own context copy: every line about it, refusals included,
     # carries the correlation id.
     structlog.contextvars.bind_contextvars(correlation_id=str(correlation))
-
-    if media_type == "multipart/form-data":
-        accepted = await _submit_file(
-            request, uploads, settings, tenant, idempotency_key, correlation
-        )
-    elif media_type == "application/json":
-        accepted = await _submit_url(
-            request, uploads, settings, tenant, idempotency_key, correlation
-        )
-    else:
-        raise ApiError(
-            415,
-            "unsupported_content_type",
-            "send multipart/form-data (a `file`) or application/json (an `audio_url`)",
-        )
+    started = time.perf_counter()
+    source = _SOURCES.get(media_type, "other")
+    try:
+        if media_type == "multipart/form-data":
+            accepted = await _submit_file(
+                request, uploads, settings, tenant, idempotency_key, correlation
+            )
+        elif media_type == "application/json":
+            accepted = await _submit_url(
+                request, uploads, settings, tenant, idempotency_key, correlation
+            )
+        else:
+            raise ApiError(
+                415,
+                "unsupported_content_type",
+                "send multipart/form-data (a `file`) or application/json (an `audio_url`)",
+            )
+    except ApiError as exc:
+        metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
+        metrics.UPLOAD_SECONDS.labels(source, "rejected").observe(time.perf_counter() - started)
+        raise
+    metrics.JOBS_ACCEPTED.labels(source, "true" if accepted.replayed else "false").inc()
+    metrics.UPLOAD_SECONDS.labels(source, "accepted").observe(time.perf_counter() - started)
     return _accepted_response(accepted)
 
 

@@ -10,7 +10,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from ingest import reads
+from ingest import metrics, reads
 from ingest.api import router
 from ingest.broker import BrokerPublisher
 from ingest.errors import install_error_handlers
@@ -89,6 +89,7 @@ def build_app(lifespan: Lifespan | None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(reads.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -22,7 +22,7 @@ from asyncpg.pool import PoolConnectionProxy
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ingest import cursors, exports
+from ingest import cursors, exports, metrics
 from ingest.errors import ApiError, ErrorBody
 from ingest.read_models import (
     AudioInfo,
@@ -438,8 +438,9 @@ async def search_segments(
         created_before=created_before,
         after=after,
     )
-    async with _connection(request) as conn:
-        result = await search(conn, query)
+    with metrics.SEARCH_SECONDS.time():
+        async with _connection(request) as conn:
+            result = await search(conn, query)
     hits = [
         SearchHit(
             job_id=h.job_id,

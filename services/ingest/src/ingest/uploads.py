@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from contracts.audio import AudioUploadedV1, AudioUri
 from contracts.envelope import TenantId
 from contracts.errors import ErrorCode
+from ingest import metrics
 from ingest.errors import ApiError
 from ingest.idempotency import (
     Claim,
@@ -166,6 +167,7 @@ class UploadService:
             deduplicated_media=not stored.created,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        metrics.UPLOAD_BYTES.observe(stored.size_bytes)
         return Accepted(job_id, request.correlation_id)
 
     async def accept_url(self, url: str, request: Request) -> Accepted:
