@@ -20,6 +20,7 @@ from contracts.envelope import Event
 from contracts.errors import ContractError, MalformedEventError
 from contracts.routing import decode_event
 from scribe_runtime import metrics
+from scribe_runtime.asyncapi import record_consumer
 from scribe_runtime.messaging import dead_letter
 from scribe_runtime.topology import QueueSpec
 
@@ -94,8 +95,13 @@ def subscribe_events(
 
     on_message.__name__ = f"on_{spec.name.replace('.', '_').replace('-', '_')}"
     channel = Channel(prefetch_count=prefetch) if prefetch is not None else None
+    record_consumer(broker, spec.name, accepts)
     return broker.subscriber(
         spec.rabbit_queue(),
         channel=channel,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=spec.name,
+        description=f"Quorum queue `{spec.name}`, bound by "
+        f"{', '.join(f'`{key}`' for key in spec.bindings)}; delivery limit "
+        f"{spec.delivery_limit}, then `{spec.dead_letter_queue}`.",
     )(on_message)

@@ -1,0 +1,27 @@
+"""The indexer's AsyncAPI document, from the broker `build_broker` wires."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import asyncpg
+
+from indexer.main import build_broker
+from indexer.settings import IndexerSettings
+from indexer.store import PostgresTenants
+from scribe_runtime.asyncapi import DOCUMENTED_AMQP_URL, asyncapi_document
+
+
+def document() -> dict[str, Any]:
+    """AsyncAPI 3.0 for `scribe-indexer` (committed as `docs/asyncapi/indexer.json`)."""
+    pool = cast(asyncpg.Pool, None)  # wiring only: nothing touches the pool until it consumes
+    broker = build_broker(DOCUMENTED_AMQP_URL, pool, PostgresTenants(pool), IndexerSettings())
+    return asyncapi_document(
+        broker,
+        title="Scribe indexer",
+        description="The only writer of PostgreSQL. Projects every job event, one "
+        "transaction each, idempotently (event ids recorded) and in any arrival order; "
+        "logs one `job_event_indexed` line per event with its `job_id` and "
+        "`correlation_id`. Events of an unknown tenant go to `indexer.job-events.dlq` "
+        "(`unknown_tenant`).",
+    )

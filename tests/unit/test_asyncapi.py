@@ -1,0 +1,76 @@
+"""The committed AsyncAPI documents match what the services' brokers generate.
+
+Regenerate after changing a subscriber, a publisher or an event model:
+`uv run python -m tests.unit.test_asyncapi` (writes `docs/asyncapi/<service>.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import routing
+from indexer.asyncapi import document as indexer_document
+from ingest.asyncapi import document as ingest_document
+from transcriber.asyncapi import document as transcriber_document
+
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
+SERVICES: dict[str, Callable[[], dict[str, Any]]] = {
+    "ingest": ingest_document,
+    "transcriber": transcriber_document,
+    "indexer": indexer_document,
+}
+REGENERATE = "uv run python -m tests.unit.test_asyncapi"
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_committed_document_is_current(service: str) -> None:
+    path = DOCS_DIR / f"{service}.json"
+    assert path.exists(), f"{path} is missing; run `{REGENERATE}`"
+    committed = json.loads(path.read_text())
+    assert committed == SERVICES[service](), f"{path} is stale; run `{REGENERATE}`"
+
+
+def _operations(document: dict[str, Any], action: str) -> dict[str, Any]:
+    return {k: v for k, v in document["operations"].items() if v["action"] == action}
+
+
+def test_documents_say_who_publishes_and_consumes_which_event() -> None:
+    docs = {name: build() for name, build in SERVICES.items()}
+    sent = {name: set(_operations(doc, "send")) for name, doc in docs.items()}
+    assert sent["ingest"] == {routing.AUDIO_UPLOADED_V1}
+    assert sent["transcriber"] == {
+        routing.TRANSCRIPTION_STARTED_V1,
+        routing.TRANSCRIPTION_PROGRESS_V1,
+        routing.TRANSCRIPT_COMPLETED_V1,
+        routing.TRANSCRIPTION_FAILED_V1,
+    }
+    # A consumer's message is the contract's events, not FastStream's empty payload.
+    for doc, queue, consumed in (
+        (docs["transcriber"], "transcriber.audio-uploaded", {"AudioUploadedV1"}),
+        (docs["indexer"], "indexer.job-events", {c.__name__ for c in routing.EVENT_CLASSES}),
+    ):
+        (reference,) = doc["channels"][queue]["messages"].values()
+        message = doc["components"]["messages"][reference["$ref"].rsplit("/", 1)[-1]]
+        refs = {r["$ref"].rsplit("/", 1)[-1] for r in message["payload"]["oneOf"]}
+        assert refs == consumed
+        for name in refs:
+            schema = doc["components"]["schemas"][name]
+            assert {"event_id", "job_id", "correlation_id", "occurred_at"} <= set(
+                schema["properties"]
+            )
+
+
+if __name__ == "__main__":
+    DOCS_DIR.mkdir(parents=True, exist_ok=True)
+    for name, build in SERVICES.items():
+        (DOCS_DIR / f"{name}.json").write_text(render(build()))
+        print(f"wrote docs/asyncapi/{name}.json")
