@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from contracts import AudioUploadedV1, routing
+from ingest.auth import DEV_API_KEY
 from ingest.main import create_app
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
@@ -30,6 +31,9 @@ pytestmark = pytest.mark.integration
 TEST_QUEUE = "test.ingest-uploaded"
 MAX_UPLOAD_BYTES = 400_000
 MAX_DURATION_SECONDS = 20.0
+
+
+DEV_AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
 
 
 @dataclass
@@ -105,7 +109,9 @@ async def ingest(
             queue = await channel.declare_queue(TEST_QUEUE, durable=False, auto_delete=False)
             await queue.bind(routing.EXCHANGE, routing_key=routing.AUDIO_UPLOADED_V1)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=DEV_AUTH
+        ) as client:
             yield Ingest(client, amqp_url, media_root, temp_dir)
 
 

@@ -20,6 +20,7 @@ from contracts.transcription import Segment, Word
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
 from ingest import reads
+from ingest.auth import hash_api_key
 from ingest.errors import install_error_handlers
 from ingest.settings import IngestSettings
 from services.indexer.tests import job_events as ev
@@ -50,11 +51,15 @@ def long_completed(job: UUID, tenant: str = "default") -> TranscriptCompletedV1:
     return base.model_copy(update={"segments": [segment], "text": LONG_TEXT})
 
 
+API_KEY = "read-api-test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
 def make_app(url: str, tenant: str = "default") -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(reads.router)
-    app.state.settings = IngestSettings(database_url=url, default_tenant=tenant)
+    app.state.settings = IngestSettings(database_url=url, api_keys={hash_api_key(API_KEY): tenant})
     return app
 
 
@@ -85,7 +90,9 @@ async def client(indexed: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(indexed["url"])
     async with reads.database(app, app.state.settings):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as client:
             yield client
 
 
@@ -327,7 +334,9 @@ async def test_reads_answer_503_while_postgres_is_away_and_the_app_still_starts(
     app = make_app("postgresql://scribe_reader@127.0.0.1:1/scribe")
     async with reads.database(app, app.state.settings):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as client:
             response = await client.get(f"/v1/transcriptions/{uuid4()}")
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"

@@ -15,7 +15,10 @@ class CliSettings(BaseSettings):
         default="http://127.0.0.1:8000", description="Base URL of the ingest HTTP API."
     )
     api_key: str | None = Field(
-        default=None, description="API key sent as `Authorization: Bearer <key>`."
+        # The development key a fresh `scribe-ingest` without configured keys accepts
+        # (loudly); any real deployment gives each caller its own key.
+        default="dev-insecure-key",
+        description="API key sent as `Authorization: Bearer <key>`.",
     )
     tenant_id: str = Field(
         default="default", description="Tenant of events published with `scribe publish`."

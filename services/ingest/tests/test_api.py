@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contracts.audio import AudioUploadedV1
+from ingest.auth import DEV_API_KEY
 from ingest.idempotency import FilesystemIdempotencyStore
 from ingest.main import build_app
 from ingest.media import FilesystemMediaStore
@@ -22,6 +23,9 @@ from scribe_runtime.netguard import ResolvedUrl, parse_remote_url, resolve_publi
 from services.ingest.tests import samples
 
 PUBLIC_HOST = "audio.example.com"
+
+
+DEV_AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
 
 
 @dataclass
@@ -89,7 +93,9 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         max_duration_seconds=settings.max_duration_seconds,
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://ingest", headers=DEV_AUTH
+    ) as client:
         yield Harness(client, publisher, media_root)
 
 

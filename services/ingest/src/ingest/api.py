@@ -17,6 +17,7 @@ from contracts.errors import ErrorCode
 from ingest import metrics
 from ingest.errors import ApiError, ErrorBody, validation_error
 from ingest.idempotency import MAX_KEY_LENGTH
+from ingest.limits import TOO_MANY_UPLOADS, UploadSlot
 from ingest.media import UploadTooLargeError
 from ingest.multipart import (
     FILE_FIELD,
@@ -90,6 +91,7 @@ def _responses(examples: dict[int, dict[str, dict[str, Any]]]) -> dict[int | str
 SUBMIT_ERRORS: Final = _responses(
     {
         400: {"malformed": _error("malformed_request", "the body is not valid JSON")},
+        401: {"no_key": _error("unauthenticated", "the API key is not valid")},
         409: {
             "key_reused": _error(
                 IDEMPOTENCY_KEY_REUSED,
@@ -133,6 +135,12 @@ SUBMIT_ERRORS: Final = _responses(
                 INVALID_AUDIO_URL,
                 "audio_url is not allowed: host 'localhost' resolves to a non-public address",
             ),
+        },
+        429: {
+            "busy": _error(
+                TOO_MANY_UPLOADS,
+                "this tenant already has 8 submissions in progress (limit 8); retry after 5 s",
+            )
         },
         503: {
             "broker": _error(
@@ -244,6 +252,7 @@ Uploads = Annotated[UploadService, Depends(get_uploads)]
 async def create_transcription(
     request: Request,
     tenant: Tenant,
+    _slot: UploadSlot,
     uploads: Uploads,
     idempotency_key: Annotated[
         str | None,
@@ -359,6 +368,9 @@ async def _submit_url(
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "malformed_request", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # 64 KiB of `[` exhausts the decoder's stack; hostile input, not a server error.
+        raise ApiError(400, "malformed_request", "the body nests too deeply") from None
     if not isinstance(raw, dict):
         raise ApiError(400, "malformed_request", "the body must be a JSON object")
     try:

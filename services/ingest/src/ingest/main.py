@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -12,6 +14,7 @@ from fastapi import FastAPI
 
 from ingest import metrics, reads
 from ingest.api import router
+from ingest.auth import ApiKeyring, check_entry, hash_api_key, new_api_key
 from ingest.broker import BrokerPublisher
 from ingest.errors import install_error_handlers
 from ingest.idempotency import FilesystemIdempotencyStore
@@ -42,6 +45,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Keys first: a bad keys file stops start-up before anything connects.
+        app.state.api_keys = ApiKeyring.load(settings.api_keys, settings.api_keys_file)
+        app.state.api_keys.warn_if_insecure()
         # Declared before the first publish: an upload accepted before any worker ever ran
         # still lands in the durable transcriber and indexer queues.
         await declare_topology(shared.amqp_url)
@@ -93,13 +99,42 @@ def build_app(lifespan: Lifespan | None) -> FastAPI:
     return app
 
 
+def hash_key_command(tenant: str, key_from_stdin: bool) -> None:
+    """Print a keys-file line and a `SCRIBE_INGEST_API_KEYS` entry for a (new) key."""
+    if key_from_stdin:
+        key, shown = sys.stdin.readline().strip(), False
+        if not key:
+            raise SystemExit("no key on stdin")
+    else:
+        key, shown = new_api_key(), True
+    digest = hash_api_key(key)
+    if shown:
+        print(f"api key (give it to the client; only its hash is stored): {key}")
+    print(f"keys file line: {digest} {tenant}")
+    print(f"SCRIBE_INGEST_API_KEYS entry: {json.dumps({digest: tenant})}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`scribe-ingest`: serve the API on `SCRIBE_INGEST_HOST:SCRIBE_INGEST_PORT`."""
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="scribe-ingest",
         description="Scribe's HTTP API: uploads become audio.uploaded.v1 events; reads.",
         epilog="Configured by environment variables (SCRIBE_*, SCRIBE_INGEST_*); see README.",
-    ).parse_args(argv)
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,hash-key}")
+    commands.add_parser("serve", help="serve the API (the default)")
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="make an API key entry for a tenant",
+        description="Generate a key (or hash one read from stdin with --stdin) and print "
+        "the line for SCRIBE_INGEST_API_KEYS_FILE and the SCRIBE_INGEST_API_KEYS entry.",
+    )
+    hash_key.add_argument("--tenant", required=True, type=_tenant_id, help="the key's tenant")
+    hash_key.add_argument("--stdin", action="store_true", help="hash the key given on stdin")
+    args = parser.parse_args(argv)
+    if args.command == "hash-key":
+        hash_key_command(args.tenant, args.stdin)
+        return
     shared = SharedSettings()
     settings = IngestSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
@@ -111,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=False,
         proxy_headers=False,
     )
+
+
+def _tenant_id(value: str) -> str:
+    try:
+        return check_entry("0" * 64, value, "--tenant")[1]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,9 +19,27 @@ class IngestSettings(BaseSettings):
         default="postgresql://scribe_reader@127.0.0.1:5432/scribe",
         description="PostgreSQL URL of the read-only role used by the read endpoints.",
     )
-    default_tenant: str = Field(
-        default="default",
-        description="Tenant of requests until API keys map callers to tenants.",
+    # --- security (issue 8) ---
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'API keys as JSON {"<sha256-hex of the key>": "<tenant>"} (make entries with '
+            "`scribe-ingest hash-key`). With none here nor in the keys file, only the public "
+            "development key `dev-insecure-key` (tenant `default`) works, and start-up warns."
+        ),
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File of `<sha256-hex> <tenant>` lines, merged with `api_keys`; read at start.",
+    )
+    max_concurrent_uploads_per_tenant: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description=(
+            "Submissions one tenant may have in flight on this replica; beyond it 429 "
+            "`too_many_uploads` with Retry-After."
+        ),
     )
     # --- uploads (issue 3) ---
     max_upload_bytes: int = Field(

@@ -1,16 +1,12 @@
-"""Which tenant a request acts for."""
+"""Which tenant a request acts for: the tenant its API key belongs to (see `ingest.auth`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from ingest.auth import authenticated_tenant
 
-def current_tenant(request: Request) -> str:
-    """The caller's tenant. Until API keys exist, every caller is the default tenant."""
-    tenant: str = request.app.state.settings.default_tenant
-    return tenant
-
-
-Tenant = Annotated[str, Depends(current_tenant)]
+Tenant = Annotated[str, Depends(authenticated_tenant)]
+"""Every `/v1` endpoint takes this: 401 `unauthenticated` without a valid API key."""
