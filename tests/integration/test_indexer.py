@@ -150,9 +150,13 @@ async def test_the_reader_role_can_select_but_not_write(
     await apply_all(store, ev.completed_job(job))
     reader = await asyncpg.connect(as_role(database_url, READER))
     try:
-        assert await reader.fetchval("SELECT status FROM jobs WHERE job_id = $1", job) == (
-            "completed"
-        )
+        # Row-level security: the reader sees a tenant's rows only once it names the tenant.
+        assert await reader.fetchval("SELECT status FROM jobs WHERE job_id = $1", job) is None
+        async with reader.transaction():
+            await reader.execute("SELECT set_config('scribe.tenant_id', 'default', true)")
+            assert await reader.fetchval("SELECT status FROM jobs WHERE job_id = $1", job) == (
+                "completed"
+            )
         writes = [
             "INSERT INTO tenants (tenant_id) VALUES ('intruder')",
             "UPDATE jobs SET status = 'failed'",

@@ -189,6 +189,23 @@ async def seed_tenants(conn: asyncpg.Connection, tenants: tuple[str, ...]) -> No
     )
 
 
+async def warn_if_search_index_unusable(conn: asyncpg.Connection) -> None:
+    """Say so when row-level security keeps search off its GIN index (see migration 0002)."""
+    leakproof = await conn.fetchval(
+        "SELECT proleakproof FROM pg_proc "
+        "WHERE oid = 'pg_catalog.ts_match_vq(tsvector, tsquery)'::regprocedure"
+    )
+    if not leakproof:
+        log.warning(
+            "search_index_unusable_under_rls",
+            message=(
+                "search scans every segment of a tenant instead of the GIN index; as a "
+                "superuser, run in this database: ALTER FUNCTION "
+                "pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF"
+            ),
+        )
+
+
 async def prepare_database(
     url: str,
     *,
@@ -207,6 +224,7 @@ async def prepare_database(
         await ensure_reader_role(conn, reader_role, reader_password)
         await seed_tenants(conn, tenants)
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await warn_if_search_index_unusable(conn)
     finally:
         await conn.close()
     return applied

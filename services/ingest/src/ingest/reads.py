@@ -57,6 +57,7 @@ _UNAVAILABLE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.QueryCanceledError,
 )
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
     404: {"model": ErrorBody, "description": "`not_found`: no such job for this tenant."},
     422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
     503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
@@ -92,13 +93,26 @@ async def database(app: FastAPI, settings: IngestSettings) -> AsyncIterator[None
 
 
 @asynccontextmanager
-async def _connection(request: Request) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+async def _connection(
+    request: Request, tenant: str
+) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+    """A read-only transaction that row-level security scopes to `tenant`.
+
+    The WHERE clauses name the tenant too, but PostgreSQL is what enforces it: the reader
+    role sees only rows of the tenant set here (migration 0002), and `set_config(..., true)`
+    lasts for this transaction only, so a pooled connection never carries it to the next
+    request.
+    """
     pool: asyncpg.Pool | None = getattr(request.app.state, "reader_pool", None)
     settings: IngestSettings = request.app.state.settings
     if pool is None:
         raise _unavailable("the read database is not configured")
     try:
-        async with pool.acquire(timeout=settings.database_timeout_seconds) as conn:
+        async with (
+            pool.acquire(timeout=settings.database_timeout_seconds) as conn,
+            conn.transaction(readonly=True),
+        ):
+            await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
             yield conn
     except _UNAVAILABLE_ERRORS as exc:
         log.warning("read_database_unavailable", error=repr(exc))
@@ -214,7 +228,7 @@ async def _transcript(
 )
 async def get_transcription(job_id: str, tenant: Tenant, request: Request) -> TranscriptionOut:
     job = _parse_job_id(job_id)
-    async with _connection(request) as conn:
+    async with _connection(request, tenant) as conn:
         row = await conn.fetchrow(
             "SELECT * FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
         )
@@ -298,7 +312,7 @@ async def list_transcriptions(
         params += [after_at, after_id]
         where.append(f"(created_at, job_id) < (${len(params) - 1}, ${len(params)})")
     params.append(limit + 1)
-    async with _connection(request) as conn:
+    async with _connection(request, tenant) as conn:
         rows = await conn.fetch(
             "SELECT job_id, status, progress, original_filename, duration_seconds, language, "
             "error_code, error_message, error_retryable, created_at, updated_at, completed_at "
@@ -352,7 +366,7 @@ async def export_transcript(
     job_id: str, fmt: Literal["json", "txt", "srt", "vtt"], tenant: Tenant, request: Request
 ) -> Response:
     job = _parse_job_id(job_id)
-    async with _connection(request) as conn:
+    async with _connection(request, tenant) as conn:
         status = await conn.fetchval(
             "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
         )
@@ -439,7 +453,7 @@ async def search_segments(
         after=after,
     )
     with metrics.SEARCH_SECONDS.time():
-        async with _connection(request) as conn:
+        async with _connection(request, tenant) as conn:
             result = await search(conn, query)
     hits = [
         SearchHit(
