@@ -1,0 +1,63 @@
+"""Shared by the security tests: one API key per tenant, and an in-process ingest."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+from fastapi import FastAPI
+
+from ingest.auth import hash_api_key
+from ingest.main import create_app
+from ingest.settings import IngestSettings
+from scribe_runtime.settings import SharedSettings
+
+TENANTS: Final = ("acme", "globex")
+KEYS: Final = {tenant: f"scribe_test-key-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
+READER: Final = "scribe_reader"
+
+
+def auth(tenant: str) -> dict[str, str]:
+    """The Authorization header of `tenant`'s key."""
+    return {"Authorization": f"Bearer {KEYS[tenant]}"}
+
+
+def keyring() -> dict[str, str]:
+    """`SCRIBE_INGEST_API_KEYS` for the test tenants."""
+    return {hash_api_key(key): tenant for tenant, key in KEYS.items()}
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every regular file (or link) below `root`."""
+    return sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+@asynccontextmanager
+async def running_app(
+    amqp_url: str, reader_url: str, media_root: Path, **settings: Any
+) -> AsyncIterator[FastAPI]:
+    """`create_app` with its lifespan entered: the real broker, the reader role's database."""
+    app = create_app(
+        SharedSettings(amqp_url=amqp_url, media_root=media_root),
+        IngestSettings(
+            database_url=reader_url,
+            api_keys=keyring(),
+            publish_timeout_seconds=5.0,
+            **settings,
+        ),
+    )
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def client(app: FastAPI, tenant: str | None = None) -> httpx.AsyncClient:
+    """An ASGI client, authenticated as `tenant` when given."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://ingest",
+        headers=auth(tenant) if tenant else {},
+        timeout=30,
+    )
