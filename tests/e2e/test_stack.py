@@ -79,7 +79,10 @@ def wer(reference: str, hypothesis: str) -> float:
 
 
 def test_upload_transcribe_search_export_and_external_producer(stack: Stack) -> None:
-    client = httpx.Client(base_url=stack.api, timeout=60)
+    # No keys configured in the stack: the development key (tenant `default`) works.
+    client = httpx.Client(
+        base_url=stack.api, timeout=60, headers={"Authorization": "Bearer dev-insecure-key"}
+    )
     speech = synthesize(SCRIPTS["meeting"], fmt="flac")
 
     # 1. Over HTTP, with word timestamps.
