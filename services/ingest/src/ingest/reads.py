@@ -431,6 +431,14 @@ async def search_segments(
             "q must contain a search term",
             details=[{"loc": ["query", "q"], "msg": "blank"}],
         )
+    if "\x00" in q:
+        # PostgreSQL text cannot hold NUL; refused here rather than failing in the query.
+        raise ApiError(
+            422,
+            "validation_error",
+            "q may not contain NUL characters",
+            details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
+        )
     created_after, created_before = _aware(created_after), _aware(created_before)
     _check_range(created_after, created_before)
     settings: IngestSettings = request.app.state.settings
