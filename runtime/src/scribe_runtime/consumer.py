@@ -22,6 +22,7 @@ from contracts.routing import decode_event
 from scribe_runtime import metrics
 from scribe_runtime.asyncapi import record_consumer
 from scribe_runtime.messaging import dead_letter
+from scribe_runtime.retry import TransientError, retry_later
 from scribe_runtime.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
@@ -42,8 +43,9 @@ def subscribe_events(
     """Register `handler` for the events of `accepts` arriving on `spec`'s queue.
 
     A contract violation (or a `validate` that returns a reason) is dead-lettered and
-    acked. An exception from `handler` nacks the message for redelivery; the queue's
-    delivery limit moves a crash loop to the DLQ.
+    acked. A `TransientError` from `handler` sends the message to its next retry stage
+    (backoff), or to the DLQ after the last, and acks it. Any other exception nacks the
+    message for redelivery; the queue's delivery limit moves a crash loop to the DLQ.
     """
 
     # Children resolved once: `labels()` per message would hash and lock for nothing.
@@ -75,6 +77,10 @@ def subscribe_events(
         ):
             try:
                 await handler(event, message)
+            except TransientError as exc:
+                # Acked once the copy is confirmed in its retry stage (or the DLQ).
+                await retry_later(broker, message, spec, exc)
+                return
             except Exception:
                 metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "failed").inc()
                 log.exception(
@@ -100,8 +106,19 @@ def subscribe_events(
         spec.rabbit_queue(),
         channel=channel,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
         title=spec.name,
         description=f"Quorum queue `{spec.name}`, bound by "
         f"{', '.join(f'`{key}`' for key in spec.bindings)}; delivery limit "
         f"{spec.delivery_limit}, then `{spec.dead_letter_queue}`.",
     )(on_message)
+
+
+async def raw_body(message: RabbitMessage) -> bytes:
+    """FastStream's decoder, replaced: the body stays bytes and `decode_event` judges it.
+
+    FastStream's own decoder parses `application/json` bodies before any handler runs: a
+    body that is not JSON raised inside FastStream, was redelivered up to the delivery
+    limit and dead-lettered without a reason. It also parsed every body a second time.
+    """
+    return message.body

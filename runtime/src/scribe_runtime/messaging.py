@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
@@ -16,6 +17,8 @@ from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
 log = structlog.get_logger(__name__)
 
 PUBLISH_TIMEOUT_SECONDS: Final = 10.0
+HEADER_DEAD_LETTERED_AT: Final = "x-scribe-dead-lettered-at"
+"""When a consumer dead-lettered the message (ISO UTC): tells one death from the next."""
 _MAX_REASON: Final = 1000
 
 
@@ -84,6 +87,7 @@ async def dead_letter(
     headers[routing.HEADER_DEAD_LETTER_CODE] = code
     headers[routing.HEADER_DEAD_LETTER_REASON] = reason[:_MAX_REASON]
     headers[routing.HEADER_DEAD_LETTER_QUEUE] = queue
+    headers[HEADER_DEAD_LETTERED_AT] = datetime.now(UTC).isoformat()
     headers.setdefault("x-scribe-original-routing-key", raw.routing_key or "")
     await broker.publish(
         raw.body,

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 DELIVERY_LIMIT: Final = 5
 """Deliveries a message may have before RabbitMQ dead-letters it (crash loops)."""
 
+RETRY_DELAYS_SECONDS: Final[tuple[float, ...]] = (1.0, 5.0, 25.0, 120.0)
+"""Backoff of a transient failure: one TTL'd retry stage per delay, then the DLQ."""
+
+RETRY_HEADER: Final = "x-scribe-retry"
+"""How many retry stages a message has been through (absent on the first try)."""
+
 
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
@@ -30,11 +36,36 @@ class QueueSpec:
     name: str
     bindings: tuple[str, ...]
     delivery_limit: int = DELIVERY_LIMIT
+    retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS
+    exchange: str = routing.EXCHANGE
+    """Where `bindings` apply: the events exchange, or `scribe.dlx` for dead-letter watchers."""
 
     @property
     def dead_letter_queue(self) -> str:
         """`<queue>.dlq`."""
         return routing.dead_letter_queue(self.name)
+
+    def retry_queue(self, stage: int) -> str:
+        """`<queue>.retry.<stage>` (1-based): holds a message for `retry_delays[stage-1]` s."""
+        return f"{self.name}.retry.{stage}"
+
+    def retry_queue_arguments(self, stage: int) -> dict[str, Any]:
+        """A retry stage: quorum, TTL'd, dead-lettering back to the consuming queue.
+
+        The message returns through the default exchange straight to `name`, not through
+        `scribe.events`, so the queue's other subscribers never see it twice. Queue-level
+        TTL on a quorum queue and at-least-once dead-lettering (which needs reject-publish
+        overflow) both work on RabbitMQ 3.10; per-message TTL does not, hence a queue per
+        delay.
+        """
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": round(self.retry_delays[stage - 1] * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
 
     def arguments(self) -> dict[str, Any]:
         """Queue arguments: quorum, delivery limit, dead-lettering to `scribe.dlx`."""
@@ -68,7 +99,16 @@ INDEXER_QUEUE: Final = QueueSpec(
         routing.TRANSCRIPTION_FAILED_V1,
     ),
 )
-QUEUES: Final[tuple[QueueSpec, ...]] = (TRANSCRIBER_QUEUE, INDEXER_QUEUE)
+DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
+    name="indexer.dead-letters",
+    bindings=(TRANSCRIBER_QUEUE.name,),
+    exchange=routing.DEAD_LETTER_EXCHANGE,
+    retry_delays=(),
+)
+"""A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
+`scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
+no job stays `processing` because its message was dead-lettered."""
+QUEUES: Final[tuple[QueueSpec, ...]] = (TRANSCRIBER_QUEUE, INDEXER_QUEUE, DEAD_LETTER_WATCH_QUEUE)
 
 EVENTS_EXCHANGE: Final = RabbitExchange(
     routing.EXCHANGE, type=ExchangeType.TOPIC, durable=True, declare=False
@@ -91,9 +131,14 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
             spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await dlq.bind(dlx, routing_key=spec.name)
+        for stage in range(1, len(spec.retry_delays) + 1):
+            await channel.declare_queue(
+                spec.retry_queue(stage), durable=True, arguments=spec.retry_queue_arguments(stage)
+            )
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
+        source = dlx if spec.exchange == routing.DEAD_LETTER_EXCHANGE else events
         for key in spec.bindings:
-            await queue.bind(events, routing_key=key)
+            await queue.bind(source, routing_key=key)
 
 
 async def declare_topology(amqp_url: str, queues: tuple[QueueSpec, ...] = QUEUES) -> None:
@@ -117,8 +162,12 @@ def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dic
         result_queues.append(
             {"name": spec.dead_letter_queue, "arguments": {"x-queue-type": "quorum"}}
         )
+        result_queues.extend(
+            {"name": spec.retry_queue(stage), "arguments": spec.retry_queue_arguments(stage)}
+            for stage in range(1, len(spec.retry_delays) + 1)
+        )
         bindings.extend(
-            {"source": routing.EXCHANGE, "destination": spec.name, "routing_key": key}
+            {"source": spec.exchange, "destination": spec.name, "routing_key": key}
             for key in spec.bindings
         )
         bindings.append(

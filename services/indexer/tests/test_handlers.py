@@ -11,6 +11,7 @@ from contracts.envelope import Event
 from indexer.handlers import UNKNOWN_TENANT, JobEventIndexer, RetryPolicy, with_retries
 from indexer.projection import JobStatus
 from indexer.store import Applied
+from scribe_runtime.retry import TransientError
 from services.indexer.tests import job_events as ev
 
 
@@ -75,11 +76,12 @@ async def test_database_outage_is_retried_with_backoff_then_succeeds() -> None:
     assert store.applied == [event]
 
 
-async def test_outage_longer_than_the_retries_raises_for_redelivery() -> None:
+async def test_outage_longer_than_the_retries_hands_the_event_to_the_retry_stages() -> None:
     store = FakeStore([ConnectionRefusedError()] * 3)
     indexer = JobEventIndexer(store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT)
-    with pytest.raises(ConnectionRefusedError):
+    with pytest.raises(TransientError, match="database unavailable after 3 tries") as caught:
         await indexer.on_job_event(ev.uploaded(uuid4()), object())  # type: ignore[arg-type]
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert store.applied == []
 
 

@@ -17,6 +17,7 @@ from contracts.envelope import Event
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
 from indexer.store import Applied, ProjectionStore, TenantDirectory
+from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
 
@@ -63,14 +64,24 @@ async def with_retries(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Applied:
-    """Run `operation`, retrying transient errors; the last error propagates."""
+    """Run `operation`, retrying transient errors in-process for a blip.
+
+    Past the policy's tries it raises `TransientError`: the consumer then moves the message
+    to its queue's TTL'd retry stages (longer backoff, the consumer free meanwhile) and, if
+    the database is still gone after them, to the DLQ for `scribe dlq replay`.
+    """
     for delay in policy.delays():
         try:
             return await operation()
         except TRANSIENT_ERRORS as exc:
             log.warning("database_unavailable_retrying", error=repr(exc), retry_in_s=delay)
             await sleep(delay)
-    return await operation()
+    try:
+        return await operation()
+    except TRANSIENT_ERRORS as exc:
+        raise TransientError(
+            f"database unavailable after {policy.attempts} tries: {exc!r}"
+        ) from exc
 
 
 class JobEventIndexer:
@@ -91,7 +102,11 @@ class JobEventIndexer:
     async def on_job_event(self, event: Event, message: RabbitMessage) -> None:
         """Apply the event and return (the consumer then acks); raise to have it redelivered."""
         started = time.perf_counter()
-        if not await self._tenants.is_known(event.tenant_id):
+        try:
+            known = await self._tenants.is_known(event.tenant_id)
+        except TRANSIENT_ERRORS as exc:
+            raise TransientError(f"database unavailable: {exc!r}") from exc
+        if not known:
             await self._dead_letter(
                 message,
                 code=UNKNOWN_TENANT,

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
 from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
@@ -64,6 +66,16 @@ def attempt_of(message: RabbitMessage) -> int:
         return 1 + int(count)
     # Classic queues keep no count: at least say it is not the first try.
     return 2 if message.raw_message.redelivered else 1
+
+
+def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
+    """The outcome's event id, derived from the upload's.
+
+    A worker killed after its outcome was confirmed but before the ack transcribes the job
+    again on redelivery; the same id then lets the indexer and every downstream consumer
+    drop the repeat (they deduplicate on `message_id`), so each job ends exactly once.
+    """
+    return uuid.uuid5(event.event_id, f"outcome:{outcome}")
 
 
 def run_in_daemon_thread(
@@ -191,11 +203,17 @@ class Transcriber:
             except JobFailure as failure:
                 outcome = TranscriptionFailedV1(
                     **self._envelope(event),
+                    event_id=outcome_event_id(event, f"failed:{failure.code}"),
                     code=failure.code,
                     message=failure.message[:_MAX_MESSAGE],
                     retryable=failure.retryable,
                     attempts=attempt,
                 )
+            except TransientError:
+                # Storage briefly gone: the consumer backs off through the retry stages.
+                await _settle(background)
+                log.warning("transcription_deferred", attempt=attempt)
+                raise
             except (JobCancelled, asyncio.CancelledError):
                 cancel.set()
                 await _settle(background)
@@ -218,6 +236,7 @@ class Transcriber:
             else:
                 outcome = TranscriptCompletedV1(
                     **self._envelope(event),
+                    event_id=outcome_event_id(event, "completed"),
                     language=result.language,
                     language_probability=result.language_probability,
                     duration_seconds=result.duration_seconds,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ import structlog
 
 from contracts.errors import ErrorCode
 from scribe_runtime.netguard import ForbiddenUrlError, ResolvedUrl, resolve_public_url
+from scribe_runtime.retry import TransientError
 from transcriber.errors import JobFailure
 
 log = structlog.get_logger(__name__)
@@ -32,6 +34,10 @@ log = structlog.get_logger(__name__)
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _GONE: Final = frozenset({404, 410})
 _CHUNK: Final = 1024 * 1024
+_STORAGE_DOWN: Final = frozenset(
+    {errno.ESTALE, errno.EIO, errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTDOWN, errno.ENODEV}
+)
+"""Errors of a network or removable media store that is away, not of the file itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,16 @@ class FileSource:
         try:
             real = Path(raw).resolve(strict=True)
         except FileNotFoundError:
+            if not self._root.is_dir():
+                # The whole store is gone (volume unmounted, NFS away), not this file:
+                # retried with backoff rather than failing every job that comes by.
+                raise TransientError(f"media root {self._root} is unavailable") from None
             raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"no file at {raw}") from None
-        except (OSError, RuntimeError) as exc:  # permission denied, symlink loop
+        except OSError as exc:
+            if exc.errno in _STORAGE_DOWN:
+                raise TransientError(f"media store unavailable reading {raw}: {exc}") from None
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot open {raw}: {exc}") from None
+        except RuntimeError as exc:  # symlink loop
             raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot open {raw}: {exc}") from None
         if not real.is_relative_to(self._root):
             raise JobFailure(
