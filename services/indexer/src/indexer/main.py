@@ -8,13 +8,16 @@ import contextlib
 import functools
 import signal
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 
+from contracts.envelope import Event
 from contracts.routing import EVENT_CLASSES
+from indexer.dead_letters import DeadLetterWatcher, subscribe_dead_letters
 from indexer.handlers import JobEventIndexer, RetryPolicy
 from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
@@ -22,7 +25,7 @@ from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
-from scribe_runtime.messaging import dead_letter, make_broker
+from scribe_runtime.messaging import dead_letter, make_broker, publish_event
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 
@@ -67,7 +70,20 @@ def build_broker(
         RetryPolicy(attempts=settings.retry_attempts),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
+
+    async def publish(event: Event) -> None:
+        await publish_event(broker, event)
+
+    subscribe_dead_letters(broker, DeadLetterWatcher(publish, producer_name()))
     return broker
+
+
+def producer_name() -> str:
+    """`scribe-indexer/<version>`: the producer of the failures it publishes for dead letters."""
+    try:
+        return f"{SERVICE}/{version('scribe-indexer')}"
+    except PackageNotFoundError:
+        return f"{SERVICE}/0+unknown"
 
 
 async def run(shared: SharedSettings, settings: IndexerSettings) -> None:
