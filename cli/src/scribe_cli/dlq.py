@@ -13,6 +13,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import routing
 from scribe_runtime.topology import QUEUES, QueueSpec
 
+_RABBITMQ_HEADERS = frozenset(
+    {"x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
+     "x-first-death-reason", "x-scribe-retry"}
+)  # fmt: skip
+"""RabbitMQ's bookkeeping (and our retry count): a replayed message starts a fresh life."""
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -132,7 +138,12 @@ async def replay(
             channel = await connection.channel(publisher_confirms=True)
             exchange = channel.default_exchange
             queue = await channel.declare_queue(spec.dead_letter_queue, passive=True)
-            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            # Only what is there now: a message that dies again while we replay lands back
+            # in this DLQ, and must not be picked up and replayed in an endless loop.
+            for _ in range(queue.declaration_result.message_count or 0):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
                 letter = describe(spec.name, message)
                 if job_ids is not None and letter.job_id not in job_ids:
                     continue  # left unacked: returns to the DLQ when the channel closes
@@ -141,7 +152,7 @@ async def replay(
                 headers = {
                     k: v
                     for k, v in dict(message.headers or {}).items()
-                    if not k.startswith("x-scribe-dead-letter") and k != "x-death"
+                    if not k.startswith("x-scribe-dead-letter") and k not in _RABBITMQ_HEADERS
                 }
                 headers["x-scribe-replayed-from"] = spec.dead_letter_queue
                 headers["x-scribe-original-routing-key"] = letter.routing_key

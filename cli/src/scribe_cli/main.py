@@ -19,7 +19,7 @@ from uuid import uuid4
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from contracts import AudioUploadedV1, TranscriptionOptions
 from scribe_cli import dlq
@@ -487,7 +487,8 @@ def dlq_list(
         mine = [letter for letter in letters if letter.queue == spec.name]
         console.print(f"[bold]{spec.dead_letter_queue}[/]: {len(mine)} message(s)")
         if mine:
-            table = Table("job", "type", "code", "reason")
+            # Job ids whole, never wrapped: they are what `dlq replay --job` takes.
+            table = Table(Column("job", no_wrap=True, min_width=36), "type", "code", "reason")
             for letter in mine:
                 table.add_row(
                     letter.job_id or "-", letter.message_type or "-", letter.code, letter.reason
