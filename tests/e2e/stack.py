@@ -97,15 +97,28 @@ class Stack:
 
 
 @contextmanager
-def running_stack(amqp_url: str, database_url: str, workdir: Path) -> Iterator[Stack]:
-    """Migrate, start indexer, transcriber and ingest; stop them all afterwards."""
+def running_stack(
+    amqp_url: str,
+    database_url: str,
+    workdir: Path,
+    *,
+    transcribers: int = 1,
+    transcriber_argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """Migrate, start indexer, transcriber(s) and ingest; stop them all afterwards.
+
+    The keywords serve the benchmarks: several transcriber processes (named `transcriber`,
+    `transcriber-2`, ...), another transcriber command, and environment overrides.
+    """
     media_root = workdir / "media"
     log_dir = workdir / "logs"
     media_root.mkdir()
     log_dir.mkdir()
     port = free_port()
-    health = {"indexer": free_port(), "transcriber": free_port()}
-    env = {
+    names = ["transcriber"] + [f"transcriber-{i}" for i in range(2, transcribers + 1)]
+    health = {"indexer": free_port()} | {name: free_port() for name in names}
+    base_env = {
         **os.environ,
         "SCRIBE_AMQP_URL": amqp_url,
         "SCRIBE_DATABASE_URL": database_url,
@@ -119,6 +132,7 @@ def running_stack(amqp_url: str, database_url: str, workdir: Path) -> Iterator[S
         "SCRIBE_TRANSCRIBER_CPU_THREADS": "2",
         "HF_HUB_OFFLINE": "1",
     }
+    env = base_env | (env or {})
     stack = Stack(
         api=f"http://127.0.0.1:{port}",
         amqp_url=amqp_url,
@@ -134,7 +148,12 @@ def running_stack(amqp_url: str, database_url: str, workdir: Path) -> Iterator[S
     assert migrate.returncode == 0, migrate.stdout.decode() + migrate.stderr.decode()
     try:
         stack.start("indexer", [str(BIN / "scribe-indexer"), "run"])
-        stack.start("transcriber", [str(BIN / "scribe-transcriber")])
+        for name in names:
+            stack.start(
+                name,
+                transcriber_argv or [str(BIN / "scribe-transcriber")],
+                {"SCRIBE_TRANSCRIBER_HEALTH_PORT": str(health[name])},
+            )
         stack.start("ingest", [str(BIN / "scribe-ingest")])
         stack.wait_ready()
         yield stack
