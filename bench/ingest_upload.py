@@ -23,16 +23,17 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 import aio_pika
 import httpx
+
+from bench.common import API_HEADERS, RssSampler, status_kib
 
 AMQP: Final = os.environ.get("SCRIBE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT: Final = os.environ.get("SCRIBE_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -41,34 +42,6 @@ CHANNELS: Final = 2
 BLOCK: Final = CHANNELS * 2
 CHUNK: Final = 256 * 1024
 BOUNDARY: Final = "scribe-bench-boundary-7f3a"
-
-
-def _kib(field: str, pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
-
-
-class RssSampler(threading.Thread):
-    """Samples a process's VmRSS every few milliseconds; keeps the peak."""
-
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.interval = interval
-        self.peak_kib = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            with contextlib.suppress(OSError, RuntimeError):
-                self.peak_kib = max(self.peak_kib, _kib("VmRSS", self.pid))
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
 
 
 def wav_header(data_bytes: int) -> bytes:
@@ -147,7 +120,8 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ingest.main"]
 
 
-def run(size_mb: int) -> None:
+def run(size_mb: int) -> dict[str, Any]:
+    """Upload `size_mb` MiB; print and return the figures (sizes in MiB, times in s)."""
     total = size_mb * 1024 * 1024
     vhost = f"scribe-bench-{uuid.uuid4().hex[:8]}"
     media = Path(tempfile.mkdtemp(prefix="scribe-bench-media-"))
@@ -165,7 +139,9 @@ def run(size_mb: int) -> None:
     server = subprocess.Popen(_command(), env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=httpx.Timeout(600, connect=5)) as client:
+        with httpx.Client(
+            base_url=base, timeout=httpx.Timeout(600, connect=5), headers=API_HEADERS
+        ) as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get("/readyz").status_code == 200:
@@ -186,10 +162,10 @@ def run(size_mb: int) -> None:
                 },
             )
             assert warm.status_code == 202, warm.text
-            baseline_kib = _kib("VmRSS", server.pid)
-            hwm_before_kib = _kib("VmHWM", server.pid)
+            baseline_kib = status_kib(server.pid, "VmRSS")
+            hwm_before_kib = status_kib(server.pid, "VmHWM")
 
-            sampler = RssSampler(server.pid)
+            sampler = RssSampler({"ingest": server.pid})
             sampler.start()
             length, body = multipart_upload(total)
             started = time.perf_counter()
@@ -202,23 +178,32 @@ def run(size_mb: int) -> None:
                 },
             )
             elapsed = time.perf_counter() - started
-            sampler.stop()
-            hwm_after_kib = _kib("VmHWM", server.pid)
+            peak_mib = sampler.stop()["ingest"]
+            hwm_after_kib = status_kib(server.pid, "VmHWM")
         if response.status_code != 202:
             raise SystemExit(f"upload answered {response.status_code}: {response.text}")
         queued = _queue_depth(env["SCRIBE_AMQP_URL"], "transcriber.audio-uploaded")
-        growth_mb = (sampler.peak_kib - baseline_kib) / 1024
+        growth_mb = peak_mib - baseline_kib / 1024
         print(f"upload size            {length / 1024**2:10.1f} MiB (WAV, {RATE} Hz stereo)")
         print(f"audio duration         {(total - 44) / (RATE * BLOCK) / 3600:10.2f} h")
         print(f"wall time (202)        {elapsed:10.2f} s")
         print(f"throughput             {length / 1024**2 / elapsed:10.1f} MiB/s")
         print(f"baseline RSS           {baseline_kib / 1024:10.1f} MiB")
-        print(f"peak RSS (sampled)     {sampler.peak_kib / 1024:10.1f} MiB")
+        print(f"peak RSS (sampled)     {peak_mib:10.1f} MiB")
         print(f"peak RSS growth        {growth_mb:10.1f} MiB   (target <= 50)")
         print(
             f"VmHWM before / after   {hwm_before_kib / 1024:6.1f} / {hwm_after_kib / 1024:.1f} MiB"
         )
         print(f"events queued          {queued:10d}   (warm-up + upload = 2)")
+        return {
+            "upload_mib": length / 1024**2,
+            "wall_s": elapsed,
+            "mib_per_s": length / 1024**2 / elapsed,
+            "baseline_rss_mib": baseline_kib / 1024,
+            "peak_rss_mib": peak_mib,
+            "peak_rss_growth_mib": growth_mb,
+            "events_queued": queued,
+        }
     finally:
         server.send_signal(signal.SIGTERM)
         try:

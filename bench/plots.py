@@ -1,0 +1,61 @@
+"""The README's plots, drawn from bench/results/*.json: throughput vs workers, latency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt
+
+
+def _load(directory: Path, name: str) -> dict[str, Any] | None:
+    path = directory / f"{name}.json"
+    if not path.exists():
+        return None
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def draw(directory: Path) -> list[Path]:
+    """Redraw whichever plots have their results; return the files written."""
+    written = []
+    scaling = _load(directory, "scaling")
+    if scaling is not None:
+        runs = scaling["figures"]["runs"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        labels = [r["label"] for r in runs]
+        rates = [r["audio_s_per_wall_s"] for r in runs]
+        bars = ax.bar(labels, rates, color=["#888888"] + ["#3b75af"] * (len(runs) - 1))
+        ax.bar_label(bars, fmt="%.2f")
+        ax.set_ylabel("audio seconds per wall second")
+        ax.set_title(f"Throughput vs transcriber processes ({scaling['machine']['nproc']} CPUs)")
+        fig.tight_layout()
+        path = directory / "scaling.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    broker = _load(directory, "broker")
+    if broker is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for phase in broker["figures"]["phases"]:
+            offered = phase["offered_jobs_per_s"]
+            label = "saturation" if offered is None else f"{offered:.0f} jobs/s offered"
+            values = sorted(phase["latencies_ms"])
+            fraction = [(i + 1) / len(values) for i in range(len(values))]
+            ax.plot(values, fraction, label=f"{label} (p99 {phase['p99_ms']:.0f} ms)")
+        ax.set_xscale("log")
+        ax.set_xlabel("publish → indexed latency, ms (log)")
+        ax.set_ylabel("fraction of jobs")
+        ax.set_title("Control-plane latency, instant engine")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = directory / "latency.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
