@@ -1,0 +1,76 @@
+"""Fixtures of the fault tests: their own RabbitMQ node and PostgreSQL cluster, per session.
+
+Killing, restarting and starving these harms nothing else: the other tests use the shared
+local servers. Each test still gets its own vhost and database on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.faults.servers import PostgresCluster, RabbitNode
+
+
+@dataclass
+class FaultServers:
+    rabbit: RabbitNode
+    postgres: PostgresCluster
+
+
+@dataclass
+class FaultEnv:
+    """One test's vhost and database on the fault servers, and where its files go."""
+
+    servers: FaultServers
+    amqp_url: str
+    database_url: str
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def fault_servers() -> Iterator[FaultServers]:
+    # Not pytest's tmp_path: its directories are private to this user, and the servers run
+    # as the rabbitmq and postgres users when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="scribe-faults-"))
+    base.chmod(0o755)
+    rabbit = RabbitNode.create(base / "rabbit")
+    postgres = PostgresCluster.create(base / "postgres")
+    rabbit.start()
+    try:
+        postgres.start()
+        try:
+            yield FaultServers(rabbit, postgres)
+        finally:
+            postgres.stop()
+    finally:
+        rabbit.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def fault_env(fault_servers: FaultServers, tmp_path: Path) -> Iterator[FaultEnv]:
+    name = f"faults_{uuid.uuid4().hex[:10]}"
+    amqp_url = fault_servers.rabbit.add_vhost(name)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(fault_servers.postgres.admin_url, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield FaultEnv(fault_servers, amqp_url, fault_servers.postgres.database_url(name), tmp_path)
+    finally:
+        fault_servers.rabbit.ctl("delete_vhost", name)
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
