@@ -34,7 +34,8 @@ def test_retry_stages_back_off_and_return_to_their_queue() -> None:
         )
         assert len(stages) >= 3
         ttls = [queues[name]["x-message-ttl"] for name in stages]
-        assert ttls == sorted(ttls) and ttls[0] < ttls[-1], ttls
+        assert ttls == sorted(ttls), ttls
+        assert ttls[0] < ttls[-1], ttls
         for name in stages:
             assert queues[name]["x-dead-letter-exchange"] == ""
             assert queues[name]["x-dead-letter-routing-key"] == consumer
