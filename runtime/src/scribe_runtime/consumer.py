@@ -106,7 +106,7 @@ def subscribe_events(
         spec.rabbit_queue(),
         channel=channel,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
+        decoder=undecoded,
         title=spec.name,
         description=f"Quorum queue `{spec.name}`, bound by "
         f"{', '.join(f'`{key}`' for key in spec.bindings)}; delivery limit "
@@ -114,11 +114,14 @@ def subscribe_events(
     )(on_message)
 
 
-async def raw_body(message: RabbitMessage) -> bytes:
-    """FastStream's decoder, replaced: the body stays bytes and `decode_event` judges it.
+async def undecoded(message: RabbitMessage) -> RabbitMessage:
+    """FastStream's decoder, replaced: the handler gets the message itself.
 
     FastStream's own decoder parses `application/json` bodies before any handler runs: a
     body that is not JSON raised inside FastStream, was redelivered up to the delivery
-    limit and dead-lettered without a reason. It also parsed every body a second time.
+    limit and dead-lettered without a reason; and it parsed every body a second time.
+    With the broker's `apply_types=False` (see `make_broker`), what the decoder returns is
+    the handler's one argument: no dependency injection per message, so `decode_event`
+    alone judges the bytes.
     """
-    return message.body
+    return message

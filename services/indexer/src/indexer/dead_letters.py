@@ -30,7 +30,7 @@ from contracts.envelope import Event
 from contracts.errors import ContractError, ErrorCode
 from contracts.routing import decode_event
 from contracts.transcription import TranscriptionFailedV1
-from scribe_runtime.consumer import raw_body
+from scribe_runtime.consumer import undecoded
 from scribe_runtime.messaging import HEADER_DEAD_LETTERED_AT
 from scribe_runtime.topology import DEAD_LETTER_WATCH_QUEUE, TRANSCRIBER_QUEUE
 
@@ -147,7 +147,7 @@ def subscribe_dead_letters(broker: RabbitBroker, watcher: DeadLetterWatcher) -> 
     return broker.subscriber(
         DEAD_LETTER_WATCH_QUEUE.rabbit_queue(),
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,  # a dead letter may be anything, JSON or not
+        decoder=undecoded,  # a dead letter may be anything, JSON or not
         title=DEAD_LETTER_WATCH_QUEUE.name,
         description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
         f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
