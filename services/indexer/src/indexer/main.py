@@ -22,6 +22,7 @@ from indexer.handlers import JobEventIndexer, RetryPolicy
 from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
+from scribe_runtime import aio
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = IndexerSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
     command = functools.partial(migrate if args.command == "migrate" else run, shared, settings)
-    asyncio.run(command())
+    aio.run(command())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
 from contracts.envelope import Event
+from scribe_runtime import aio
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shared = SharedSettings()
     settings = TranscriberSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
-    if not asyncio.run(serve(shared, settings)):
+    if not aio.run(serve(shared, settings)):
         # The job is already back in the queue; a model still mid-window must not keep the
         # process alive, and tearing the interpreter down under it can crash the process.
         logging.shutdown()
