@@ -283,7 +283,9 @@ class UriSource:
             return self._http.fetch(uri)
         return _Refused(
             JobFailure(
-                ErrorCode.SOURCE_UNREACHABLE, f"this worker cannot fetch {scheme!r} URIs ({uri})"
+                # The URI is not repeated: its user-info could hold credentials.
+                ErrorCode.SOURCE_UNREACHABLE,
+                f"this worker cannot fetch {scheme!r} URIs",
             )
         )
 
