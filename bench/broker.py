@@ -9,9 +9,11 @@ takes them (saturation).
 
 Latency of a job = the indexer's transaction that recorded its `transcript.completed`
 (`processed_events.processed_at`, PostgreSQL's clock, this same host) minus the moment its
-`audio.uploaded` publish began. `processed_at` is the transaction's start, so the commit
-(a millisecond or two) is not included; polling the read API instead would put the poll
-interval and the polls' own CPU into the figures.
+`audio.uploaded` publish began; for the last phase, the same load goes through the HTTP API
+(a 1 s WAV uploaded with the development key) and latency starts at ingest's `202`.
+`processed_at` is the transaction's start, so the commit (a millisecond or two) is not
+included; polling the read API instead would put the poll interval and the polls' own CPU
+into the figures.
 
 CPU-ms per job: user + system CPU from /proc over the phase, divided by the jobs, for
 ingest, transcriber, indexer, RabbitMQ (the whole `beam.smp` node), PostgreSQL (the
@@ -31,13 +33,15 @@ import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
+import httpx
 
 from bench.common import (
+    API_HEADERS,
     Result,
     cpu_seconds,
     median,
@@ -114,12 +118,17 @@ async def _phase(
     stack: Stack,
     monitor: asyncpg.Connection,
     database: str,
-    publish: Callable[[AudioUploadedV1], Any],
+    submit: Callable[[AudioUploadedV1], Awaitable[tuple[uuid.UUID, float]]],
     audio_uri: str,
     jobs: int,
     rate: float | None,
+    in_flight: int = 64,
 ) -> dict[str, Any]:
-    """Offer `jobs` at `rate` per second (None: all at once, 64 publishes in flight)."""
+    """Offer `jobs` at `rate` per second (None: all at once, `in_flight` at a time).
+
+    `submit` returns the job's id and the moment its latency starts: when its publish
+    began (AMQP), or when ingest answered 202 (HTTP).
+    """
     events = [
         AudioUploadedV1(
             job_id=uuid.uuid4(),
@@ -136,12 +145,12 @@ async def _phase(
     meter = CpuMeter(stack, monitor, database)
     await meter.start()
     window = time.perf_counter()
-    gate = asyncio.Semaphore(64)
+    gate = asyncio.Semaphore(in_flight)
 
     async def one(event: AudioUploadedV1) -> None:
         async with gate:
-            sent[event.job_id] = time.time()
-            await publish(event)
+            job_id, started = await submit(event)
+            sent[job_id] = started
 
     tasks = []
     for i, event in enumerate(events):
@@ -151,7 +160,7 @@ async def _phase(
                 await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(event)))
     await asyncio.gather(*tasks)
-    ids = [e.job_id for e in events]
+    ids = list(sent)
     await _wait_indexed(monitor, ids, seconds=120 + jobs / 10)
     elapsed = time.perf_counter() - window
     cpu = await meter.stop()
@@ -190,12 +199,28 @@ async def _measure(
         async with broker:
             await broker.start()
 
-            async def publish(event: AudioUploadedV1) -> None:
+            async def publish(event: AudioUploadedV1) -> tuple[uuid.UUID, float]:
+                started = time.time()
                 await publish_event(broker, event)
+                return event.job_id, started
+
+            wav = media.read_bytes()
+            http = httpx.AsyncClient(base_url=stack.api, headers=API_HEADERS, timeout=60)
+
+            async def upload(_event: AudioUploadedV1) -> tuple[uuid.UUID, float]:
+                response = await http.post(
+                    "/v1/transcriptions",
+                    files={"file": ("silence.wav", wav, "application/octet-stream")},
+                    data={"language": "en"},
+                )
+                if response.status_code != 202:
+                    raise SystemExit(f"upload refused: {response.status_code} {response.text}")
+                return uuid.UUID(response.json()["id"]), time.time()
 
             uri = media.resolve().as_uri()
             # Warm-up: connections, prepared statements, the first-use imports.
             await _phase(stack, monitor, database, publish, uri, 50, 50.0)
+            await _phase(stack, monitor, database, upload, uri, 20, 20.0, in_flight=8)
             phases = []
             for rate in rates:
                 phases.append(
@@ -204,6 +229,13 @@ async def _measure(
                     )
                 )
             phases.append(await _phase(stack, monitor, database, publish, uri, saturation, None))
+            # The same load through the HTTP API: latency from the 202 to indexed.
+            http_phase = await _phase(
+                stack, monitor, database, upload, uri, round(50.0 * seconds), 50.0, in_flight=8
+            )
+            http_phase["path"] = "http"
+            phases.append(http_phase)
+            await http.aclose()
             return phases
     finally:
         await monitor.close()
@@ -228,7 +260,7 @@ def run(quick: bool = False) -> Result:
         phases = asyncio.run(_measure(stack, database_url, rates, seconds, saturation))
     result = Result(
         name="broker",
-        title="control plane with an instant engine: publish → indexed",
+        title="control plane with an instant engine: publish (or HTTP 202) → indexed",
         columns=["offered", "jobs", "jobs/s", "p50 ms", "p99 ms", "CPU-ms/job", "of which"],
         settings={
             "offered_rates": rates,
@@ -242,6 +274,8 @@ def run(quick: bool = False) -> Result:
         label = "saturation" if phase["offered_jobs_per_s"] is None else (
             f"{phase['offered_jobs_per_s']:.0f}/s"
         )  # fmt: skip
+        if phase.get("path") == "http":
+            label = f"HTTP {label}"
         by = phase["cpu_ms_per_job_by_process"]
         result.rows.append(
             [
