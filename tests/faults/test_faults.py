@@ -329,6 +329,25 @@ async def _dead_letter_headers(amqp_url: str, queue: str) -> list[dict[str, obje
     return found
 
 
+def _await_dead_letters(
+    amqp_url: str, want: int, within: float = 60.0
+) -> dict[str, list[dict[str, object]]]:
+    """Both DLQs' headers, once each holds `want` (or the time is up).
+
+    Bad messages queued behind the last valid job are still being refused when that job
+    ends, so the DLQs fill a moment after the jobs are terminal.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        dead = {
+            q.name: asyncio.run(_dead_letter_headers(amqp_url, q.dead_letter_queue))
+            for q in (TRANSCRIBER_QUEUE, INDEXER_QUEUE)
+        }
+        if all(len(h) >= want for h in dead.values()) or time.monotonic() > deadline:
+            return dead
+        time.sleep(0.5)
+
+
 def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_processed(
     fault_env: FaultEnv,
 ) -> None:
@@ -373,10 +392,7 @@ def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_proces
         result = tally(
             accepted, rows, Outcomes.drain(stack.amqp_url), silent={e.job_id for e in index}
         )
-        dead = {
-            q.name: asyncio.run(_dead_letter_headers(stack.amqp_url, q.dead_letter_queue))
-            for q in (TRANSCRIBER_QUEUE, INDEXER_QUEUE)
-        }
+        dead = _await_dead_letters(stack.amqp_url, want=len(bad))
         alive = {
             name: p.poll() is None and p.pid == pids[name] for name, p in stack.processes.items()
         }
