@@ -10,7 +10,6 @@ Decoding PCM costs ~0.1 s per 200 MB; compressed audio decodes at hundreds of ti
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -18,6 +17,7 @@ from typing import Final
 import av
 
 from contracts.errors import ErrorCode
+from scribe_runtime.wav import wav_data_chunk
 
 CONTENT_TYPES: Final[dict[str, str]] = {
     "wav": "audio/wav",
@@ -146,7 +146,7 @@ def _probe_container(
         raise unsupported(f"{bad_packets} of {packets} audio packets cannot be decoded")
     duration = samples / sample_rate
 
-    declared = _declared_seconds(container, stream, path, size, name)
+    declared = _declared_seconds(container, stream, path, name)
     if declared is not None and duration + _TRUNCATION_SLACK_SECONDS < declared:
         raise unsupported(
             f"the file is truncated: its header declares {declared:.2f} s of audio, "
@@ -166,7 +166,6 @@ def _declared_seconds(
     container: av.container.InputContainer,
     stream: av.AudioStream,
     path: Path,
-    size: int,
     name: str,
 ) -> float | None:
     """The length the header promises, where the format makes it exact."""
@@ -175,33 +174,17 @@ def _declared_seconds(
             return float(stream.duration * stream.time_base)
         return None
     if name == "wav":
-        return _wav_declared_seconds(path, size, stream)
+        return _wav_declared_seconds(path, stream)
     return None
 
 
-def _wav_declared_seconds(path: Path, size: int, stream: av.AudioStream) -> float | None:
-    """FFmpeg trusts a short WAV's file size over its header; the header is what was meant.
-
-    Streaming writers put 0 or 0xFFFFFFFF in the data size; those declare nothing.
-    """
+def _wav_declared_seconds(path: Path, stream: av.AudioStream) -> float | None:
+    """FFmpeg trusts a short WAV's file size over its header; the header is what was meant."""
     block_align = stream.codec_context.channels * (stream.codec_context.format.bytes or 0)
     if block_align <= 0:
         return None
-    with path.open("rb") as file:
-        head = file.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        offset = 12
-        while offset + 8 <= size:
-            file.seek(offset)
-            chunk = file.read(8)
-            if len(chunk) < 8:
-                return None
-            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"data":
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return None
-                frames: int = chunk_size // block_align
-                return frames / (stream.codec_context.sample_rate or 1)
-            offset += 8 + chunk_size + (chunk_size & 1)
-    return None
+    data = wav_data_chunk(path)
+    if data is None:
+        return None
+    frames = data[1] // block_align
+    return frames / (stream.codec_context.sample_rate or 1)

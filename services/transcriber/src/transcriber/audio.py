@@ -14,7 +14,6 @@ file would be transcribed as if it were whole. This one names what went wrong:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts.errors import ErrorCode
+from scribe_runtime.wav import wav_data_chunk
 from transcriber.errors import JobFailure
 
 SAMPLE_RATE: Final = 16000
@@ -71,26 +71,12 @@ def looks_like_audio_container(head: bytes) -> bool:
 
 def wav_data_overrun(path: Path) -> int | None:
     """For a RIFF/WAVE file, how many data bytes the header promises beyond the file's end."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        header = f.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return None
-        offset = 12
-        while offset + 8 <= size:
-            f.seek(offset)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"data":
-                # Streaming writers leave 0 or 0xFFFFFFFF when the length was not known.
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return None
-                overrun = offset + 8 + chunk_size - size
-                return overrun if overrun > 0 else 0
-            offset += 8 + chunk_size + (chunk_size & 1)
-    return None
+    data = wav_data_chunk(path)
+    if data is None:
+        return None
+    offset, declared = data
+    overrun = offset + declared - path.stat().st_size
+    return overrun if overrun > 0 else 0
 
 
 def _too_long(seconds: float, limit: float) -> JobFailure:
