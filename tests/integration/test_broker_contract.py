@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts import AudioUploadedV1, routing
 from contracts.examples import EXAMPLES
+from scribe_runtime import amqp
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, declare_topology
@@ -85,7 +85,7 @@ async def test_malformed_and_unknown_version_are_dead_lettered_and_consumption_g
     broker = make_broker(amqp_url, service="test")
     consumed: asyncio.Queue[AudioUploadedV1] = asyncio.Queue()
 
-    async def on_audio_uploaded(event: AudioUploadedV1, _message: RabbitMessage) -> None:
+    async def on_audio_uploaded(event: AudioUploadedV1, _delivery: amqp.Delivery) -> None:
         await consumed.put(event)
 
     subscribe_events(broker, TRANSCRIBER_QUEUE, (AudioUploadedV1,), on_audio_uploaded)
@@ -111,9 +111,7 @@ async def test_malformed_and_unknown_version_are_dead_lettered_and_consumption_g
         for _ in range(2):
             dead = await _get(channel, TRANSCRIBER_QUEUE.dead_letter_queue)
             headers = dead.headers
-            reasons[headers[routing.HEADER_DEAD_LETTER_CODE]] = headers[
-                routing.HEADER_DEAD_LETTER_REASON
-            ]
+            reasons[headers[amqp.HEADER_DEAD_LETTER_CODE]] = headers[amqp.HEADER_DEAD_LETTER_REASON]
             await dead.ack()
     assert "not JSON" in str(reasons["malformed_event"])
     assert "no version 99" in str(reasons["unsupported_event_version"])

@@ -20,6 +20,7 @@ from indexer.main import build_broker
 from indexer.migrate import prepare_database, shipped_migrations
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
+from scribe_runtime import amqp
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
@@ -240,10 +241,10 @@ async def test_indexer_consumes_from_the_real_broker_and_dead_letters_what_it_mu
     assert row["tenant_id"] == "acme"
     assert row["original_filename"] == "standup.wav"
     assert await pool.fetchval("SELECT count(*) FROM segments WHERE job_id = $1", job) == 3
-    codes = {m.headers[routing.HEADER_DEAD_LETTER_CODE]: m for m in letters}
+    codes = {m.headers[amqp.HEADER_DEAD_LETTER_CODE]: m for m in letters}
     assert set(codes) == {"unknown_tenant", "malformed_event"}
-    assert "mallory" in str(codes["unknown_tenant"].headers[routing.HEADER_DEAD_LETTER_REASON])
-    assert "job_id" in str(codes["malformed_event"].headers[routing.HEADER_DEAD_LETTER_REASON])
+    assert "mallory" in str(codes["unknown_tenant"].headers[amqp.HEADER_DEAD_LETTER_REASON])
+    assert "job_id" in str(codes["malformed_event"].headers[amqp.HEADER_DEAD_LETTER_REASON])
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", stranger) == 0
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
     assert await pool.fetchval("SELECT count(*) FROM tenants WHERE tenant_id = 'mallory'") == 0

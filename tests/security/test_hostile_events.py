@@ -22,6 +22,7 @@ from indexer.main import build_broker
 from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresTenants
+from scribe_runtime import amqp
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
 from tests.security.support import READER, TENANTS
@@ -87,7 +88,7 @@ async def dead_letters(amqp_url: str, expected: int) -> dict[str, str]:
             if message is None:
                 await asyncio.sleep(0.1)
                 continue
-            code = (message.headers or {}).get(routing.HEADER_DEAD_LETTER_CODE)
+            code = (message.headers or {}).get(amqp.HEADER_DEAD_LETTER_CODE)
             found[str(message.message_id)] = str(code)
             if len(found) == expected:
                 break

@@ -5,19 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from contracts import routing
+from scribe_runtime.amqp import (
+    BROKER_HEADERS,
+    DEAD_LETTER_HEADERS,
+    HEADER_DEAD_LETTER_CODE,
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_JOB_ID,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_REPLAYED_FROM,
+    HEADER_RETRY,
+    header_text,
+    latest_death,
+)
+from scribe_runtime.amqp import original_routing_key as _original_routing_key
 from scribe_runtime.topology import QUEUES, QueueSpec
 
-_RABBITMQ_HEADERS = frozenset(
-    {"x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
-     "x-first-death-reason", "x-scribe-retry"}
-)  # fmt: skip
-"""RabbitMQ's bookkeeping (and our retry count): a replayed message starts a fresh life."""
+_SHED_ON_REPLAY = BROKER_HEADERS | DEAD_LETTER_HEADERS | {HEADER_RETRY}
+"""RabbitMQ's bookkeeping, our retry count and death record: a replayed message starts a
+fresh life."""
 
 
 @dataclass(frozen=True)
@@ -34,45 +43,26 @@ class DeadLetter:
     count: int
 
 
-def _header(headers: dict[str, Any], key: str) -> str | None:
-    value = headers.get(key)
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return None if value is None else str(value)
-
-
 def original_routing_key(message: AbstractIncomingMessage) -> str | None:
     """Where the message was going before it died: our header, else RabbitMQ's x-death."""
-    headers = dict(message.headers or {})
-    ours = _header(headers, "x-scribe-original-routing-key")
-    if ours:
-        return ours
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        keys = deaths[0].get("routing-keys")
-        if isinstance(keys, list) and keys:
-            first = keys[0]
-            return first.decode() if isinstance(first, bytes) else str(first)
-    return message.type
+    return _original_routing_key(message.headers or {}, message.type)
 
 
 def describe(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
     """Reason and identity of a dead letter, from our headers or RabbitMQ's `x-death`."""
     headers = dict(message.headers or {})
-    code = _header(headers, routing.HEADER_DEAD_LETTER_CODE)
-    reason = _header(headers, routing.HEADER_DEAD_LETTER_REASON)
+    code = header_text(headers, HEADER_DEAD_LETTER_CODE)
+    reason = header_text(headers, HEADER_DEAD_LETTER_REASON)
     count = 1
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        death = deaths[0]
-        code = code or f"rabbitmq_{_text(death.get('reason'))}"
+    death = latest_death(headers)
+    if death is not None:
+        code = code or f"rabbitmq_{death.reason}"
         reason = reason or (
-            f"dead-lettered by RabbitMQ ({_text(death.get('reason'))}) from "
-            f"{_text(death.get('queue'))} after {_text(death.get('count'))} time(s)"
+            f"dead-lettered by RabbitMQ ({death.reason}) from {death.queue} "
+            f"after {death.count} time(s)"
         )
-        raw_count = death.get("count")
-        count = raw_count if isinstance(raw_count, int) else 1
-    job_id = _header(headers, "x-scribe-job-id")
+        count = death.count if death.count is not None else 1
+    job_id = header_text(headers, HEADER_JOB_ID)
     if job_id is None:
         try:
             body = json.loads(message.body)
@@ -89,10 +79,6 @@ def describe(queue: str, message: AbstractIncomingMessage) -> DeadLetter:
         reason=reason or "no reason recorded",
         count=count,
     )
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def select_queues(name: str | None) -> list[QueueSpec]:
@@ -128,7 +114,7 @@ async def replay(
     They go to that queue only (through the default exchange), not through `scribe.events`
     again: the other subscribers already had the event, and replaying one consumer's
     failure should not re-notify them. The original routing key stays in the
-    `x-scribe-original-routing-key` header; consumers decode by the AMQP `type`. Each
+    `HEADER_ORIGINAL_ROUTING_KEY` header; consumers decode by the AMQP `type`. Each
     message leaves the DLQ (ack) only after the broker confirmed its replay.
     """
     replayed: list[DeadLetter] = []
@@ -150,12 +136,10 @@ async def replay(
                 if not letter.routing_key:
                     continue
                 headers = {
-                    k: v
-                    for k, v in dict(message.headers or {}).items()
-                    if not k.startswith("x-scribe-dead-letter") and k not in _RABBITMQ_HEADERS
+                    k: v for k, v in dict(message.headers or {}).items() if k not in _SHED_ON_REPLAY
                 }
-                headers["x-scribe-replayed-from"] = spec.dead_letter_queue
-                headers["x-scribe-original-routing-key"] = letter.routing_key
+                headers[HEADER_REPLAYED_FROM] = spec.dead_letter_queue
+                headers[HEADER_ORIGINAL_ROUTING_KEY] = letter.routing_key
                 await exchange.publish(
                     aio_pika.Message(
                         message.body,

@@ -1,4 +1,7 @@
-"""Names on the wire: exchanges, routing keys, queues, headers; and event decoding."""
+"""Names on the wire: exchanges, routing keys, queues; and event decoding.
+
+Message headers (`x-scribe-*`) are the runtime's, not the events': `scribe_runtime.amqp`.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +30,6 @@ DEAD_LETTER_EXCHANGE: Final = "scribe.dlx"
 """Direct exchange; a queue's dead letters are routed by the queue's name to `<queue>.dlq`."""
 
 CONTENT_TYPE: Final = "application/json"
-
-HEADER_DEAD_LETTER_REASON: Final = "x-scribe-dead-letter-reason"
-HEADER_DEAD_LETTER_CODE: Final = "x-scribe-dead-letter-code"
-HEADER_DEAD_LETTER_QUEUE: Final = "x-scribe-dead-letter-queue"
 
 EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     AudioUploadedV1,

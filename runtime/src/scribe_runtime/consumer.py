@@ -2,7 +2,8 @@
 
 Every service registers its handlers through `subscribe_events`, so a malformed body, an
 unknown type or an unknown version always ends in the queue's `.dlq` with the reason in a
-header, and the consumer keeps going.
+header, and the consumer keeps going. Handlers get the decoded event and the message's
+`Delivery` (`scribe_runtime.amqp`), never FastStream's message.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any, TypeVar
 import structlog
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.envelope import Event
 from contracts.errors import ContractError, MalformedEventError
 from contracts.routing import decode_event
 from scribe_runtime import metrics
+from scribe_runtime.amqp import Delivery, as_delivery
 from scribe_runtime.asyncapi import record_consumer
 from scribe_runtime.messaging import dead_letter
 from scribe_runtime.retry import TransientError, retry_later
@@ -28,7 +29,7 @@ from scribe_runtime.topology import QueueSpec
 log = structlog.get_logger(__name__)
 
 E = TypeVar("E", bound=Event)
-Handler = Callable[[E, RabbitMessage], Awaitable[None]]
+Handler = Callable[[E, Delivery], Awaitable[None]]
 
 
 def subscribe_events(
@@ -51,10 +52,9 @@ def subscribe_events(
     # Children resolved once: `labels()` per message would hash and lock for nothing.
     handling_seconds = metrics.EVENT_HANDLING_SECONDS.labels(spec.name)
 
-    async def on_message(message: RabbitMessage) -> None:
-        raw = message.raw_message
+    async def on_message(delivery: Delivery) -> None:
         try:
-            event = decode_event(raw.body, raw.type)
+            event = decode_event(delivery.body, delivery.type)
             if not isinstance(event, accepts):
                 raise MalformedEventError(
                     f"{event.routing_key()} is not consumed by {spec.name}; "
@@ -64,9 +64,9 @@ def subscribe_events(
             if reason:
                 raise MalformedEventError(reason)
         except ContractError as exc:
-            await dead_letter(broker, message, queue=spec.name, code=exc.code, reason=exc.reason)
+            await dead_letter(broker, delivery, queue=spec.name, code=exc.code, reason=exc.reason)
             metrics.EVENTS_CONSUMED.labels(
-                spec.name, metrics.type_label(raw.type), "rejected"
+                spec.name, metrics.type_label(delivery.type), "rejected"
             ).inc()
             return
         started = time.perf_counter()
@@ -76,10 +76,10 @@ def subscribe_events(
             tenant_id=event.tenant_id,
         ):
             try:
-                await handler(event, message)
+                await handler(event, delivery)
             except TransientError as exc:
                 # Acked once the copy is confirmed in its retry stage (or the DLQ).
-                await retry_later(broker, message, spec, exc)
+                await retry_later(broker, delivery, spec, exc)
                 return
             except Exception:
                 metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "failed").inc()
@@ -87,7 +87,7 @@ def subscribe_events(
                     "event_handler_failed",
                     event_type=event.message_type,
                     event_id=str(event.event_id),
-                    redelivered=raw.redelivered,
+                    redelivered=delivery.redelivered,
                 )
                 raise
             elapsed = time.perf_counter() - started
@@ -106,7 +106,7 @@ def subscribe_events(
         spec.rabbit_queue(),
         channel=channel,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=undecoded,
+        decoder=as_delivery,
         title=spec.name,
         description=f"Quorum queue `{spec.name}`, bound by "
         f"{', '.join(f'`{key}`' for key in spec.bindings)}; delivery limit "
@@ -114,14 +114,19 @@ def subscribe_events(
     )(on_message)
 
 
-async def undecoded(message: RabbitMessage) -> RabbitMessage:
-    """FastStream's decoder, replaced: the handler gets the message itself.
-
-    FastStream's own decoder parses `application/json` bodies before any handler runs: a
-    body that is not JSON raised inside FastStream, was redelivered up to the delivery
-    limit and dead-lettered without a reason; and it parsed every body a second time.
-    With the broker's `apply_types=False` (see `make_broker`), what the decoder returns is
-    the handler's one argument: no dependency injection per message, so `decode_event`
-    alone judges the bytes.
-    """
-    return message
+def subscribe_deliveries(
+    broker: RabbitBroker,
+    spec: QueueSpec,
+    handler: Callable[[Delivery], Awaitable[None]],
+    *,
+    description: str,
+) -> Any:
+    """Register `handler` for every message on `spec`'s queue, undecoded (a dead letter may
+    be anything, JSON or not). Returning acks; raising nacks for redelivery."""
+    return broker.subscriber(
+        spec.rabbit_queue(),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=as_delivery,
+        title=spec.name,
+        description=description,
+    )(handler)

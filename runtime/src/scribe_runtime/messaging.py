@@ -7,18 +7,27 @@ from typing import Any, Final
 
 import structlog
 from faststream.rabbit import Channel, RabbitBroker
-from faststream.rabbit.message import RabbitMessage
 
 from contracts import routing
 from contracts.envelope import Event
 from scribe_runtime import metrics
+from scribe_runtime.amqp import (
+    HEADER_DEAD_LETTER_CODE,
+    HEADER_DEAD_LETTER_QUEUE,
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_DEAD_LETTERED_AT,
+    HEADER_JOB_ID,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_PRODUCER,
+    HEADER_TENANT_ID,
+    PUBLISH_TIMEOUT_SECONDS,
+    Delivery,
+    republish,
+)
 from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
 
 log = structlog.get_logger(__name__)
 
-PUBLISH_TIMEOUT_SECONDS: Final = 10.0
-HEADER_DEAD_LETTERED_AT: Final = "x-scribe-dead-lettered-at"
-"""When a consumer dead-lettered the message (ISO UTC): tells one death from the next."""
 _MAX_REASON: Final = 1000
 
 
@@ -43,7 +52,7 @@ def make_broker(
         # FastStream logs two lines per message at INFO; ours say more, once.
         log_level=10,
         graceful_timeout=graceful_timeout,
-        # Handlers take the message as their one argument (`consumer.undecoded`): resolving
+        # Handlers take a `Delivery` as their one argument (`amqp.as_delivery`): resolving
         # an injected `RabbitMessage` per message cost a worker-thread hop (DESIGN.md).
         apply_types=False,
     )
@@ -52,9 +61,20 @@ def make_broker(
 def event_headers(event: Event) -> dict[str, Any]:
     """AMQP headers mirroring the envelope, for routing and filtering without the body."""
     return {
-        "x-scribe-tenant-id": event.tenant_id,
-        "x-scribe-job-id": str(event.job_id),
-        "x-scribe-producer": event.producer,
+        HEADER_TENANT_ID: event.tenant_id,
+        HEADER_JOB_ID: str(event.job_id),
+        HEADER_PRODUCER: event.producer,
+    }
+
+
+def event_properties(event: Event) -> dict[str, Any]:
+    """The AMQP properties of an event's message, as the contract fixes them."""
+    return {
+        "message_id": str(event.event_id),
+        "correlation_id": str(event.correlation_id) if event.correlation_id else None,
+        "timestamp": event.occurred_at,
+        "headers": event_headers(event),
+        "timeout": PUBLISH_TIMEOUT_SECONDS,
     }
 
 
@@ -67,13 +87,9 @@ async def publish_event(broker: RabbitBroker, event: Event) -> None:
             routing_key=event.routing_key(),
             persist=True,
             mandatory=True,
-            message_id=str(event.event_id),
             message_type=event.message_type,
-            correlation_id=str(event.correlation_id) if event.correlation_id else None,
             content_type=routing.CONTENT_TYPE,
-            timestamp=event.occurred_at,
-            headers=event_headers(event),
-            timeout=PUBLISH_TIMEOUT_SECONDS,
+            **event_properties(event),
         )
     except BaseException:
         metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
@@ -82,29 +98,17 @@ async def publish_event(broker: RabbitBroker, event: Event) -> None:
 
 
 async def dead_letter(
-    broker: RabbitBroker, message: RabbitMessage, *, queue: str, code: str, reason: str
+    broker: RabbitBroker, delivery: Delivery, *, queue: str, code: str, reason: str
 ) -> None:
     """Copy a message to `<queue>.dlq` with the reason in its headers (the caller then acks)."""
-    raw = message.raw_message
-    headers = dict(raw.headers or {})
-    headers[routing.HEADER_DEAD_LETTER_CODE] = code
-    headers[routing.HEADER_DEAD_LETTER_REASON] = reason[:_MAX_REASON]
-    headers[routing.HEADER_DEAD_LETTER_QUEUE] = queue
+    headers = dict(delivery.headers)
+    headers[HEADER_DEAD_LETTER_CODE] = code
+    headers[HEADER_DEAD_LETTER_REASON] = reason[:_MAX_REASON]
+    headers[HEADER_DEAD_LETTER_QUEUE] = queue
     headers[HEADER_DEAD_LETTERED_AT] = datetime.now(UTC).isoformat()
-    headers.setdefault("x-scribe-original-routing-key", raw.routing_key or "")
-    await broker.publish(
-        raw.body,
-        exchange=DEAD_LETTER_EXCHANGE,
-        routing_key=queue,
-        persist=True,
-        mandatory=True,
-        message_id=raw.message_id,
-        message_type=raw.type,
-        correlation_id=raw.correlation_id,
-        content_type=raw.content_type,
-        timestamp=raw.timestamp,
-        headers=headers,
-        timeout=PUBLISH_TIMEOUT_SECONDS,
+    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    await republish(
+        broker, delivery, exchange=DEAD_LETTER_EXCHANGE, routing_key=queue, headers=headers
     )
     metrics.EVENTS_DEAD_LETTERED.labels(queue, code).inc()
     log.warning(
@@ -112,6 +116,6 @@ async def dead_letter(
         queue=queue,
         code=code,
         reason=reason[:_MAX_REASON],
-        message_id=raw.message_id,
-        message_type=raw.type,
+        message_id=delivery.message_id,
+        message_type=delivery.type,
     )

@@ -10,55 +10,45 @@ and does not count against the delivery limit (which is kept for crash loops).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.message import RabbitMessage
 
-from scribe_runtime.messaging import PUBLISH_TIMEOUT_SECONDS, dead_letter
-from scribe_runtime.topology import RETRY_HEADER, QueueSpec
+from scribe_runtime.amqp import (
+    BROKER_HEADERS,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_RETRY,
+    Delivery,
+    republish,
+    retries_done,
+)
+from scribe_runtime.messaging import dead_letter
+from scribe_runtime.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
 
 RETRIES_EXHAUSTED: Final = "retries_exhausted"
 """Dead-letter code of a message that failed transiently through every retry stage."""
 
-# RabbitMQ's own bookkeeping: a retried message starts a fresh life in the queue.
-_DROPPED_HEADERS: Final = frozenset(
-    {"x-death", "x-delivery-count", "x-first-death-exchange", "x-first-death-queue",
-     "x-first-death-reason"}
-)  # fmt: skip
-
 
 class TransientError(Exception):
     """A failure that may pass by itself (a dependency restarting); the message is retried."""
 
 
-def retries_done(message: RabbitMessage) -> int:
-    """How many retry stages the message went through before this delivery."""
-    value = (message.raw_message.headers or {}).get(RETRY_HEADER)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(0, value)
-    if isinstance(value, (str, bytes)) and value.isdigit():
-        return int(value)
-    return 0
-
-
 async def retry_later(
-    broker: RabbitBroker, message: RabbitMessage, spec: QueueSpec, error: BaseException
+    broker: RabbitBroker, delivery: Delivery, spec: QueueSpec, error: BaseException
 ) -> None:
     """Send the message to its next retry stage, or to the DLQ after the last one.
 
     Returns once the broker confirmed the copy; the caller then acks the original (a crash
     in between redelivers it: at least once, never lost).
     """
-    raw = message.raw_message
-    done = retries_done(message)
+    done = retries_done(delivery.headers)
     if done >= len(spec.retry_delays):
         await dead_letter(
             broker,
-            message,
+            delivery,
             queue=spec.name,
             code=RETRIES_EXHAUSTED,
             reason=f"transient failure on every try ({done + 1} tries over "
@@ -66,24 +56,12 @@ async def retry_later(
         )
         return
     stage = done + 1
-    headers: dict[str, Any] = {
-        k: v for k, v in (raw.headers or {}).items() if k not in _DROPPED_HEADERS
-    }
-    headers[RETRY_HEADER] = stage
-    headers.setdefault("x-scribe-original-routing-key", raw.routing_key or "")
-    await broker.publish(
-        raw.body,
-        exchange="",
-        routing_key=spec.retry_queue(stage),
-        persist=True,
-        mandatory=True,
-        message_id=raw.message_id,
-        message_type=raw.type,
-        correlation_id=raw.correlation_id,
-        content_type=raw.content_type,
-        timestamp=raw.timestamp,
-        headers=headers,
-        timeout=PUBLISH_TIMEOUT_SECONDS,
+    # RabbitMQ's bookkeeping dropped: a retried message starts a fresh life in the queue.
+    headers = {k: v for k, v in delivery.headers.items() if k not in BROKER_HEADERS}
+    headers[HEADER_RETRY] = stage
+    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    await republish(
+        broker, delivery, exchange="", routing_key=spec.retry_queue(stage), headers=headers
     )
     log.warning(
         "message_retry_scheduled",
@@ -92,6 +70,6 @@ async def retry_later(
         of=len(spec.retry_delays),
         delay_s=spec.retry_delays[stage - 1],
         error=repr(error),
-        message_id=raw.message_id,
-        message_type=raw.type,
+        message_id=delivery.message_id,
+        message_type=delivery.type,
     )

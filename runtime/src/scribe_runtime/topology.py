@@ -25,9 +25,6 @@ DELIVERY_LIMIT: Final = 5
 RETRY_DELAYS_SECONDS: Final[tuple[float, ...]] = (1.0, 5.0, 25.0, 120.0)
 """Backoff of a transient failure: one TTL'd retry stage per delay, then the DLQ."""
 
-RETRY_HEADER: Final = "x-scribe-retry"
-"""How many retry stages a message has been through (absent on the first try)."""
-
 
 @dataclass(frozen=True, slots=True)
 class QueueSpec:

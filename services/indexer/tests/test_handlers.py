@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -11,6 +10,7 @@ from contracts.envelope import Event
 from indexer.handlers import UNKNOWN_TENANT, JobEventIndexer, RetryPolicy, with_retries
 from indexer.projection import JobStatus
 from indexer.store import Applied
+from scribe_runtime.amqp import Delivery
 from scribe_runtime.retry import TransientError
 from services.indexer.tests import job_events as ev
 
@@ -38,10 +38,10 @@ class FakeTenants:
 
 class FakeDeadLetter:
     def __init__(self) -> None:
-        self.letters: list[tuple[Any, str, str]] = []
+        self.letters: list[tuple[Delivery, str, str]] = []
 
-    async def __call__(self, message: Any, *, code: str, reason: str) -> None:
-        self.letters.append((message, code, reason))
+    async def __call__(self, delivery: Delivery, *, code: str, reason: str) -> None:
+        self.letters.append((delivery, code, reason))
 
 
 NO_WAIT = RetryPolicy(attempts=3, first_delay=0.0)
@@ -50,8 +50,8 @@ NO_WAIT = RetryPolicy(attempts=3, first_delay=0.0)
 async def test_unknown_tenant_is_dead_lettered_and_never_stored() -> None:
     store, dead = FakeStore(), FakeDeadLetter()
     indexer = JobEventIndexer(store, FakeTenants("default"), dead, NO_WAIT)
-    message = object()
-    await indexer.on_job_event(ev.uploaded(uuid4(), tenant="mallory"), message)  # type: ignore[arg-type]
+    message = Delivery(body=b"{}")
+    await indexer.on_job_event(ev.uploaded(uuid4(), tenant="mallory"), message)
     assert store.applied == []
     assert len(dead.letters) == 1
     assert dead.letters[0][0] is message
@@ -63,7 +63,7 @@ async def test_known_tenant_is_projected() -> None:
     store, dead = FakeStore(), FakeDeadLetter()
     indexer = JobEventIndexer(store, FakeTenants("default"), dead, NO_WAIT)
     event = ev.uploaded(uuid4())
-    await indexer.on_job_event(event, object())  # type: ignore[arg-type]
+    await indexer.on_job_event(event, Delivery(body=b"{}"))
     assert store.applied == [event]
     assert dead.letters == []
 
@@ -72,7 +72,7 @@ async def test_database_outage_is_retried_with_backoff_then_succeeds() -> None:
     store = FakeStore([ConnectionRefusedError(), ConnectionResetError()])
     indexer = JobEventIndexer(store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT)
     event = ev.uploaded(uuid4())
-    await indexer.on_job_event(event, object())  # type: ignore[arg-type]
+    await indexer.on_job_event(event, Delivery(body=b"{}"))
     assert store.applied == [event]
 
 
@@ -80,7 +80,7 @@ async def test_outage_longer_than_the_retries_hands_the_event_to_the_retry_stage
     store = FakeStore([ConnectionRefusedError()] * 3)
     indexer = JobEventIndexer(store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT)
     with pytest.raises(TransientError, match="database unavailable after 3 tries") as caught:
-        await indexer.on_job_event(ev.uploaded(uuid4()), object())  # type: ignore[arg-type]
+        await indexer.on_job_event(ev.uploaded(uuid4()), Delivery(body=b"{}"))
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert store.applied == []
 

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import threading
 from typing import Any
-from unittest.mock import MagicMock
 
 import pytest
 
@@ -19,7 +18,7 @@ from contracts.transcription import (
 )
 from services.transcriber.tests.fakes import FakeEngine, FakeSource, Recorder, busy_sleep, upload
 from transcriber.errors import JobCancelled, JobFailure
-from transcriber.service import JobPolicy, Transcriber, attempt_of
+from transcriber.service import JobPolicy, Transcriber
 
 
 def make(
@@ -185,18 +184,3 @@ async def test_cancel_in_flight_hands_the_job_back_without_an_outcome() -> None:
         await asyncio.wait_for(job, 10)
     assert (busy_before, service.busy) == (True, False)
     assert [type(e) for e in events.events] == [TranscriptionStartedV1]
-
-
-def _message(headers: dict[str, Any] | None, redelivered: bool = False) -> Any:
-    message = MagicMock()
-    message.raw_message.headers = headers
-    message.raw_message.redelivered = redelivered
-    return message
-
-
-def test_attempt_counts_quorum_queue_redeliveries() -> None:
-    assert attempt_of(_message({})) == 1
-    assert attempt_of(_message(None)) == 1
-    assert attempt_of(_message({"x-delivery-count": 1})) == 2
-    assert attempt_of(_message({"x-delivery-count": 4})) == 5
-    assert attempt_of(_message({}, redelivered=True)) == 2

@@ -16,13 +16,10 @@ dies again publishes a new one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import structlog
-from faststream import AckPolicy
-from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts import routing
 from contracts.audio import AudioUploadedV1
@@ -30,9 +27,17 @@ from contracts.envelope import Event
 from contracts.errors import ContractError, ErrorCode
 from contracts.routing import decode_event
 from contracts.transcription import TranscriptionFailedV1
-from scribe_runtime.consumer import undecoded
-from scribe_runtime.messaging import HEADER_DEAD_LETTERED_AT
-from scribe_runtime.topology import DEAD_LETTER_WATCH_QUEUE, TRANSCRIBER_QUEUE
+from scribe_runtime.amqp import (
+    HEADER_DEAD_LETTER_CODE,
+    HEADER_DEAD_LETTER_REASON,
+    HEADER_DEAD_LETTERED_AT,
+    Delivery,
+    delivery_count,
+    header_text,
+    latest_death,
+    text,
+)
+from scribe_runtime.topology import TRANSCRIBER_QUEUE
 
 log = structlog.get_logger(__name__)
 
@@ -42,51 +47,34 @@ _MAX_MESSAGE: Final = 4000
 Publish = Callable[[Event], Awaitable[None]]
 
 
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _latest_death(headers: dict[str, Any]) -> dict[str, Any] | None:
-    deaths = headers.get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return deaths[0]  # RabbitMQ keeps the most recent death first
-    return None
-
-
-def explain(headers: dict[str, Any], queue: str) -> tuple[str, str, int]:
+def explain(headers: Mapping[str, Any], queue: str) -> tuple[str, str, int]:
     """(cause, human reason, deliveries) of a dead letter, from our headers or `x-death`."""
-    code = headers.get(routing.HEADER_DEAD_LETTER_CODE)
+    code = header_text(headers, HEADER_DEAD_LETTER_CODE)
     if code is not None:
-        reason = _text(headers.get(routing.HEADER_DEAD_LETTER_REASON, ""))
-        return _text(code), f"{_text(code)}: {reason}", 1 + _delivery_count(headers)
-    death = _latest_death(headers)
+        reason = header_text(headers, HEADER_DEAD_LETTER_REASON) or ""
+        return code, f"{code}: {reason}", 1 + delivery_count(headers)
+    death = latest_death(headers)
     if death is None:
         return "unknown", "dead-lettered for an unrecorded reason", 1
-    why = _text(death.get("reason"))
-    deliveries = 1 + _delivery_count(headers)
-    if why == "delivery_limit":
-        text = (
+    deliveries = 1 + delivery_count(headers)
+    if death.reason == "delivery_limit":
+        why = (
             f"delivery_limit: the job failed or crashed its worker on every delivery "
             f"(limit {TRANSCRIBER_QUEUE.delivery_limit} redeliveries); "
             f"the message is in {routing.dead_letter_queue(queue)}"
         )
         deliveries = max(deliveries, TRANSCRIBER_QUEUE.delivery_limit + 1)
     else:
-        text = f"{why}: dead-lettered by RabbitMQ from {_text(death.get('queue'))}"
-    return f"rabbitmq_{why}", text, deliveries
+        why = f"{death.reason}: dead-lettered by RabbitMQ from {death.queue}"
+    return f"rabbitmq_{death.reason}", why, deliveries
 
 
-def _delivery_count(headers: dict[str, Any]) -> int:
-    count = headers.get("x-delivery-count")
-    return count if isinstance(count, int) and not isinstance(count, bool) else 0
-
-
-def failure_event_id(upload: AudioUploadedV1, headers: dict[str, Any]) -> uuid.UUID:
+def failure_event_id(upload: AudioUploadedV1, headers: Mapping[str, Any]) -> uuid.UUID:
     """Stable per death: the same dead letter redelivered gives the same id."""
-    death = _latest_death(headers) or {}
-    when = headers.get(HEADER_DEAD_LETTERED_AT) or death.get("time")
-    key = f"{upload.event_id}|{_text(when)}|{_text(death.get('count', ''))}"
-    return uuid.uuid5(_NAMESPACE, key)
+    death = latest_death(headers)
+    when = headers.get(HEADER_DEAD_LETTERED_AT) or (death.time if death else None)
+    count = "" if death is None or death.count is None else death.count
+    return uuid.uuid5(_NAMESPACE, f"{upload.event_id}|{text(when)}|{count}")
 
 
 class DeadLetterWatcher:
@@ -96,23 +84,26 @@ class DeadLetterWatcher:
         self._publish = publish
         self._producer = producer
 
-    async def on_dead_letter(self, message: RabbitMessage) -> None:
+    async def on_dead_letter(self, delivery: Delivery) -> None:
         """Publish the job's failure, then return (acked); raise to have it redelivered."""
-        raw = message.raw_message
-        headers = dict(raw.headers or {})
+        headers = delivery.headers
         try:
-            upload = decode_event(raw.body, raw.type)
+            upload = decode_event(delivery.body, delivery.type)
         except ContractError as exc:
             # Never a job: a malformed message was refused before anyone accepted it.
             log.info(
                 "dead_letter_without_job",
-                message_id=raw.message_id,
-                message_type=raw.type,
+                message_id=delivery.message_id,
+                message_type=delivery.type,
                 reason=exc.reason[:200],
             )
             return
         if not isinstance(upload, AudioUploadedV1):
-            log.info("dead_letter_without_job", message_id=raw.message_id, message_type=raw.type)
+            log.info(
+                "dead_letter_without_job",
+                message_id=delivery.message_id,
+                message_type=delivery.type,
+            )
             return
         cause, reason, deliveries = explain(headers, TRANSCRIBER_QUEUE.name)
         failed = TranscriptionFailedV1(
@@ -136,20 +127,3 @@ class DeadLetterWatcher:
             attempts=deliveries,
             event_id=str(failed.event_id),
         )
-
-
-def subscribe_dead_letters(broker: RabbitBroker, watcher: DeadLetterWatcher) -> Any:
-    """Consume `indexer.dead-letters` with the watcher (ack after the failure is confirmed)."""
-
-    async def on_indexer_dead_letters(message: RabbitMessage) -> None:
-        await watcher.on_dead_letter(message)
-
-    return broker.subscriber(
-        DEAD_LETTER_WATCH_QUEUE.rabbit_queue(),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=undecoded,  # a dead letter may be anything, JSON or not
-        title=DEAD_LETTER_WATCH_QUEUE.name,
-        description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
-        f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
-        "again as `transcription.failed.v1` with code `dead_lettered`.",
-    )(on_indexer_dead_letters)

@@ -11,12 +11,12 @@ from typing import Final, Protocol
 
 import asyncpg
 import structlog
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.envelope import Event
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
 from indexer.store import Applied, ProjectionStore, TenantDirectory
+from scribe_runtime.amqp import Delivery
 from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,7 @@ TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 class DeadLetter(Protocol):
     """Moves a message to the queue's DLQ with a reason (the caller then acks it)."""
 
-    async def __call__(self, message: RabbitMessage, *, code: str, reason: str) -> None: ...
+    async def __call__(self, delivery: Delivery, *, code: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ class JobEventIndexer:
         self._dead_letter = dead_letter
         self._retry = retry or RetryPolicy()
 
-    async def on_job_event(self, event: Event, message: RabbitMessage) -> None:
+    async def on_job_event(self, event: Event, delivery: Delivery) -> None:
         """Apply the event and return (the consumer then acks); raise to have it redelivered."""
         started = time.perf_counter()
         try:
@@ -108,7 +108,7 @@ class JobEventIndexer:
             raise TransientError(f"database unavailable: {exc!r}") from exc
         if not known:
             await self._dead_letter(
-                message,
+                delivery,
                 code=UNKNOWN_TENANT,
                 reason=f"tenant {event.tenant_id!r} is not configured on this indexer "
                 "(SCRIBE_INDEXER_TENANTS)",

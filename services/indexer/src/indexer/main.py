@@ -13,22 +13,27 @@ from importlib.metadata import PackageNotFoundError, version
 import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.envelope import Event
 from contracts.routing import EVENT_CLASSES
-from indexer.dead_letters import DeadLetterWatcher, subscribe_dead_letters
+from indexer.dead_letters import DeadLetterWatcher
 from indexer.handlers import JobEventIndexer, RetryPolicy
 from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime import aio
-from scribe_runtime.consumer import subscribe_events
+from scribe_runtime.amqp import Delivery
+from scribe_runtime.consumer import subscribe_deliveries, subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import dead_letter, make_broker, publish_event
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
+from scribe_runtime.topology import (
+    DEAD_LETTER_WATCH_QUEUE,
+    INDEXER_QUEUE,
+    TRANSCRIBER_QUEUE,
+    declare_topology,
+)
 
 SERVICE = "scribe-indexer"
 log = structlog.get_logger(__name__)
@@ -61,8 +66,8 @@ def build_broker(
     """The broker with the indexer's subscriber wired to the PostgreSQL adapters."""
     broker = make_broker(amqp_url, service=SERVICE, prefetch=settings.prefetch)
 
-    async def dead_letter_here(message: RabbitMessage, *, code: str, reason: str) -> None:
-        await dead_letter(broker, message, queue=INDEXER_QUEUE.name, code=code, reason=reason)
+    async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
+        await dead_letter(broker, delivery, queue=INDEXER_QUEUE.name, code=code, reason=reason)
 
     indexer = JobEventIndexer(
         PostgresProjectionStore(pool),
@@ -75,7 +80,14 @@ def build_broker(
     async def publish(event: Event) -> None:
         await publish_event(broker, event)
 
-    subscribe_dead_letters(broker, DeadLetterWatcher(publish, producer_name()))
+    subscribe_deliveries(
+        broker,
+        DEAD_LETTER_WATCH_QUEUE,
+        DeadLetterWatcher(publish, producer_name()).on_dead_letter,
+        description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
+        f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
+        "again as `transcription.failed.v1` with code `dead_lettered`.",
+    )
     return broker
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from faststream.rabbit.annotations import RabbitMessage
 
 from contracts.audio import AudioUploadedV1
 from contracts.envelope import Event
@@ -30,6 +29,7 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from scribe_runtime.amqp import Delivery
 from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
@@ -54,18 +54,6 @@ class JobPolicy:
     progress_min_fraction: float = 0.05
     progress_min_interval_seconds: float = 2.0
     delivery_limit: int = DELIVERY_LIMIT
-
-
-def attempt_of(message: RabbitMessage) -> int:
-    """1 on first delivery; quorum queues count earlier deliveries in `x-delivery-count`."""
-    headers = message.raw_message.headers or {}
-    count = headers.get("x-delivery-count")
-    if isinstance(count, int) and not isinstance(count, bool):
-        return 1 + max(0, count)
-    if isinstance(count, (str, bytes)) and count.isdigit():
-        return 1 + int(count)
-    # Classic queues keep no count: at least say it is not the first try.
-    return 2 if message.raw_message.redelivered else 1
 
 
 def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
@@ -172,9 +160,9 @@ class Transcriber:
         for cancel in self._cancels:
             cancel.set()
 
-    async def on_audio_uploaded(self, event: AudioUploadedV1, message: RabbitMessage) -> None:
+    async def on_audio_uploaded(self, event: AudioUploadedV1, delivery: Delivery) -> None:
         """The subscriber: returning acks, raising nacks for redelivery."""
-        await self.transcribe(event, attempt=attempt_of(message))
+        await self.transcribe(event, attempt=delivery.attempt)
 
     async def transcribe(self, event: AudioUploadedV1, *, attempt: int) -> Event:
         """Run the job and publish its outcome; returns the confirmed outcome event."""
