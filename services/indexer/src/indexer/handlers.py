@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
-import asyncpg
 import structlog
 
 from contracts.envelope import Event
@@ -17,25 +16,13 @@ from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
 from indexer.store import Applied, ProjectionStore, TenantDirectory
 from scribe_runtime.amqp import Delivery
+from scribe_runtime.database import TRANSIENT_ERRORS
 from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
 
 UNKNOWN_TENANT: Final = "unknown_tenant"
 """Dead-letter code of an event whose tenant is not in the tenants table."""
-
-TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
-    OSError,  # connection refused / reset
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.AdminShutdownError,
-)
-"""Errors that may pass by themselves: PostgreSQL restarting, failing over, overloaded."""
 
 
 class DeadLetter(Protocol):
