@@ -41,21 +41,13 @@ from ingest.read_models import (
 from ingest.search import SearchQuery, search
 from ingest.settings import IngestSettings
 from ingest.tenancy import Tenant
+from scribe_runtime.database import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["reads"])
 
-_UNAVAILABLE_ERRORS: Final[tuple[type[BaseException], ...]] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.QueryCanceledError,
-)
+_UNAVAILABLE_ERRORS: Final = TRANSIENT_ERRORS
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
     404: {"model": ErrorBody, "description": "`not_found`: no such job for this tenant."},
