@@ -6,6 +6,7 @@ Regenerate after changing a subscriber, a publisher or an event model:
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ from indexer.asyncapi import document as indexer_document
 from ingest.asyncapi import document as ingest_document
 from transcriber.asyncapi import document as transcriber_document
 
-DOCS_DIR = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_DIR = ROOT / "docs" / "asyncapi"
 SERVICES: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": ingest_document,
     "transcriber": transcriber_document,
@@ -47,6 +49,7 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
     docs = {name: build() for name, build in SERVICES.items()}
     sent = {name: set(_operations(doc, "send")) for name, doc in docs.items()}
     assert sent["ingest"] == {routing.AUDIO_UPLOADED_V1}
+    assert sent["indexer"] == {routing.TRANSCRIPTION_FAILED_V1}  # for dead-lettered jobs
     assert sent["transcriber"] == {
         routing.TRANSCRIPTION_STARTED_V1,
         routing.TRANSCRIPTION_PROGRESS_V1,
@@ -67,6 +70,42 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
             assert {"event_id", "job_id", "correlation_id", "occurred_at"} <= set(
                 schema["properties"]
             )
+
+
+def _events_built_in(package: Path) -> set[str]:
+    """Routing keys of the events a package's code constructs: a service builds only the
+    events it publishes (a consumer decodes, it never constructs)."""
+    names = {cls.__name__: cls.routing_key() for cls in routing.EVENT_CLASSES}
+    found: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in names
+            ):
+                found.add(names[node.func.id])
+    return found
+
+
+def _calls_undeclared_publish(package: Path) -> list[str]:
+    """Modules that publish around the declared publishers (so around the document)."""
+    return [
+        str(path.relative_to(ROOT))
+        for path in package.rglob("*.py")
+        if "publish_event" in path.read_text() or "broker.publish(" in path.read_text()
+    ]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_event_a_service_publishes_is_in_its_document(service: str) -> None:
+    package = ROOT / "services" / service / "src" / service
+    sent = set(_operations(SERVICES[service](), "send"))
+    assert sent == _events_built_in(package), (
+        f"{service} builds events its AsyncAPI document does not list (or lists events it "
+        "never builds): declare each published event in its EventPublisher"
+    )
+    assert _calls_undeclared_publish(package) == []
 
 
 if __name__ == "__main__":

@@ -1,30 +1,27 @@
 """AsyncAPI 3.0 documents of the services, generated from their FastStream brokers.
 
 FastStream documents what a broker knows: its servers, subscribers (queue, bindings) and
-publishers. Two things it cannot infer here, so this module supplies them:
-
-- what each subscriber consumes: `subscribe_events` takes the raw `RabbitMessage` and
-  decodes it by contract itself (so a violation is dead-lettered with a reason instead of
-  being rejected by the framework), which FastStream sees as an empty payload. The
-  consumed event classes are recorded at subscription and written in as a `oneOf` of
-  the contract's JSON Schemas;
-- what each service publishes: `publish_event` publishes through the broker directly,
-  so `document_publishers` registers one FastStream publisher per event type, with its
-  contract model as the schema. They are never used to publish; they cost nothing per
-  message.
+publishers. What each service publishes is declared once, as FastStream publishers, by
+`scribe_runtime.publishing.EventPublisher`, which is also what publishes: the document
+cannot miss an event the service sends. One thing FastStream cannot infer here, so this
+module supplies it: what each subscriber consumes. `subscribe_events` takes the raw
+delivery and decodes it by contract itself (so a violation is dead-lettered with a reason
+instead of being rejected by the framework), which FastStream sees as an empty payload.
+The consumed event classes are recorded at subscription and written in as a `oneOf` of
+the contract's JSON Schemas.
 """
 
 from __future__ import annotations
 
+import json
 import weakref
-from collections.abc import Iterable
 from typing import Any, Final
 
 from faststream.rabbit import RabbitBroker
 from faststream.specification import AsyncAPI
 
 from contracts.envelope import Event
-from scribe_runtime.topology import EVENTS_EXCHANGE
+from scribe_runtime.amqp import HEADER_DEAD_LETTER_CODE, HEADER_DEAD_LETTER_REASON
 
 DOCUMENTED_AMQP_URL: Final = "amqp://rabbitmq:5672/"
 """The server the documents name (compose's RabbitMQ), so they don't depend on settings."""
@@ -38,23 +35,6 @@ _consumed: weakref.WeakKeyDictionary[RabbitBroker, dict[str, tuple[type[Event], 
 def record_consumer(broker: RabbitBroker, queue: str, accepts: tuple[type[Event], ...]) -> None:
     """Remember which events `queue`'s subscriber on `broker` consumes (for its document)."""
     _consumed.setdefault(broker, {})[queue] = accepts
-
-
-def document_publishers(broker: RabbitBroker, events: Iterable[type[Event]]) -> None:
-    """Declare, for the document, each event type this service publishes to `scribe.events`."""
-    for cls in events:
-        key = cls.routing_key()
-        broker.publisher(
-            exchange=EVENTS_EXCHANGE,
-            routing_key=key,
-            persist=True,
-            mandatory=True,
-            message_type=key,
-            content_type="application/json",
-            title=key,
-            description=(cls.__doc__ or "").strip() or None,
-            schema=cls,
-        )
 
 
 def asyncapi_document(broker: RabbitBroker, *, title: str, description: str) -> dict[str, Any]:
@@ -82,13 +62,43 @@ def asyncapi_document(broker: RabbitBroker, *, title: str, description: str) -> 
             message["description"] = (
                 "Any of these events; the AMQP `type` property (= routing key, "
                 "`<type>.v<version>`) says which. Malformed or unknown ones are moved to "
-                f"`{queue}.dlq` with the reason in `x-scribe-dead-letter-*` headers."
+                f"`{queue}.dlq` with the reason in `{HEADER_DEAD_LETTER_CODE}` and "
+                f"`{HEADER_DEAD_LETTER_REASON}` headers."
             )
         for cls in consumed[queue]:
             _add_schema(schemas, cls)
-    if not any("EmptyPayload" in str(m.get("payload")) for m in messages.values()):
-        schemas.pop("EmptyPayload", None)
+    _drop_unreferenced(document)
+    # FastStream keeps publishers in a WeakSet: sorted, the committed files stay stable.
+    for section in (document.get("channels", {}), document.get("operations", {}), messages):
+        ordered = sorted(section.items())
+        section.clear()
+        section.update(ordered)
     return document
+
+
+def _drop_unreferenced(document: dict[str, Any]) -> None:
+    """Drop the schemas nothing refers to (FastStream's guesses that were replaced)."""
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    rest = {k: v for k, v in document.items() if k != "components"} | {
+        "messages": document["components"].get("messages", {})
+    }
+    wanted: set[str] = set()
+    pending = _references(rest)
+    while pending:
+        name = pending.pop()
+        if name not in wanted and name in schemas:
+            wanted.add(name)
+            pending |= _references(schemas[name])
+    for name in set(schemas) - wanted:
+        del schemas[name]
+
+
+def _references(node: Any) -> set[str]:
+    text = json.dumps(node)
+    found: set[str] = set()
+    for part in text.split(f'"$ref": "{_SCHEMAS}')[1:]:
+        found.add(part.split('"', 1)[0])
+    return found
 
 
 def _add_schema(schemas: dict[str, Any], cls: type[Event]) -> None:

@@ -123,10 +123,15 @@ def subscribe_deliveries(
 ) -> Any:
     """Register `handler` for every message on `spec`'s queue, undecoded (a dead letter may
     be anything, JSON or not). Returning acks; raising nacks for redelivery."""
+
+    async def on_delivery(delivery: Any) -> None:  # `Any`: documented as any payload
+        await handler(delivery)
+
+    on_delivery.__name__ = f"on_{spec.name.replace('.', '_').replace('-', '_')}"
     return broker.subscriber(
         spec.rabbit_queue(),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=as_delivery,
         title=spec.name,
         description=description,
-    )(handler)
+    )(on_delivery)

@@ -46,6 +46,9 @@ _MAX_MESSAGE: Final = 4000
 
 Publish = Callable[[Event], Awaitable[None]]
 
+PUBLISHES: tuple[type[Event], ...] = (TranscriptionFailedV1,)
+"""Every event the watcher publishes (the indexer's composition root declares them)."""
+
 
 def explain(headers: Mapping[str, Any], queue: str) -> tuple[str, str, int]:
     """(cause, human reason, deliveries) of a dead letter, from our headers or `x-death`."""

@@ -14,9 +14,8 @@ import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 
-from contracts.envelope import Event
 from contracts.routing import EVENT_CLASSES
-from indexer.dead_letters import DeadLetterWatcher
+from indexer.dead_letters import PUBLISHES, DeadLetterWatcher
 from indexer.handlers import JobEventIndexer, RetryPolicy
 from indexer.migrate import prepare_database
 from indexer.settings import IndexerSettings
@@ -26,7 +25,8 @@ from scribe_runtime.amqp import Delivery
 from scribe_runtime.consumer import subscribe_deliveries, subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
-from scribe_runtime.messaging import dead_letter, make_broker, publish_event
+from scribe_runtime.messaging import dead_letter, make_broker
+from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import (
     DEAD_LETTER_WATCH_QUEUE,
@@ -76,14 +76,11 @@ def build_broker(
         RetryPolicy(attempts=settings.retry_attempts),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
-
-    async def publish(event: Event) -> None:
-        await publish_event(broker, event)
-
+    watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer_name())
     subscribe_deliveries(
         broker,
         DEAD_LETTER_WATCH_QUEUE,
-        DeadLetterWatcher(publish, producer_name()).on_dead_letter,
+        watcher.on_dead_letter,
         description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
         f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
         "again as `transcription.failed.v1` with code `dead_lettered`.",

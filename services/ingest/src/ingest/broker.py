@@ -10,7 +10,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
 from ingest.uploads import PublishFailedError
-from scribe_runtime.messaging import publish_event
+from scribe_runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +23,8 @@ class BrokerPublisher:
     def __init__(self, broker: RabbitBroker, *, timeout_seconds: float) -> None:
         self.broker = broker
         self.timeout_seconds = timeout_seconds
+        # Declared here, before the broker starts, so ingest's AsyncAPI document lists it.
+        self._events = EventPublisher(broker, (AudioUploadedV1,))
 
     async def publish(self, event: AudioUploadedV1) -> None:
         # A lost connection is given a moment to come back (a broker restart, a blip);
@@ -31,7 +33,7 @@ class BrokerPublisher:
             raise PublishFailedError("not connected to the broker")
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                await publish_event(self.broker, event)
+                await self._events.publish(event)
         except TimeoutError:
             raise PublishFailedError(f"no confirm within {self.timeout_seconds:g} s") from None
         except Exception as exc:

@@ -6,24 +6,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from contracts.transcription import (
-    TranscriptCompletedV1,
-    TranscriptionFailedV1,
-    TranscriptionProgressV1,
-    TranscriptionStartedV1,
-)
-from scribe_runtime.asyncapi import DOCUMENTED_AMQP_URL, asyncapi_document, document_publishers
+from scribe_runtime.asyncapi import DOCUMENTED_AMQP_URL, asyncapi_document
 from scribe_runtime.settings import SharedSettings
 from transcriber.engine import EngineRequest, EngineResult, OnSegment
 from transcriber.main import build
 from transcriber.settings import TranscriberSettings
-
-PUBLISHES = (
-    TranscriptionStartedV1,
-    TranscriptionProgressV1,
-    TranscriptCompletedV1,
-    TranscriptionFailedV1,
-)
 
 
 class _NoModel:
@@ -47,7 +34,6 @@ def document() -> dict[str, Any]:
     broker, _ = build(
         SharedSettings(amqp_url=DOCUMENTED_AMQP_URL), TranscriberSettings(), _NoModel()
     )
-    document_publishers(broker, PUBLISHES)
     return asyncapi_document(
         broker,
         title="Scribe transcriber",

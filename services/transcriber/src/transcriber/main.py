@@ -21,17 +21,17 @@ import structlog
 from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
-from contracts.envelope import Event
 from scribe_runtime import aio
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
-from scribe_runtime.messaging import make_broker, publish_event
+from scribe_runtime.messaging import make_broker
+from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
 from transcriber.faults import CrashingEngine, crash_digests
-from transcriber.service import JobPolicy, Transcriber
+from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, UriSource
 
@@ -65,9 +65,6 @@ def build(
         graceful_timeout=settings.graceful_shutdown_seconds,
     )
 
-    async def publish(event: Event) -> None:
-        await publish_event(broker, event)
-
     source = UriSource(
         FileSource(shared.media_root),
         HttpSource(
@@ -82,7 +79,7 @@ def build(
     service = Transcriber(
         engine=engine,
         source=source,
-        publish=publish,
+        publish=EventPublisher(broker, PUBLISHES).publish,
         worker=worker_name(settings),
         producer=producer_name(),
         policy=JobPolicy(

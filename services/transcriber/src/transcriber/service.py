@@ -45,6 +45,14 @@ Publish = Callable[[Event], Awaitable[None]]
 
 _MAX_MESSAGE = 4000
 
+PUBLISHES: tuple[type[Event], ...] = (
+    TranscriptionStartedV1,
+    TranscriptionProgressV1,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+)
+"""Every event a `Transcriber` publishes (its composition root declares them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class JobPolicy:

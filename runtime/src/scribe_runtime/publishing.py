@@ -1,0 +1,66 @@
+"""The events a service publishes, declared once as FastStream publishers.
+
+A service builds one `EventPublisher` on its broker with every event type it publishes.
+Each becomes a FastStream publisher with the contract model as its schema, so the same
+declaration both sends the events and writes the publish side of the service's AsyncAPI
+document: an event the service publishes cannot be missing from the document, and
+publishing one it did not declare raises instead of going out undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.publisher import RabbitPublisher
+
+from contracts import routing
+from contracts.envelope import Event
+from scribe_runtime import metrics
+from scribe_runtime.messaging import event_properties
+from scribe_runtime.topology import EVENTS_EXCHANGE
+
+
+class UndeclaredEventError(LookupError):
+    """A service published an event type its `EventPublisher` was not built with."""
+
+
+class EventPublisher:
+    """Publishes the declared event types to `scribe.events`, persistent and confirmed."""
+
+    def __init__(self, broker: RabbitBroker, events: Iterable[type[Event]]) -> None:
+        self._publishers: dict[type[Event], RabbitPublisher] = {}
+        for cls in events:
+            key = cls.routing_key()
+            self._publishers[cls] = broker.publisher(
+                exchange=EVENTS_EXCHANGE,
+                routing_key=key,
+                persist=True,
+                mandatory=True,
+                message_type=key,
+                content_type=routing.CONTENT_TYPE,
+                title=key,
+                description=(cls.__doc__ or "").strip() or None,
+                schema=cls,
+            )
+
+    @property
+    def routing_keys(self) -> frozenset[str]:
+        """The routing keys of the declared events."""
+        return frozenset(cls.routing_key() for cls in self._publishers)
+
+    async def publish(self, event: Event) -> None:
+        """Publish `event`; returns once the broker confirmed it."""
+        try:
+            publisher = self._publishers[type(event)]
+        except KeyError:
+            raise UndeclaredEventError(
+                f"{event.routing_key()} is not among the declared events "
+                f"{sorted(self.routing_keys)}"
+            ) from None
+        try:
+            await publisher.publish(event.model_dump_json().encode(), **event_properties(event))
+        except BaseException:
+            metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
+            raise
+        metrics.EVENTS_PUBLISHED.labels(event.message_type).inc()
