@@ -1,14 +1,15 @@
-"""Composition root of `scribe-indexer`: `run` (default) consumes events; `migrate` exits."""
+"""Composition root of `scribe-indexer`: `run` (default) consumes events; `migrate` exits.
+
+The process shell (health endpoint, signals, start/stop, lifecycle log lines) is
+`scribe_runtime.worker.Worker`; this module wires the PostgreSQL adapters to it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
-import signal
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 import asyncpg
 import structlog
@@ -23,7 +24,6 @@ from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime import aio
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.consumer import subscribe_deliveries, subscribe_events
-from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import dead_letter, make_broker
 from scribe_runtime.publishing import EventPublisher
@@ -34,6 +34,7 @@ from scribe_runtime.topology import (
     TRANSCRIBER_QUEUE,
     declare_topology,
 )
+from scribe_runtime.worker import Worker, producer_name
 
 SERVICE = "scribe-indexer"
 log = structlog.get_logger(__name__)
@@ -76,7 +77,7 @@ def build_broker(
         RetryPolicy(attempts=settings.retry_attempts),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
-    watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer_name())
+    watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer_name(SERVICE))
     subscribe_deliveries(
         broker,
         DEAD_LETTER_WATCH_QUEUE,
@@ -88,16 +89,10 @@ def build_broker(
     return broker
 
 
-def producer_name() -> str:
-    """`scribe-indexer/<version>`: the producer of the failures it publishes for dead letters."""
-    try:
-        return f"{SERVICE}/{version('scribe-indexer')}"
-    except PackageNotFoundError:
-        return f"{SERVICE}/0+unknown"
-
-
-async def run(shared: SharedSettings, settings: IndexerSettings) -> None:
-    """Prepare the database, then consume job events until SIGINT/SIGTERM."""
+async def run(
+    shared: SharedSettings, settings: IndexerSettings, stop: asyncio.Event | None = None
+) -> None:
+    """Prepare the database, then consume job events until SIGINT/SIGTERM (or `stop`)."""
     await migrate(shared, settings)
     pool = await asyncpg.create_pool(
         shared.database_url, min_size=1, max_size=settings.pool_size, timeout=10
@@ -106,50 +101,19 @@ async def run(shared: SharedSettings, settings: IndexerSettings) -> None:
         tenants = PostgresTenants(pool)
         await tenants.refresh()
         await declare_topology(shared.amqp_url)
-        broker = build_broker(shared.amqp_url, pool, tenants, settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        async with broker:
-            await broker.start()
-            health = await start_health(settings, broker, pool)
-            log.info("indexer_started", queue=INDEXER_QUEUE.name, prefetch=settings.prefetch)
-            try:
-                await stop.wait()
-            finally:
-                log.info("indexer_stopping")
-                if health is not None:
-                    await health.stop()
+
+        async def database_answers() -> bool:
+            return bool(await pool.fetchval("SELECT true", timeout=2.0))
+
+        await Worker(
+            SERVICE,
+            build_broker(shared.amqp_url, pool, tenants, settings),
+            health_host=settings.health_host,
+            health_port=settings.health_port,
+            checks={"database": database_answers},
+        ).run(stop, ready={"queue": INDEXER_QUEUE.name, "prefetch": settings.prefetch})
     finally:
         await pool.close()
-
-
-async def start_health(
-    settings: IndexerSettings, broker: RabbitBroker, pool: asyncpg.Pool
-) -> HealthServer | None:
-    """Liveness, readiness (broker connected, PostgreSQL answering) and metrics over HTTP."""
-    if settings.health_port is None:
-        return None
-
-    async def broker_connected() -> bool:
-        return bool(await broker.ping(timeout=2.0))
-
-    async def database_answers() -> bool:
-        return bool(await pool.fetchval("SELECT true", timeout=2.0))
-
-    server = HealthServer(
-        settings.health_host,
-        settings.health_port,
-        {"broker": broker_connected, "database": database_answers},
-    )
-    try:
-        await server.start()
-    except OSError as exc:  # a port in use must not stop the indexer
-        log.warning("health_endpoint_unavailable", port=settings.health_port, error=str(exc))
-        return None
-    return server
 
 
 def main(argv: Sequence[str] | None = None) -> None:

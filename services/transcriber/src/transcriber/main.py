@@ -1,21 +1,20 @@
 """Composition root of `scribe-transcriber`: load the model once, consume, stop gracefully.
 
-SIGTERM/SIGINT: the subscriber stops taking messages; the job in hand may finish within
-`graceful_shutdown_seconds` (its outcome published, then acked); past that the connection
-is closed with the message unacked, so RabbitMQ hands it to another worker. Never lost.
+The process shell (health endpoint, signals, start/stop, lifecycle log lines) is
+`scribe_runtime.worker.Worker`. SIGTERM/SIGINT: the subscriber stops taking messages; the
+job in hand may finish within `graceful_shutdown_seconds` (its outcome published, then
+acked); past that the connection is closed with the message unacked, so RabbitMQ hands it
+to another worker (never lost) and the model is told to stop at its next segment.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 import structlog
 from faststream.rabbit import RabbitBroker
@@ -23,12 +22,12 @@ from faststream.rabbit import RabbitBroker
 from contracts.audio import AudioUploadedV1
 from scribe_runtime import aio
 from scribe_runtime.consumer import subscribe_events
-from scribe_runtime.health import HealthServer
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import make_broker
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
+from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
 from transcriber.faults import CrashingEngine, crash_digests
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
@@ -39,14 +38,6 @@ SERVICE = "scribe-transcriber"
 INFERENCE_STOP_SECONDS = 30.0
 """After a hand-back, how long the model may take to reach a segment boundary and stop."""
 log = structlog.get_logger(__name__)
-
-
-def producer_name() -> str:
-    """`scribe-transcriber/<version>`, the `producer` of every event this service publishes."""
-    try:
-        return f"{SERVICE}/{version('scribe-transcriber')}"
-    except PackageNotFoundError:
-        return f"{SERVICE}/0+unknown"
 
 
 def worker_name(settings: TranscriberSettings) -> str:
@@ -81,7 +72,7 @@ def build(
         source=source,
         publish=EventPublisher(broker, PUBLISHES).publish,
         worker=worker_name(settings),
-        producer=producer_name(),
+        producer=producer_name(SERVICE),
         policy=JobPolicy(
             word_timestamps=settings.word_timestamps,
             progress_min_fraction=settings.progress_min_fraction,
@@ -94,22 +85,6 @@ def build(
         broker, TRANSCRIBER_QUEUE, (AudioUploadedV1,), service.on_audio_uploaded, prefetch=1
     )
     return broker, service
-
-
-async def _start_health(settings: TranscriberSettings, broker: RabbitBroker) -> HealthServer | None:
-    if settings.health_port is None:
-        return None
-
-    async def broker_connected() -> bool:
-        return bool(await broker.ping(timeout=2.0))
-
-    server = HealthServer(settings.health_host, settings.health_port, {"broker": broker_connected})
-    try:
-        await server.start()
-    except OSError as exc:
-        log.warning("health_endpoint_unavailable", port=settings.health_port, error=str(exc))
-        return None
-    return server
 
 
 async def serve(
@@ -126,7 +101,7 @@ async def serve(
     Returns False when inference was still running at the end (the process must not wait
     for it, nor let the interpreter tear down around a model in use).
     """
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()  # before the model loads: a SIGTERM meanwhile counts
     if engine is None:
         model = await asyncio.to_thread(FasterWhisperEngine, settings)
         log.info(
@@ -147,41 +122,30 @@ async def serve(
         engine = CrashingEngine(engine, digests)
     await declare_topology(shared.amqp_url)
     broker, service = build(shared, settings, engine)
-    health = await _start_health(settings, broker)
-    try:
-        async with broker:
-            await broker.start()
-            log.info(
-                "transcriber_ready", queue=TRANSCRIBER_QUEUE.name, worker=worker_name(settings)
-            )
-            await stop.wait()
-            log.info(
-                "transcriber_stopping",
-                job_in_hand=service.busy,
-                grace_seconds=settings.graceful_shutdown_seconds,
-            )
-            # Stops intake, waits up to the grace period for the job in hand, then closes.
-            await broker.stop()
-    finally:
+    stopped_cleanly = False
+
+    async def hand_back() -> dict[str, object]:
+        nonlocal stopped_cleanly
         if service.busy or service.inferring:
             # The connection is closed, so RabbitMQ already requeued the message; stop the
             # model at its next segment boundary so the process can exit.
             log.warning("transcriber_job_handed_back")
         service.cancel_in_flight()
         stopped_cleanly = await service.wait_idle(INFERENCE_STOP_SECONDS)
-        if health is not None:
-            await health.stop()
-    log.info("transcriber_stopped", inference_stopped=stopped_cleanly)
+        return {"inference_stopped": stopped_cleanly}
+
+    await Worker(
+        SERVICE, broker, health_host=settings.health_host, health_port=settings.health_port
+    ).run(
+        stop,
+        ready={"queue": TRANSCRIBER_QUEUE.name, "worker": worker_name(settings)},
+        stopping=lambda: {
+            "job_in_hand": service.busy,
+            "grace_seconds": settings.graceful_shutdown_seconds,
+        },
+        after_stop=hand_back,
+    )
     return stopped_cleanly
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 def main(argv: Sequence[str] | None = None) -> None:
