@@ -13,7 +13,6 @@ the contract's JSON Schemas.
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import Any, Final
 
@@ -94,11 +93,16 @@ def _drop_unreferenced(document: dict[str, Any]) -> None:
 
 
 def _references(node: Any) -> set[str]:
-    text = json.dumps(node)
-    found: set[str] = set()
-    for part in text.split(f'"$ref": "{_SCHEMAS}')[1:]:
-        found.add(part.split('"', 1)[0])
-    return found
+    """Names of the component schemas `node` refers to (`$ref`), at any depth."""
+    if isinstance(node, list):
+        return set().union(*(_references(item) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    ref = node.get("$ref")
+    found = (
+        {ref.removeprefix(_SCHEMAS)} if isinstance(ref, str) and ref.startswith(_SCHEMAS) else set()
+    )
+    return found.union(*(_references(value) for value in node.values()))
 
 
 def _add_schema(schemas: dict[str, Any], cls: type[Event]) -> None:

@@ -79,7 +79,12 @@ def event_properties(event: Event) -> dict[str, Any]:
 
 
 async def publish_event(broker: RabbitBroker, event: Event) -> None:
-    """Publish persistently to `scribe.events`; returns once the broker confirmed it."""
+    """Publish any event to `scribe.events`, undeclared; returns once the broker confirmed it.
+
+    For tools and tests that publish in a service's stead (`scribe publish`, benchmarks).
+    A service publishes through its `scribe_runtime.publishing.EventPublisher`, which
+    declares each event so the service's AsyncAPI document lists it.
+    """
     try:
         await broker.publish(
             event.model_dump_json().encode(),

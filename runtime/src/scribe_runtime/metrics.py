@@ -1,9 +1,10 @@
 """Prometheus metrics every service shares: events published, consumed, dead-lettered.
 
-Recorded by `publish_event`, `dead_letter` and `subscribe_events`, so each service counts
-its traffic the same way without repeating it. Labels are bounded: event types come from
-the contract (anything else is `unknown`), queues and codes are names in the code. Never a
-job id. A counter increment is a lock and an add, cheap enough for every message.
+Recorded by `EventPublisher`, `publish_event`, `dead_letter` and `subscribe_events`, so
+each service counts its traffic the same way without repeating it. Labels are bounded:
+event types come from the contract (anything else is `unknown`), queues and codes are
+names in the code. Never a job id. A counter increment is a lock and an add, cheap enough
+for every message.
 """
 
 from __future__ import annotations
