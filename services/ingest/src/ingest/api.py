@@ -15,10 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.errors import ErrorCode
 from ingest import metrics
-from ingest.errors import ApiError, ErrorBody, validation_error
+from ingest.errors import ErrorBody
+from ingest.failures import (
+    BROKER_UNAVAILABLE,
+    IDEMPOTENCY_KEY_REUSED,
+    INVALID_AUDIO_URL,
+    MALFORMED_REQUEST,
+    REQUEST_TOO_LARGE,
+    TOO_MANY_UPLOADS,
+    UNSUPPORTED_CONTENT_TYPE,
+    IngestError,
+    MalformedRequestError,
+    TooLargeError,
+    UnsupportedMediaError,
+    file_too_large,
+    invalid_fields,
+)
 from ingest.idempotency import MAX_KEY_LENGTH
-from ingest.limits import TOO_MANY_UPLOADS, UploadSlot
-from ingest.media import UploadTooLargeError
+from ingest.limits import UploadSlot
 from ingest.multipart import (
     FILE_FIELD,
     FormFieldError,
@@ -28,14 +42,7 @@ from ingest.multipart import (
 from ingest.options import InvalidOptionsError, RequestOptions, parse_options, validation_details
 from ingest.settings import IngestSettings
 from ingest.tenancy import Tenant
-from ingest.uploads import (
-    BROKER_UNAVAILABLE,
-    IDEMPOTENCY_KEY_REUSED,
-    INVALID_AUDIO_URL,
-    Accepted,
-    UploadService,
-    file_too_large,
-)
+from ingest.uploads import Accepted, UploadService
 from ingest.uploads import Request as Submission
 
 router = APIRouter()
@@ -90,7 +97,7 @@ def _responses(examples: dict[int, dict[str, dict[str, Any]]]) -> dict[int | str
 
 SUBMIT_ERRORS: Final = _responses(
     {
-        400: {"malformed": _error("malformed_request", "the body is not valid JSON")},
+        400: {"malformed": _error(MALFORMED_REQUEST, "the body is not valid JSON")},
         401: {"no_key": _error("unauthenticated", "the API key is not valid")},
         409: {
             "key_reused": _error(
@@ -113,7 +120,7 @@ SUBMIT_ERRORS: Final = _responses(
                 "the file is truncated: its header declares 5.00 s of audio, only 1.87 s are there",
             ),
             "content_type": _error(
-                "unsupported_content_type", "send multipart/form-data or application/json"
+                UNSUPPORTED_CONTENT_TYPE, "send multipart/form-data or application/json"
             ),
         },
         422: {
@@ -289,12 +296,11 @@ async def create_transcription(
                 request, uploads, settings, tenant, idempotency_key, correlation
             )
         else:
-            raise ApiError(
-                415,
-                "unsupported_content_type",
+            raise UnsupportedMediaError(
+                UNSUPPORTED_CONTENT_TYPE,
                 "send multipart/form-data (a `file`) or application/json (an `audio_url`)",
             )
-    except ApiError as exc:
+    except IngestError as exc:
         metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
         metrics.UPLOAD_SECONDS.labels(source, "rejected").observe(time.perf_counter() - started)
         raise
@@ -324,13 +330,11 @@ async def _submit_file(
             request.stream(), request.headers["content-type"], uploads.begin_upload
         )
     except MalformedFormError as exc:
-        raise ApiError(400, "malformed_request", str(exc)) from None
+        raise MalformedRequestError(str(exc)) from None
     except FormFieldError as exc:
-        raise validation_error(
+        raise invalid_fields(
             [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
         ) from None
-    except UploadTooLargeError as exc:
-        raise file_too_large(exc.limit) from None
     upload = form.upload
     try:
         details: list[dict[str, Any]] = []
@@ -343,7 +347,7 @@ async def _submit_file(
         except InvalidOptionsError as exc:
             details.extend(exc.details)
         if details:
-            raise validation_error(details)
+            raise invalid_fields(details)
     except BaseException:
         if upload is not None:
             await upload.discard()
@@ -367,21 +371,21 @@ async def _submit_url(
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "malformed_request", f"the body is not valid JSON: {exc}") from None
+        raise MalformedRequestError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         # 64 KiB of `[` exhausts the decoder's stack; hostile input, not a server error.
-        raise ApiError(400, "malformed_request", "the body nests too deeply") from None
+        raise MalformedRequestError("the body nests too deeply") from None
     if not isinstance(raw, dict):
-        raise ApiError(400, "malformed_request", "the body must be a JSON object")
+        raise MalformedRequestError("the body must be a JSON object")
     try:
         submission = UrlSubmission.model_validate(raw)
         options = parse_options(
             {k: v for k, v in raw.items() if k != "audio_url"}, settings.allowed_models
         )
     except ValidationError as exc:
-        raise validation_error(validation_details(exc)) from None
+        raise invalid_fields(validation_details(exc)) from None
     except InvalidOptionsError as exc:
-        raise validation_error(exc.details) from None
+        raise invalid_fields(exc.details) from None
     return await uploads.accept_url(
         submission.audio_url,
         Submission(tenant=tenant, options=options, correlation_id=correlation, idempotency_key=key),
@@ -393,7 +397,7 @@ async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
     async for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "request_too_large", f"a JSON body may be at most {limit} bytes")
+            raise TooLargeError(REQUEST_TOO_LARGE, f"a JSON body may be at most {limit} bytes")
     return bytes(body)
 
 

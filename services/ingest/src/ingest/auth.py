@@ -28,7 +28,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ingest.errors import ApiError
+from ingest.failures import UnauthenticatedError
 
 log = structlog.get_logger(__name__)
 
@@ -36,11 +36,9 @@ DEV_API_KEY: Final = "dev-insecure-key"
 """The development key, accepted only when no key is configured."""
 DEV_TENANT: Final = "default"
 KEY_PREFIX: Final = "scribe_"
-UNAUTHENTICATED: Final = "unauthenticated"
 
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 _TENANT: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_WWW_AUTHENTICATE: Final = {"WWW-Authenticate": 'Bearer realm="scribe"'}
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -144,20 +142,15 @@ def keyring_of(request: Request) -> ApiKeyring:
     return keyring
 
 
-def unauthenticated(message: str) -> ApiError:
-    """401 `unauthenticated`, with the challenge RFC 6750 asks for."""
-    return ApiError(401, UNAUTHENTICATED, message, headers=dict(_WWW_AUTHENTICATE))
-
-
 async def authenticated_tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The tenant of the request's API key; 401 without a valid one."""
     if credentials is None:
-        raise unauthenticated("send an API key: Authorization: Bearer <key>")
+        raise UnauthenticatedError("send an API key: Authorization: Bearer <key>")
     tenant = keyring_of(request).tenant_for(credentials.credentials)
     if tenant is None:
-        raise unauthenticated("the API key is not valid")
+        raise UnauthenticatedError("the API key is not valid")
     structlog.contextvars.bind_contextvars(tenant_id=tenant)
     return tenant

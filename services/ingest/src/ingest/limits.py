@@ -14,10 +14,9 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Request
 
-from ingest.errors import ApiError
+from ingest.failures import TOO_MANY_UPLOADS, TooManyUploadsError
 from ingest.tenancy import Tenant
 
-TOO_MANY_UPLOADS: Final = "too_many_uploads"
 RETRY_AFTER_SECONDS: Final = 5
 """An upload usually completes within seconds; clients back off this long before retrying."""
 
@@ -34,15 +33,14 @@ class UploadSlots:
 
     @contextmanager
     def hold(self, tenant: str, limit: int) -> Iterator[None]:
-        """Take a slot for the block's duration; 429 `too_many_uploads` when none is free."""
+        """Take a slot for the block's duration; `TooManyUploadsError` when none is free."""
         held = self._in_flight.get(tenant, 0)
         if held >= limit:
-            raise ApiError(
-                429,
+            raise TooManyUploadsError(
                 TOO_MANY_UPLOADS,
                 f"this tenant already has {held} submissions in progress (limit {limit}); "
                 f"retry after {RETRY_AFTER_SECONDS} s",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after_seconds=RETRY_AFTER_SECONDS,
             )
         self._in_flight[tenant] = held + 1
         try:

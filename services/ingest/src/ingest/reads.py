@@ -23,7 +23,17 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports, metrics
-from ingest.errors import ApiError, ErrorBody
+from ingest.errors import ErrorBody
+from ingest.failures import (
+    DATABASE_UNAVAILABLE,
+    INVALID_CURSOR,
+    TRANSCRIPT_NOT_READY,
+    VALIDATION_ERROR,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+)
 from ingest.read_models import (
     AudioInfo,
     JobError,
@@ -119,12 +129,12 @@ async def _connection(
         raise _unavailable("the read database is unavailable; retry shortly") from exc
 
 
-def _unavailable(message: str) -> ApiError:
-    return ApiError(503, "database_unavailable", message, headers={"Retry-After": "2"})
+def _unavailable(message: str) -> UnavailableError:
+    return UnavailableError(DATABASE_UNAVAILABLE, message, retry_after_seconds=2)
 
 
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no transcription {job_id!r}")
+def _not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(job_id)
 
 
 def _parse_job_id(job_id: str) -> UUID:
@@ -143,9 +153,8 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _check_range(after: datetime | None, before: datetime | None) -> None:
     if after is not None and before is not None and after >= before:
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "created_after must be earlier than created_before",
             details=[{"loc": ["query", "created_after"], "msg": "not before created_before"}],
         )
@@ -157,8 +166,8 @@ def _decode(token: str | None, kind: str, scope: str) -> list[Any] | None:
     try:
         return cursors.decode_cursor(token, kind, scope)
     except cursors.InvalidCursorError as exc:
-        raise ApiError(
-            422, "invalid_cursor", str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
+        raise InvalidInputError(
+            INVALID_CURSOR, str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
         ) from None
 
 
@@ -308,7 +317,7 @@ async def list_transcriptions(
         try:
             after_at, after_id = datetime.fromisoformat(position[0]), UUID(position[1])
         except (IndexError, TypeError, ValueError):
-            raise ApiError(422, "invalid_cursor", "cursor is not one this API issued") from None
+            raise InvalidInputError(INVALID_CURSOR, "cursor is not one this API issued") from None
         params += [after_at, after_id]
         where.append(f"(created_at, job_id) < (${len(params) - 1}, ${len(params)})")
     params.append(limit + 1)
@@ -374,9 +383,8 @@ async def export_transcript(
             raise _not_found(job_id)
         transcript = await _transcript(conn, tenant, job) if status == "completed" else None
     if transcript is None:
-        raise ApiError(
-            409,
-            "transcript_not_ready",
+        raise ConflictError(
+            TRANSCRIPT_NOT_READY,
             f"transcription {job_id} is {status}; its transcript exists once it is completed",
         )
     if fmt == "json":
@@ -425,17 +433,15 @@ async def search_segments(
     cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_CHARS)] = None,
 ) -> SearchPage:
     if not q.strip():
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "q must contain a search term",
             details=[{"loc": ["query", "q"], "msg": "blank"}],
         )
     if "\x00" in q:
         # PostgreSQL text cannot hold NUL; refused here rather than failing in the query.
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "q may not contain NUL characters",
             details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
         )
@@ -449,7 +455,7 @@ async def search_segments(
         try:
             after = (float(position[0]), UUID(position[1]), int(position[2]))
         except (IndexError, TypeError, ValueError):
-            raise ApiError(422, "invalid_cursor", "cursor is not one this API issued") from None
+            raise InvalidInputError(INVALID_CURSOR, "cursor is not one this API issued") from None
     query = SearchQuery(
         tenant_id=tenant,
         text=q,
