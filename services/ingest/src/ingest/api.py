@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.errors import ErrorCode
 from ingest import metrics
+from ingest.deps import Broker, Media, Settings, Tenant, Uploads, UploadSlot
 from ingest.errors import ErrorBody
 from ingest.failures import (
     BROKER_UNAVAILABLE,
@@ -32,7 +33,6 @@ from ingest.failures import (
     invalid_fields,
 )
 from ingest.idempotency import MAX_KEY_LENGTH
-from ingest.limits import UploadSlot
 from ingest.multipart import (
     FILE_FIELD,
     FormFieldError,
@@ -41,7 +41,6 @@ from ingest.multipart import (
 )
 from ingest.options import InvalidOptionsError, RequestOptions, parse_options, validation_details
 from ingest.settings import IngestSettings
-from ingest.tenancy import Tenant
 from ingest.uploads import Accepted, UploadService
 from ingest.uploads import Request as Submission
 
@@ -210,15 +209,6 @@ SUBMIT_BODY: Final[dict[str, Any]] = {
 }
 
 
-def get_uploads(request: Request) -> UploadService:
-    """The app's upload service (built in the lifespan)."""
-    service: UploadService = request.app.state.uploads
-    return service
-
-
-Uploads = Annotated[UploadService, Depends(get_uploads)]
-
-
 @router.post(
     "/v1/transcriptions",
     status_code=202,
@@ -261,6 +251,7 @@ async def create_transcription(
     tenant: Tenant,
     _slot: UploadSlot,
     uploads: Uploads,
+    settings: Settings,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -277,7 +268,6 @@ async def create_transcription(
     ] = None,
 ) -> JSONResponse:
     """Stream the audio in, check it, store it, publish `audio.uploaded.v1`, answer 202."""
-    settings: IngestSettings = request.app.state.settings
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     correlation = correlation_id or uuid.uuid4()
@@ -477,13 +467,12 @@ async def healthz() -> Liveness:
         },
     },
 )
-async def readyz(request: Request, response: Response) -> Readiness:
+async def readyz(response: Response, broker: Broker, media: Media) -> Readiness:
     """Ready when the broker connection is up and the media root is writable."""
-    uploads: UploadService = request.app.state.uploads
     checks: dict[str, Check] = {}
-    broker_up = await request.app.state.publisher.is_connected()
+    broker_up = await broker.is_connected()
     checks["broker"] = Check(ok=broker_up, message=None if broker_up else "not connected")
-    media_problem = await uploads.media.check_writable()
+    media_problem = await media.check_writable()
     checks["media_root"] = Check(ok=media_problem is None, message=media_problem)
     failed = [f"{name}: {check.message}" for name, check in checks.items() if not check.ok]
     if failed:

@@ -1,9 +1,8 @@
 """Read endpoints (job status, transcripts, exports, search) over the read-only role.
 
-The app includes `router` and enters `database` in its lifespan. The pool opens no
-connection up front, so ingest starts (and keeps taking uploads) while PostgreSQL is away;
-a read then answers 503 `database_unavailable` until it is back. Every query is scoped to
-the caller's tenant: another tenant's job is as unknown as a job that never existed.
+The app includes `router`; the pool comes from the container (`ingest.deps.ReaderPool`).
+While PostgreSQL is away a read answers 503 `database_unavailable`. Every query is scoped
+to the caller's tenant: another tenant's job is as unknown as a job that never existed.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from uuid import UUID
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports, metrics
+from ingest.deps import ReaderPool, Settings, Tenant
 from ingest.errors import ErrorBody
 from ingest.failures import (
     DATABASE_UNAVAILABLE,
@@ -50,7 +50,6 @@ from ingest.read_models import (
 )
 from ingest.search import SearchQuery, search
 from ingest.settings import IngestSettings
-from ingest.tenancy import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -81,30 +80,8 @@ _MEDIA_TYPES: Final = {
 
 
 @asynccontextmanager
-async def database(app: FastAPI, settings: IngestSettings) -> AsyncIterator[None]:
-    """Open the read-only pool for the app's lifetime (`app.state.reader_pool`)."""
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        min_size=0,  # connect on first use: a missing database must not stop ingest starting
-        max_size=settings.reader_pool_size,
-        timeout=settings.database_timeout_seconds,
-        command_timeout=settings.database_timeout_seconds,
-        max_inactive_connection_lifetime=60.0,
-    )
-    app.state.reader_pool = pool
-    try:
-        yield
-    finally:
-        app.state.reader_pool = None
-        try:
-            await asyncio.wait_for(pool.close(), timeout=10)
-        except TimeoutError:
-            pool.terminate()
-
-
-@asynccontextmanager
 async def _connection(
-    request: Request, tenant: str
+    pool: asyncpg.Pool, settings: IngestSettings, tenant: str
 ) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
     """A read-only transaction that row-level security scopes to `tenant`.
 
@@ -113,10 +90,6 @@ async def _connection(
     lasts for this transaction only, so a pooled connection never carries it to the next
     request.
     """
-    pool: asyncpg.Pool | None = getattr(request.app.state, "reader_pool", None)
-    settings: IngestSettings = request.app.state.settings
-    if pool is None:
-        raise _unavailable("the read database is not configured")
     try:
         async with (
             pool.acquire(timeout=settings.database_timeout_seconds) as conn,
@@ -235,9 +208,11 @@ async def _transcript(
     responses=_ERRORS,
     summary="A job: status, progress, error, audio metadata; the transcript once completed",
 )
-async def get_transcription(job_id: str, tenant: Tenant, request: Request) -> TranscriptionOut:
+async def get_transcription(
+    job_id: str, tenant: Tenant, pool: ReaderPool, settings: Settings
+) -> TranscriptionOut:
     job = _parse_job_id(job_id)
-    async with _connection(request, tenant) as conn:
+    async with _connection(pool, settings, tenant) as conn:
         row = await conn.fetchrow(
             "SELECT * FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
         )
@@ -286,7 +261,8 @@ async def get_transcription(job_id: str, tenant: Tenant, request: Request) -> Tr
 )
 async def list_transcriptions(
     tenant: Tenant,
-    request: Request,
+    pool: ReaderPool,
+    settings: Settings,
     status: Annotated[
         list[JobStatusName] | None, Query(description="Repeat to match any of several.")
     ] = None,
@@ -321,7 +297,7 @@ async def list_transcriptions(
         params += [after_at, after_id]
         where.append(f"(created_at, job_id) < (${len(params) - 1}, ${len(params)})")
     params.append(limit + 1)
-    async with _connection(request, tenant) as conn:
+    async with _connection(pool, settings, tenant) as conn:
         rows = await conn.fetch(
             "SELECT job_id, status, progress, original_filename, duration_seconds, language, "
             "error_code, error_message, error_retryable, created_at, updated_at, completed_at "
@@ -372,10 +348,14 @@ async def list_transcriptions(
     response_model=None,
 )
 async def export_transcript(
-    job_id: str, fmt: Literal["json", "txt", "srt", "vtt"], tenant: Tenant, request: Request
+    job_id: str,
+    fmt: Literal["json", "txt", "srt", "vtt"],
+    tenant: Tenant,
+    pool: ReaderPool,
+    settings: Settings,
 ) -> Response:
     job = _parse_job_id(job_id)
-    async with _connection(request, tenant) as conn:
+    async with _connection(pool, settings, tenant) as conn:
         status = await conn.fetchval(
             "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
         )
@@ -414,7 +394,8 @@ async def export_transcript(
 )
 async def search_segments(
     tenant: Tenant,
-    request: Request,
+    pool: ReaderPool,
+    settings: Settings,
     q: Annotated[
         str,
         Query(
@@ -447,7 +428,6 @@ async def search_segments(
         )
     created_after, created_before = _aware(created_after), _aware(created_before)
     _check_range(created_after, created_before)
-    settings: IngestSettings = request.app.state.settings
     scope = cursors.fingerprint(tenant, q, language, created_after, created_before)
     position = _decode(cursor, "search", scope)
     after = None
@@ -467,7 +447,7 @@ async def search_segments(
         after=after,
     )
     with metrics.SEARCH_SECONDS.time():
-        async with _connection(request, tenant) as conn:
+        async with _connection(pool, settings, tenant) as conn:
             result = await search(conn, query)
     hits = [
         SearchHit(
