@@ -286,6 +286,22 @@ async def test_search_finds_a_word_at_the_segment_s_true_start_time(
     ]
 
 
+async def test_a_job_s_links_are_the_same_wherever_it_appears(
+    client: httpx.AsyncClient, indexed: dict[str, Any]
+) -> None:
+    job = indexed["jobs"]["done"]
+    links = (await client.get(f"/v1/transcriptions/{job}")).json()["links"]
+    listed = (await client.get("/v1/transcriptions", params={"status": "completed"})).json()
+    [hit] = (await client.get("/v1/search", params={"q": "pickled"})).json()["hits"]
+
+    assert links["self"] == f"/v1/transcriptions/{job}"
+    assert links["transcript"] == links["transcript_json"] == f"{links['self']}/transcript.json"
+    assert [i["links"] for i in listed["items"] if i["id"] == str(job)] == [links]
+    assert hit["links"] == links
+    for fmt in ("json", "txt", "srt", "vtt"):
+        assert (await client.get(links[f"transcript_{fmt}"])).status_code == 200
+
+
 async def test_phrase_or_and_exclusion_follow_web_search_syntax(client: httpx.AsyncClient) -> None:
     async def texts(q: str) -> list[str]:
         response = await client.get("/v1/search", params={"q": q})

@@ -117,6 +117,7 @@ async def test_upload_is_stored_by_content_and_announced(harness: Harness) -> No
     job_id = uuid.UUID(body["id"])
     assert body["status"] == "queued"
     assert body["links"]["self"] == f"/v1/transcriptions/{job_id}"
+    assert body["links"]["transcript"] == f"/v1/transcriptions/{job_id}/transcript.json"
     assert response.headers["location"] == f"/v1/transcriptions/{job_id}"
     [event] = harness.publisher.events
     sha = hashlib.sha256(audio).hexdigest()

@@ -33,6 +33,7 @@ from ingest.failures import (
     invalid_fields,
 )
 from ingest.idempotency import MAX_KEY_LENGTH
+from ingest.links import JobLinks, job_links
 from ingest.multipart import (
     FILE_FIELD,
     FormFieldError,
@@ -51,15 +52,6 @@ _SOURCES: Final = {"multipart/form-data": "upload", "application/json": "url"}
 MAX_JSON_BYTES: Final = 64 * 1024
 # Multipart framing around the file: boundaries, part headers, option fields.
 MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
-
-
-class JobLinks(BaseModel):
-    """Where to follow the job."""
-
-    self: str = Field(examples=["/v1/transcriptions/4b0c7a3e-2a53-4c4f-9a0e-9e8b2f1c5d11"])
-    transcript: str = Field(
-        examples=["/v1/transcriptions/4b0c7a3e-2a53-4c4f-9a0e-9e8b2f1c5d11/transcript.json"]
-    )
 
 
 class JobAccepted(BaseModel):
@@ -392,15 +384,13 @@ async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 def _accepted_response(accepted: Accepted) -> JSONResponse:
-    location = f"/v1/transcriptions/{accepted.job_id}"
-    body = JobAccepted(
-        id=accepted.job_id,
-        links=JobLinks(self=location, transcript=f"{location}/transcript.json"),
-    )
-    headers = {"Location": location, "X-Correlation-ID": str(accepted.correlation_id)}
+    body = JobAccepted(id=accepted.job_id, links=job_links(accepted.job_id, "queued"))
+    headers = {"Location": body.links.self, "X-Correlation-ID": str(accepted.correlation_id)}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True), status_code=202, headers=headers
+    )
 
 
 class Liveness(BaseModel):

@@ -34,6 +34,7 @@ from ingest.failures import (
     NotFoundError,
     UnavailableError,
 )
+from ingest.links import job_links
 from ingest.read_models import (
     AudioInfo,
     JobError,
@@ -71,7 +72,6 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
     503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
 }
-_EXPORTS: Final = ("json", "txt", "srt", "vtt")
 _MEDIA_TYPES: Final = {
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -142,14 +142,6 @@ def _decode(token: str | None, kind: str, scope: str) -> list[Any] | None:
         raise InvalidInputError(
             INVALID_CURSOR, str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
         ) from None
-
-
-def _links(job_id: UUID, status: str) -> dict[str, str]:
-    base = f"/v1/transcriptions/{job_id}"
-    links = {"self": base}
-    if status == "completed":
-        links.update({f"transcript_{fmt}": f"{base}/transcript.{fmt}" for fmt in _EXPORTS})
-    return links
 
 
 def _error(row: asyncpg.Record) -> JobError | None:
@@ -248,7 +240,7 @@ async def get_transcription(
         failed_at=row["failed_at"] if row["status"] == "failed" else None,
         correlation_id=row["correlation_id"],
         transcript=transcript,
-        links=_links(job, row["status"]),
+        links=job_links(job, row["status"]),
     )
 
 
@@ -317,7 +309,7 @@ async def list_transcriptions(
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             completed_at=r["completed_at"] if r["status"] == "completed" else None,
-            links=_links(r["job_id"], r["status"]),
+            links=job_links(r["job_id"], r["status"]),
         )
         for r in rows[:limit]
     ]
@@ -459,10 +451,8 @@ async def search_segments(
             text=h.text,
             snippet=h.snippet,
             rank=h.rank,
-            links={
-                "transcription": f"/v1/transcriptions/{h.job_id}",
-                "transcript_json": f"/v1/transcriptions/{h.job_id}/transcript.json",
-            },
+            # Only completed jobs have segments to match.
+            links=job_links(h.job_id, "completed"),
         )
         for h in result.hits
     ]
