@@ -21,7 +21,7 @@ from ingest.broker import BrokerPublisher
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
-from ingest.queries import open_reader_pool
+from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
 from scribe_runtime.messaging import make_broker
@@ -45,11 +45,11 @@ class Publisher(UploadedPublisher, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReadServices:
-    """What the read API needs: settings, who may call, and the read-only database."""
+    """What the read API needs: settings, who may call, and the read-side port."""
 
     settings: IngestSettings
     keyring: ApiKeyring
-    reader_pool: asyncpg.Pool
+    queries: JobReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def wire(
     return IngestContainer(
         settings=settings,
         keyring=keyring,
-        reader_pool=reader_pool,
+        queries=JobReader.from_settings(reader_pool, settings),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -143,4 +143,8 @@ async def open_read_services(settings: IngestSettings) -> AsyncIterator[ReadServ
     """The read side alone, no broker nor media store (what `bench.search` serves)."""
     keyring = load_keyring(settings)
     async with open_reader_pool(settings) as reader_pool:
-        yield ReadServices(settings=settings, keyring=keyring, reader_pool=reader_pool)
+        yield ReadServices(
+            settings=settings,
+            keyring=keyring,
+            queries=JobReader.from_settings(reader_pool, settings),
+        )

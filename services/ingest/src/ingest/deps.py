@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +20,7 @@ from ingest.container import IngestContainer, Publisher, ReadServices
 from ingest.failures import UnauthenticatedError
 from ingest.limits import UploadSlots
 from ingest.media import MediaStore
+from ingest.queries import JobReader
 from ingest.settings import IngestSettings
 from ingest.uploads import UploadService
 
@@ -72,9 +72,9 @@ def get_keyring(services: Annotated[ReadServices, Depends(get_services)]) -> Api
     return services.keyring
 
 
-def get_reader_pool(services: Annotated[ReadServices, Depends(get_services)]) -> asyncpg.Pool:
-    """The read-only database pool."""
-    return services.reader_pool
+def get_queries(services: Annotated[ReadServices, Depends(get_services)]) -> JobReader:
+    """The read-side port: jobs, transcripts, search."""
+    return services.queries
 
 
 def get_uploads(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadService:
@@ -99,7 +99,7 @@ def get_media(container: Annotated[IngestContainer, Depends(get_container)]) -> 
 
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Keyring = Annotated[ApiKeyring, Depends(get_keyring)]
-ReaderPool = Annotated[asyncpg.Pool, Depends(get_reader_pool)]
+Queries = Annotated[JobReader, Depends(get_queries)]
 Uploads = Annotated[UploadService, Depends(get_uploads)]
 Slots = Annotated[UploadSlots, Depends(get_slots)]
 Broker = Annotated[Publisher, Depends(get_publisher)]
