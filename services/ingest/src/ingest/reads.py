@@ -17,7 +17,6 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports
 from ingest.deps import Queries, Tenant
-from ingest.errors import ErrorBody
 from ingest.failures import (
     INVALID_CURSOR,
     TRANSCRIPT_NOT_READY,
@@ -26,6 +25,7 @@ from ingest.failures import (
     InvalidInputError,
     NotFoundError,
 )
+from ingest.openapi import EXPORT_RESPONSES, READ_ERRORS
 from ingest.queries import JobFilter
 from ingest.read_models import (
     JobStatusName,
@@ -36,12 +36,6 @@ from ingest.read_models import (
 
 router = APIRouter(tags=["reads"])
 
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
-    404: {"model": ErrorBody, "description": "`not_found`: no such job for this tenant."},
-    422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
-    503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
-}
 _MEDIA_TYPES: Final = {
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -91,7 +85,7 @@ def _not_ours() -> InvalidInputError:
     "/v1/transcriptions/{job_id}",
     response_model=TranscriptionOut,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="A job: status, progress, error, audio metadata; the transcript once completed",
 )
 async def get_transcription(job_id: str, tenant: Tenant, queries: Queries) -> TranscriptionOut:
@@ -105,7 +99,7 @@ async def get_transcription(job_id: str, tenant: Tenant, queries: Queries) -> Tr
     "/v1/transcriptions",
     response_model=TranscriptionPage,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="Jobs, newest first, filtered by status and creation time, cursor-paged",
 )
 async def list_transcriptions(
@@ -149,18 +143,7 @@ async def list_transcriptions(
 
 @router.get(
     "/v1/transcriptions/{job_id}/transcript.{fmt}",
-    responses={
-        **_ERRORS,
-        200: {
-            "description": "The transcript as JSON, plain text, SRT or WebVTT.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/TranscriptOut"}},
-                "text/plain": {},
-                "application/x-subrip": {},
-                "text/vtt": {},
-            },
-        },
-    },
+    responses=EXPORT_RESPONSES,
     summary="Export a completed transcript: json, txt, srt (SubRip) or vtt (WebVTT)",
     response_model=None,
 )
@@ -202,7 +185,7 @@ async def export_transcript(
 @router.get(
     "/v1/search",
     response_model=SearchPage,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="Full-text search over transcript segments, ranked, with highlighted snippets",
 )
 async def search_segments(
