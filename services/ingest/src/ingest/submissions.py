@@ -27,17 +27,11 @@ from ingest.failures import (
 )
 from ingest.idempotency import MAX_KEY_LENGTH
 from ingest.links import JobLinks, job_links
-from ingest.multipart import (
-    FILE_FIELD,
-    FormFieldError,
-    MalformedFormError,
-    read_multipart,
-)
+from ingest.multipart import FILE_FIELD, read_multipart
 from ingest.openapi import SUBMIT_BODY, SUBMIT_DESCRIPTION, SUBMIT_RESPONSES
 from ingest.options import InvalidOptionsError, RequestOptions, parse_options, validation_details
 from ingest.settings import IngestSettings
-from ingest.uploads import Accepted, UploadService
-from ingest.uploads import Request as Submission
+from ingest.uploads import Accepted, Submission, UploadService
 
 router = APIRouter()
 
@@ -147,16 +141,9 @@ async def _submit_file(
     ):
         # Refuse before reading a byte: the limit is known from the header alone.
         raise file_too_large(uploads.max_upload_bytes)
-    try:
-        form = await read_multipart(
-            request.stream(), request.headers["content-type"], uploads.begin_upload
-        )
-    except MalformedFormError as exc:
-        raise MalformedRequestError(str(exc)) from None
-    except FormFieldError as exc:
-        raise invalid_fields(
-            [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
-        ) from None
+    form = await read_multipart(
+        request.stream(), request.headers["content-type"], uploads.begin_upload
+    )
     upload = form.upload
     try:
         details: list[dict[str, Any]] = []

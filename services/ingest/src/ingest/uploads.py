@@ -83,7 +83,7 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Submission:
     """Who asks, and how: what every submission carries besides its audio."""
 
     tenant: str
@@ -119,7 +119,7 @@ class UploadService:
         return self.media.begin(self.max_upload_bytes)
 
     async def accept_file(
-        self, upload: PendingUpload, request: Request, *, filename: str | None
+        self, upload: PendingUpload, request: Submission, *, filename: str | None
     ) -> Accepted:
         """Probe, store and announce a fully received upload. Always consumes `upload`.
 
@@ -174,7 +174,7 @@ class UploadService:
         metrics.UPLOAD_BYTES.observe(stored.size_bytes)
         return Accepted(job_id, request.correlation_id)
 
-    async def accept_url(self, url: str, request: Request) -> Accepted:
+    async def accept_url(self, url: str, request: Submission) -> Accepted:
         """Announce audio the transcriber will fetch, once the URL is known to be public."""
         _check_tenant(request.tenant)
         try:
@@ -217,7 +217,7 @@ class UploadService:
         )
         return Accepted(job_id, request.correlation_id)
 
-    async def _claim(self, request: Request, fingerprint: str) -> tuple[uuid.UUID, Claim]:
+    async def _claim(self, request: Submission, fingerprint: str) -> tuple[uuid.UUID, Claim]:
         if request.idempotency_key is None:
             return uuid.uuid4(), Claim.NEW
         job_id = job_id_for(request.tenant, request.idempotency_key)
@@ -233,7 +233,7 @@ class UploadService:
             )
         return job_id, claim
 
-    async def _abandon(self, request: Request, claim: Claim) -> None:
+    async def _abandon(self, request: Submission, claim: Claim) -> None:
         # Only the request that created the claim frees it: a PENDING one belongs to another.
         if request.idempotency_key is not None and claim is Claim.NEW:
             await self.idempotency.abandon(request.tenant, request.idempotency_key)
@@ -241,7 +241,7 @@ class UploadService:
     async def _publish(
         self,
         event: AudioUploadedV1,
-        request: Request,
+        request: Submission,
         fingerprint: str,
         claim: Claim,
         stored: StoredMedia | None,
@@ -290,6 +290,6 @@ def _fingerprint(kind: str, source: str, options: RequestOptions) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _event_id(job_id: uuid.UUID, request: Request) -> uuid.UUID:
+def _event_id(job_id: uuid.UUID, request: Submission) -> uuid.UUID:
     # Keyed jobs get a derived id, so a retried publish is a duplicate consumers drop.
     return uploaded_event_id_for(job_id) if request.idempotency_key is not None else uuid.uuid4()
