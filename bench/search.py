@@ -28,8 +28,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,8 +38,7 @@ from fastapi import FastAPI
 
 from bench.common import API_HEADERS, Result, percentile
 from indexer.migrate import prepare_database
-from ingest import reads
-from ingest.errors import install_error_handlers
+from ingest.app import create_read_app
 from ingest.search import SearchQuery, build_sql
 from ingest.settings import IngestSettings
 
@@ -267,18 +265,7 @@ async def timed(
 
 def create_app() -> FastAPI:
     """The real read router, as ingest mounts it (uvicorn --factory target)."""
-    settings = IngestSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with reads.database(app, settings):
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-    app.state.settings = settings
-    install_error_handlers(app)
-    app.include_router(reads.router)
-    return app
+    return create_read_app()
 
 
 def free_port() -> int:

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from contracts import AudioUploadedV1, routing
+from ingest.app import create_app
 from ingest.auth import DEV_API_KEY
-from ingest.main import create_app
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE

@@ -19,9 +19,8 @@ from contracts.envelope import Event
 from contracts.transcription import Segment, Word
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
-from ingest import reads
+from ingest.app import create_read_app
 from ingest.auth import hash_api_key
-from ingest.errors import install_error_handlers
 from ingest.settings import IngestSettings
 from services.indexer.tests import job_events as ev
 from tests.integration.test_indexer import READER, as_role
@@ -56,11 +55,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def make_app(url: str, tenant: str = "default") -> FastAPI:
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(reads.router)
-    app.state.settings = IngestSettings(database_url=url, api_keys={hash_api_key(API_KEY): tenant})
-    return app
+    return create_read_app(
+        IngestSettings(database_url=url, api_keys={hash_api_key(API_KEY): tenant})
+    )
 
 
 @pytest.fixture
@@ -88,7 +85,7 @@ async def indexed(database_url: str) -> dict[str, Any]:
 @pytest.fixture
 async def client(indexed: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(indexed["url"])
-    async with reads.database(app, app.state.settings):
+    async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=AUTH
@@ -289,6 +286,22 @@ async def test_search_finds_a_word_at_the_segment_s_true_start_time(
     ]
 
 
+async def test_a_job_s_links_are_the_same_wherever_it_appears(
+    client: httpx.AsyncClient, indexed: dict[str, Any]
+) -> None:
+    job = indexed["jobs"]["done"]
+    links = (await client.get(f"/v1/transcriptions/{job}")).json()["links"]
+    listed = (await client.get("/v1/transcriptions", params={"status": "completed"})).json()
+    [hit] = (await client.get("/v1/search", params={"q": "pickled"})).json()["hits"]
+
+    assert links["self"] == f"/v1/transcriptions/{job}"
+    assert links["transcript"] == links["transcript_json"] == f"{links['self']}/transcript.json"
+    assert [i["links"] for i in listed["items"] if i["id"] == str(job)] == [links]
+    assert hit["links"] == links
+    for fmt in ("json", "txt", "srt", "vtt"):
+        assert (await client.get(links[f"transcript_{fmt}"])).status_code == 200
+
+
 async def test_phrase_or_and_exclusion_follow_web_search_syntax(client: httpx.AsyncClient) -> None:
     async def texts(q: str) -> list[str]:
         response = await client.get("/v1/search", params={"q": q})
@@ -332,7 +345,7 @@ async def test_search_is_tenant_scoped_filtered_and_cursor_paged(
 
 async def test_reads_answer_503_while_postgres_is_away_and_the_app_still_starts() -> None:
     app = make_app("postgresql://scribe_reader@127.0.0.1:1/scribe")
-    async with reads.database(app, app.state.settings):
+    async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers=AUTH

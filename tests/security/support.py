@@ -10,8 +10,8 @@ from typing import Any, Final
 import httpx
 from fastapi import FastAPI
 
+from ingest.app import create_app
 from ingest.auth import hash_api_key
-from ingest.main import create_app
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 

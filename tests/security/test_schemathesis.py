@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
-from ingest.main import create_app
+from ingest.app import create_app
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from services.indexer.tests import job_events as ev

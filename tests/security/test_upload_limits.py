@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from ingest.deps import container_of
 from ingest.limits import UploadSlots
 from services.ingest.tests import samples
 from tests.security.support import KEYS, auth, files_under, running_app
@@ -32,9 +33,7 @@ class Server:
 
     @property
     def slots(self) -> UploadSlots:
-        # Made on the first submission (`ingest.limits.slots_of`).
-        slots: UploadSlots | None = getattr(self.app.state, "upload_slots", None)
-        return slots if slots is not None else UploadSlots()
+        return container_of(self.app).slots
 
     def leftovers(self) -> list[Path]:
         return files_under(self.media_root)

@@ -98,7 +98,7 @@ def test_healthchecks_hit_real_routes_on_configured_ports(service: str) -> None:
     url = urlsplit(re.search(r"http://[^'\" ]+", test).group(0))  # type: ignore[union-attr]
     environment = spec["environment"]
     if service == "ingest":
-        from ingest.main import create_app
+        from ingest.app import create_app
 
         assert url.path in create_app().openapi()["paths"]
         assert str(url.port) == environment["SCRIBE_INGEST_PORT"]

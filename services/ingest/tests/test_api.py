@@ -13,12 +13,14 @@ import httpx
 import pytest
 
 from contracts.audio import AudioUploadedV1
-from ingest.auth import DEV_API_KEY
+from ingest.app import build_app
+from ingest.auth import DEV_API_KEY, ApiKeyring
+from ingest.container import wire
 from ingest.idempotency import FilesystemIdempotencyStore
-from ingest.main import build_app
 from ingest.media import FilesystemMediaStore
+from ingest.queries import open_reader_pool
 from ingest.settings import IngestSettings
-from ingest.uploads import PublishFailedError, UploadService
+from ingest.uploads import PublishFailedError
 from scribe_runtime.netguard import ResolvedUrl, parse_remote_url, resolve_public_url
 from services.ingest.tests import samples
 
@@ -81,22 +83,24 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
     settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
     publisher = FakePublisher()
-    app = build_app(None)
-    app.state.settings = settings
-    app.state.publisher = publisher
-    app.state.uploads = UploadService(
-        media=FilesystemMediaStore(media_root),
-        idempotency=FilesystemIdempotencyStore(media_root),
-        publisher=publisher,
-        url_guard=guard,
-        max_upload_bytes=settings.max_upload_bytes,
-        max_duration_seconds=settings.max_duration_seconds,
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://ingest", headers=DEV_AUTH
-    ) as client:
-        yield Harness(client, publisher, media_root)
+    # The pool connects on first use only, and these tests never read.
+    async with open_reader_pool(settings) as reader_pool:
+        app = build_app(
+            wire(
+                settings,
+                keyring=ApiKeyring.load({}, None),
+                reader_pool=reader_pool,
+                media=FilesystemMediaStore(media_root),
+                idempotency=FilesystemIdempotencyStore(media_root),
+                publisher=publisher,
+                url_guard=guard,
+            )
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=DEV_AUTH
+        ) as client:
+            yield Harness(client, publisher, media_root)
 
 
 async def test_upload_is_stored_by_content_and_announced(harness: Harness) -> None:
@@ -113,6 +117,7 @@ async def test_upload_is_stored_by_content_and_announced(harness: Harness) -> No
     job_id = uuid.UUID(body["id"])
     assert body["status"] == "queued"
     assert body["links"]["self"] == f"/v1/transcriptions/{job_id}"
+    assert body["links"]["transcript"] == f"/v1/transcriptions/{job_id}/transcript.json"
     assert response.headers["location"] == f"/v1/transcriptions/{job_id}"
     [event] = harness.publisher.events
     sha = hashlib.sha256(audio).hexdigest()

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import ErrorCode
-from ingest.probe import MediaRejectedError, probe_audio
+from ingest.errors import status_of
+from ingest.failures import MediaRejectedError
+from ingest.probe import probe_audio
 from services.ingest.tests import samples
 
 
@@ -47,7 +49,7 @@ def test_flac_duration_and_type(tmp_path: Path) -> None:
 def test_not_audio_is_unsupported_media(tmp_path: Path, data: bytes, reason: str) -> None:
     with pytest.raises(MediaRejectedError) as caught:
         probe_audio(_write(tmp_path, data), 60)
-    assert caught.value.status == 415
+    assert status_of(caught.value) == 415
     assert caught.value.code == ErrorCode.UNSUPPORTED_MEDIA
     assert reason in caught.value.message
     assert str(tmp_path) not in caught.value.message  # server paths never leak
@@ -56,4 +58,4 @@ def test_not_audio_is_unsupported_media(tmp_path: Path, data: bytes, reason: str
 def test_longer_than_the_limit_is_audio_too_long(tmp_path: Path) -> None:
     with pytest.raises(MediaRejectedError) as caught:
         probe_audio(_write(tmp_path, samples.flac_bytes(3.0)), 2.0)
-    assert (caught.value.status, caught.value.code) == (413, ErrorCode.AUDIO_TOO_LONG)
+    assert (status_of(caught.value), caught.value.code) == (413, ErrorCode.AUDIO_TOO_LONG)

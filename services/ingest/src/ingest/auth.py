@@ -1,4 +1,4 @@
-"""API keys: `Authorization: Bearer <key>` maps a caller to its tenant.
+"""API keys: `Authorization: Bearer <key>` maps a caller to its tenant (`ingest.deps.Tenant`).
 
 Keys are stored as SHA-256 hex digests, never in clear. A plain hash and not a slow one
 (scrypt, argon2): API keys are long random strings (`new_api_key` draws 256 bits), so there
@@ -22,13 +22,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Final
 
 import structlog
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-from ingest.errors import ApiError
 
 log = structlog.get_logger(__name__)
 
@@ -36,17 +32,9 @@ DEV_API_KEY: Final = "dev-insecure-key"
 """The development key, accepted only when no key is configured."""
 DEV_TENANT: Final = "default"
 KEY_PREFIX: Final = "scribe_"
-UNAUTHENTICATED: Final = "unauthenticated"
 
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 _TENANT: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_WWW_AUTHENTICATE: Final = {"WWW-Authenticate": 'Bearer realm="scribe"'}
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key: `Authorization: Bearer <key>`. Each key belongs to one tenant.",
-)
 
 
 class ApiKeyConfigError(ValueError):
@@ -131,33 +119,3 @@ class ApiKeyring:
                 ),
                 tenant=DEV_TENANT,
             )
-
-
-def keyring_of(request: Request) -> ApiKeyring:
-    """The app's keyring, loaded from its settings on first use when the lifespan did not."""
-    state = request.app.state
-    keyring: ApiKeyring | None = getattr(state, "api_keys", None)
-    if keyring is None:
-        settings = state.settings
-        keyring = ApiKeyring.load(settings.api_keys, settings.api_keys_file)
-        state.api_keys = keyring
-    return keyring
-
-
-def unauthenticated(message: str) -> ApiError:
-    """401 `unauthenticated`, with the challenge RFC 6750 asks for."""
-    return ApiError(401, UNAUTHENTICATED, message, headers=dict(_WWW_AUTHENTICATE))
-
-
-async def authenticated_tenant(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> str:
-    """The tenant of the request's API key; 401 without a valid one."""
-    if credentials is None:
-        raise unauthenticated("send an API key: Authorization: Bearer <key>")
-    tenant = keyring_of(request).tenant_for(credentials.credentials)
-    if tenant is None:
-        raise unauthenticated("the API key is not valid")
-    structlog.contextvars.bind_contextvars(tenant_id=tenant)
-    return tenant

@@ -1,8 +1,12 @@
-"""API errors: JSON `{code, message}` with a stable code."""
+"""The HTTP face of failures: each `ingest.failures` class gets its status here, and only here.
+
+Every error response is JSON `{code, message[, details]}` with a stable code, whether it
+comes from a use case, from FastAPI's request validation or from Starlette's routing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from fastapi import FastAPI, Request
@@ -12,9 +16,41 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ingest.failures import (
+    ConflictError,
+    IngestError,
+    InternalError,
+    InvalidInputError,
+    MalformedRequestError,
+    NotFoundError,
+    RetryLaterError,
+    TooLargeError,
+    TooManyUploadsError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnsupportedMediaError,
+    invalid_fields,
+)
+
 log = structlog.get_logger(__name__)
 
-_HTTP_CODES: dict[int, str] = {
+STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
+    MalformedRequestError: 400,
+    UnauthenticatedError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    TooLargeError: 413,
+    UnsupportedMediaError: 415,
+    InvalidInputError: 422,
+    TooManyUploadsError: 429,
+    InternalError: 500,
+    UnavailableError: 503,
+}
+"""The status each failure class is answered with (a subclass inherits its parent's)."""
+
+_WWW_AUTHENTICATE: Final = {"WWW-Authenticate": 'Bearer realm="scribe"'}
+
+_HTTP_CODES: Final[dict[int, str]] = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -40,55 +76,63 @@ class ErrorBody(BaseModel):
     )
 
 
-class ApiError(Exception):
-    """Raise to answer with an error body and status."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: dict[str, str] | None = None,
-        details: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-        self.details = details
+def status_of(failure: IngestError) -> int:
+    """The HTTP status `failure` is answered with; 500 for a class nobody mapped."""
+    for cls in type(failure).__mro__:
+        status = STATUS_BY_FAILURE.get(cls)
+        if status is not None:
+            return status
+    return 500
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    """The JSON response for an `ApiError`."""
-    body = ErrorBody(code=error.code, message=error.message, details=error.details)
-    return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=error.status, headers=error.headers
+def headers_of(failure: IngestError) -> dict[str, str] | None:
+    """The headers that go with `failure`: when to retry, how to authenticate."""
+    if isinstance(failure, RetryLaterError):
+        return {"Retry-After": str(failure.retry_after_seconds)}
+    if isinstance(failure, UnauthenticatedError):
+        # The challenge RFC 6750 asks for.
+        return dict(_WWW_AUTHENTICATE)
+    return None
+
+
+def _response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(code=code, message=message, details=details)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def failure_response(failure: IngestError) -> JSONResponse:
+    """The JSON response for a failure."""
+    return _response(
+        status_of(failure),
+        failure.code,
+        failure.message,
+        headers=headers_of(failure),
+        details=failure.details,
     )
-
-
-def validation_error(details: list[dict[str, Any]]) -> ApiError:
-    """422 `validation_error` naming each bad field."""
-    fields = ", ".join(".".join(str(p) for p in d.get("loc", ())[1:]) or "?" for d in details)
-    return ApiError(422, "validation_error", f"invalid request: {fields}", details=details)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error (ours, FastAPI's validation, Starlette's HTTP) render as `ErrorBody`."""
 
-    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
+    async def on_failure(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, IngestError)
         # One line per refused request: which code, so dashboards can count them.
         log.info(
             "request_refused",
             method=request.method,
             path=request.url.path,
-            status=exc.status,
+            status=status_of(exc),
             code=exc.code,
             reason=exc.message,
         )
-        return error_response(exc)
+        return failure_response(exc)
 
     async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -96,25 +140,22 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in jsonable_encoder(exc.errors())
         ]
-        return error_response(validation_error(details))
+        return failure_response(invalid_fields(details))
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(
-            ApiError(
-                exc.status_code,
-                code,
-                str(exc.detail),
-                headers=dict(exc.headers) if exc.headers else None,
-            )
+        return _response(
+            exc.status_code,
+            _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
         )
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("request_failed", exc_info=exc)
-        return error_response(ApiError(500, "internal_error", "unexpected error; see logs"))
+        return _response(500, "internal_error", "unexpected error; see logs")
 
-    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(IngestError, on_failure)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -8,16 +8,12 @@ most N times the setting.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Final
+from typing import Final
 
-from fastapi import Depends, Request
+from ingest.failures import TOO_MANY_UPLOADS, TooManyUploadsError
 
-from ingest.errors import ApiError
-from ingest.tenancy import Tenant
-
-TOO_MANY_UPLOADS: Final = "too_many_uploads"
 RETRY_AFTER_SECONDS: Final = 5
 """An upload usually completes within seconds; clients back off this long before retrying."""
 
@@ -25,7 +21,9 @@ RETRY_AFTER_SECONDS: Final = 5
 class UploadSlots:
     """Counts in-flight submissions per tenant. Event-loop only, so no lock is needed."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        """Slots per tenant (`SCRIBE_INGEST_MAX_CONCURRENT_UPLOADS_PER_TENANT`)."""
         self._in_flight: dict[str, int] = {}
 
     def in_flight(self, tenant: str) -> int:
@@ -33,16 +31,15 @@ class UploadSlots:
         return self._in_flight.get(tenant, 0)
 
     @contextmanager
-    def hold(self, tenant: str, limit: int) -> Iterator[None]:
-        """Take a slot for the block's duration; 429 `too_many_uploads` when none is free."""
-        held = self._in_flight.get(tenant, 0)
+    def hold(self, tenant: str) -> Iterator[None]:
+        """Take a slot for the block's duration; `TooManyUploadsError` when none is free."""
+        held, limit = self._in_flight.get(tenant, 0), self.limit
         if held >= limit:
-            raise ApiError(
-                429,
+            raise TooManyUploadsError(
                 TOO_MANY_UPLOADS,
                 f"this tenant already has {held} submissions in progress (limit {limit}); "
                 f"retry after {RETRY_AFTER_SECONDS} s",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after_seconds=RETRY_AFTER_SECONDS,
             )
         self._in_flight[tenant] = held + 1
         try:
@@ -53,22 +50,3 @@ class UploadSlots:
                 self._in_flight[tenant] = remaining
             else:
                 del self._in_flight[tenant]
-
-
-def slots_of(request: Request) -> UploadSlots:
-    """The app's counters (one set per process), made on first use."""
-    slots: UploadSlots | None = getattr(request.app.state, "upload_slots", None)
-    if slots is None:
-        slots = request.app.state.upload_slots = UploadSlots()
-    return slots
-
-
-async def upload_slot(request: Request, tenant: Tenant) -> AsyncIterator[None]:
-    """Hold one of the tenant's slots while the submission is handled."""
-    limit: int = request.app.state.settings.max_concurrent_uploads_per_tenant
-    with slots_of(request).hold(tenant, limit):
-        yield
-
-
-UploadSlot = Annotated[None, Depends(upload_slot)]
-"""Taken by `POST /v1/transcriptions`: 429 `too_many_uploads` when the tenant has none free."""

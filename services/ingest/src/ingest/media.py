@@ -24,6 +24,8 @@ from typing import Final, Protocol
 
 import structlog
 
+from ingest.failures import TooLargeError, file_too_large
+
 log = structlog.get_logger(__name__)
 
 FLUSH_BYTES: Final = 1024 * 1024
@@ -32,11 +34,12 @@ FLUSH_BYTES: Final = 1024 * 1024
 TMP_DIR: Final = ".tmp"
 
 
-class UploadTooLargeError(Exception):
-    """The upload passed the size limit while streaming."""
+class UploadTooLargeError(TooLargeError):
+    """The upload passed the size limit while streaming (`file_too_large`)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        refused = file_too_large(limit)
+        super().__init__(refused.code, refused.message)
         self.limit = limit
 
 

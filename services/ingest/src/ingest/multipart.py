@@ -18,6 +18,7 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
+from ingest.failures import InvalidInputError, MalformedRequestError, invalid_fields
 from ingest.media import PendingUpload
 
 FILE_FIELD: Final = "file"
@@ -28,17 +29,17 @@ MAX_FILENAME_CHARS: Final = 255
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class MalformedFormError(Exception):
-    """The body is not well-formed `multipart/form-data` (400 `malformed_request`)."""
+class MalformedFormError(MalformedRequestError):
+    """The body is not well-formed `multipart/form-data` (`malformed_request`)."""
 
 
-class FormFieldError(Exception):
-    """A form field is not acceptable; `field` names it (422 `validation_error`)."""
+class FormFieldError(InvalidInputError):
+    """A form field is not acceptable; `field` names it (`validation_error`)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        refused = invalid_fields([{"loc": ["body", field], "msg": message, "type": "value_error"}])
+        super().__init__(refused.code, refused.message, details=refused.details)
         self.field = field
-        self.message = message
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Final
 import av
 
 from contracts.errors import ErrorCode
+from ingest.failures import TooLargeError, UnsupportedMediaError
 from scribe_runtime.wav import wav_data_chunk
 
 CONTENT_TYPES: Final[dict[str, str]] = {
@@ -55,16 +56,6 @@ _MAX_BAD_PACKET_SHARE: Final = 0.01
 _TRUNCATION_SLACK_SECONDS: Final = 0.1
 
 
-class MediaRejectedError(Exception):
-    """The upload is not audio we accept; `code` and `status` go to the client."""
-
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class AudioProbe:
     """What decoding the upload found."""
@@ -77,9 +68,9 @@ class AudioProbe:
     channels: int
 
 
-def unsupported(message: str) -> MediaRejectedError:
-    """A 415 `unsupported_media`."""
-    return MediaRejectedError(415, ErrorCode.UNSUPPORTED_MEDIA, message)
+def unsupported(message: str) -> UnsupportedMediaError:
+    """`unsupported_media`: the bytes are not audio we accept."""
+    return UnsupportedMediaError(ErrorCode.UNSUPPORTED_MEDIA, message)
 
 
 def probe_audio(path: Path, max_duration_seconds: float) -> AudioProbe:
@@ -133,8 +124,7 @@ def _probe_container(
             except av.FFmpegError:
                 bad_packets += 1
             if samples > limit_samples:
-                raise MediaRejectedError(
-                    413,
+                raise TooLargeError(
                     ErrorCode.AUDIO_TOO_LONG,
                     f"the audio is longer than the limit of {max_duration:g} seconds",
                 )

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ingest.links import JobLinks
+
 JobStatusName = Literal["queued", "processing", "completed", "failed"]
 
 _JOB = "0b9f6a52-3c1e-4d5f-9a8b-7c6d5e4f3a21"
@@ -94,7 +96,10 @@ class TranscriptionOut(BaseModel):
                     "audio": {"original_filename": "standup.wav", "duration_seconds": 11.02},
                     "created_at": "2026-11-28T12:00:00Z",
                     "updated_at": "2026-11-28T12:00:03Z",
-                    "links": {"self": f"/v1/transcriptions/{_JOB}"},
+                    "links": {
+                        "self": f"/v1/transcriptions/{_JOB}",
+                        "transcript": f"/v1/transcriptions/{_JOB}/transcript.json",
+                    },
                 }
             ]
         }
@@ -119,8 +124,8 @@ class TranscriptionOut(BaseModel):
     transcript: TranscriptOut | None = Field(
         default=None, description="The transcript, once `status` is `completed`."
     )
-    links: dict[str, str] = Field(
-        description="Related resources: `self`, and the exports once completed."
+    links: JobLinks = Field(
+        description="Related resources: `self`, `transcript`, and the exports once completed."
     )
 
 
@@ -137,7 +142,7 @@ class TranscriptionSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
-    links: dict[str, str]
+    links: JobLinks
 
 
 class TranscriptionPage(BaseModel):
@@ -163,7 +168,7 @@ class SearchHit(BaseModel):
         description="HTML-escaped text with the matches in `<mark>`.",
     )
     rank: float = Field(description="Relevance; higher is better. Compare within one query.")
-    links: dict[str, str]
+    links: JobLinks = Field(description="The hit's job, and its transcript exports.")
 
 
 class SearchPage(BaseModel):

@@ -1,60 +1,41 @@
 """Read endpoints (job status, transcripts, exports, search) over the read-only role.
 
-The app includes `router` and enters `database` in its lifespan. The pool opens no
-connection up front, so ingest starts (and keeps taking uploads) while PostgreSQL is away;
-a read then answers 503 `database_unavailable` until it is back. Every query is scoped to
-the caller's tenant: another tenant's job is as unknown as a job that never existed.
+Each route parses its input (ids, time ranges, cursors), asks the read-side port
+(`ingest.queries.JobReader`, as the `Queries` dependency) and shapes the answer (paging
+cursors, export formats). Every query is scoped to the caller's tenant: another tenant's
+job is as unknown as a job that never existed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-import asyncpg
-import structlog
-from asyncpg.pool import PoolConnectionProxy
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
-from ingest import cursors, exports, metrics
-from ingest.errors import ApiError, ErrorBody
+from ingest import cursors, exports
+from ingest.deps import Queries, Tenant
+from ingest.failures import (
+    INVALID_CURSOR,
+    TRANSCRIPT_NOT_READY,
+    VALIDATION_ERROR,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from ingest.openapi import EXPORT_RESPONSES, READ_ERRORS
+from ingest.queries import JobFilter
 from ingest.read_models import (
-    AudioInfo,
-    JobError,
     JobStatusName,
-    RequestedOptions,
-    SearchHit,
     SearchPage,
-    SegmentOut,
     TranscriptionOut,
     TranscriptionPage,
-    TranscriptionSummary,
-    TranscriptOut,
-    WordOut,
 )
-from ingest.search import SearchQuery, search
-from ingest.settings import IngestSettings
-from ingest.tenancy import Tenant
-from scribe_runtime.database import TRANSIENT_ERRORS
-
-log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["reads"])
 
-_UNAVAILABLE_ERRORS: Final = TRANSIENT_ERRORS
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
-    404: {"model": ErrorBody, "description": "`not_found`: no such job for this tenant."},
-    422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
-    503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
-}
-_EXPORTS: Final = ("json", "txt", "srt", "vtt")
 _MEDIA_TYPES: Final = {
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
@@ -62,68 +43,11 @@ _MEDIA_TYPES: Final = {
 }
 
 
-@asynccontextmanager
-async def database(app: FastAPI, settings: IngestSettings) -> AsyncIterator[None]:
-    """Open the read-only pool for the app's lifetime (`app.state.reader_pool`)."""
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        min_size=0,  # connect on first use: a missing database must not stop ingest starting
-        max_size=settings.reader_pool_size,
-        timeout=settings.database_timeout_seconds,
-        command_timeout=settings.database_timeout_seconds,
-        max_inactive_connection_lifetime=60.0,
-    )
-    app.state.reader_pool = pool
-    try:
-        yield
-    finally:
-        app.state.reader_pool = None
-        try:
-            await asyncio.wait_for(pool.close(), timeout=10)
-        except TimeoutError:
-            pool.terminate()
-
-
-@asynccontextmanager
-async def _connection(
-    request: Request, tenant: str
-) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-    """A read-only transaction that row-level security scopes to `tenant`.
-
-    The WHERE clauses name the tenant too, but PostgreSQL is what enforces it: the reader
-    role sees only rows of the tenant set here (migration 0002), and `set_config(..., true)`
-    lasts for this transaction only, so a pooled connection never carries it to the next
-    request.
-    """
-    pool: asyncpg.Pool | None = getattr(request.app.state, "reader_pool", None)
-    settings: IngestSettings = request.app.state.settings
-    if pool is None:
-        raise _unavailable("the read database is not configured")
-    try:
-        async with (
-            pool.acquire(timeout=settings.database_timeout_seconds) as conn,
-            conn.transaction(readonly=True),
-        ):
-            await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
-            yield conn
-    except _UNAVAILABLE_ERRORS as exc:
-        log.warning("read_database_unavailable", error=repr(exc))
-        raise _unavailable("the read database is unavailable; retry shortly") from exc
-
-
-def _unavailable(message: str) -> ApiError:
-    return ApiError(503, "database_unavailable", message, headers={"Retry-After": "2"})
-
-
-def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no transcription {job_id!r}")
-
-
 def _parse_job_id(job_id: str) -> UUID:
     try:
         return UUID(job_id)
     except ValueError:
-        raise _not_found(job_id) from None
+        raise NotFoundError(job_id) from None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -135,9 +59,8 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _check_range(after: datetime | None, before: datetime | None) -> None:
     if after is not None and before is not None and after >= before:
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "created_after must be earlier than created_before",
             details=[{"loc": ["query", "created_after"], "msg": "not before created_before"}],
         )
@@ -149,127 +72,39 @@ def _decode(token: str | None, kind: str, scope: str) -> list[Any] | None:
     try:
         return cursors.decode_cursor(token, kind, scope)
     except cursors.InvalidCursorError as exc:
-        raise ApiError(
-            422, "invalid_cursor", str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
+        raise InvalidInputError(
+            INVALID_CURSOR, str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
         ) from None
 
 
-def _links(job_id: UUID, status: str) -> dict[str, str]:
-    base = f"/v1/transcriptions/{job_id}"
-    links = {"self": base}
-    if status == "completed":
-        links.update({f"transcript_{fmt}": f"{base}/transcript.{fmt}" for fmt in _EXPORTS})
-    return links
-
-
-def _error(row: asyncpg.Record) -> JobError | None:
-    if row["status"] != "failed" or row["error_code"] is None:
-        return None
-    return JobError(
-        code=row["error_code"], message=row["error_message"] or "", retryable=row["error_retryable"]
-    )
-
-
-async def _segments(conn: PoolConnectionProxy[asyncpg.Record], tenant: str, job: UUID) -> list[Any]:
-    return await conn.fetch(
-        "SELECT segment_id, start_seconds, end_seconds, text, avg_logprob, no_speech_prob, words "
-        "FROM segments WHERE tenant_id = $1 AND job_id = $2 ORDER BY segment_id",
-        tenant,
-        job,
-    )
-
-
-def _words(raw: str | None) -> list[dict[str, Any]] | None:
-    return json.loads(raw) if raw is not None else None
-
-
-async def _transcript(
-    conn: PoolConnectionProxy[asyncpg.Record], tenant: str, job: UUID
-) -> TranscriptOut | None:
-    row = await conn.fetchrow(
-        "SELECT language, language_probability, duration_seconds, model, text "
-        "FROM transcripts WHERE tenant_id = $1 AND job_id = $2",
-        tenant,
-        job,
-    )
-    if row is None:
-        return None
-    segments = [
-        SegmentOut(
-            id=s["segment_id"],
-            start=s["start_seconds"],
-            end=s["end_seconds"],
-            text=s["text"],
-            avg_logprob=s["avg_logprob"],
-            no_speech_prob=s["no_speech_prob"],
-            words=[WordOut(**w) for w in words]
-            if (words := _words(s["words"])) is not None
-            else None,
-        )
-        for s in await _segments(conn, tenant, job)
-    ]
-    return TranscriptOut(**dict(row), segments=segments)
+def _not_ours() -> InvalidInputError:
+    return InvalidInputError(INVALID_CURSOR, "cursor is not one this API issued")
 
 
 @router.get(
     "/v1/transcriptions/{job_id}",
     response_model=TranscriptionOut,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="A job: status, progress, error, audio metadata; the transcript once completed",
 )
-async def get_transcription(job_id: str, tenant: Tenant, request: Request) -> TranscriptionOut:
-    job = _parse_job_id(job_id)
-    async with _connection(request, tenant) as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
-        )
-        if row is None:
-            raise _not_found(job_id)
-        transcript = await _transcript(conn, tenant, job) if row["status"] == "completed" else None
-    return TranscriptionOut(
-        id=job,
-        status=row["status"],
-        progress=row["progress"],
-        processed_seconds=row["processed_seconds"],
-        attempts=row["attempts"],
-        error=_error(row),
-        audio=AudioInfo(
-            uri=row["audio_uri"],
-            sha256=row["sha256"],
-            size_bytes=row["size_bytes"],
-            content_type=row["content_type"],
-            original_filename=row["original_filename"],
-            duration_seconds=row["duration_seconds"],
-        ),
-        options=RequestedOptions(
-            language=row["requested_language"],
-            model=row["requested_model"],
-            word_timestamps=row["word_timestamps"],
-        ),
-        model=row["model"],
-        language=row["language"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"] if row["status"] == "completed" else None,
-        failed_at=row["failed_at"] if row["status"] == "failed" else None,
-        correlation_id=row["correlation_id"],
-        transcript=transcript,
-        links=_links(job, row["status"]),
-    )
+async def get_transcription(job_id: str, tenant: Tenant, queries: Queries) -> TranscriptionOut:
+    job = await queries.job(tenant, _parse_job_id(job_id))
+    if job is None:
+        raise NotFoundError(job_id)
+    return job
 
 
 @router.get(
     "/v1/transcriptions",
     response_model=TranscriptionPage,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="Jobs, newest first, filtered by status and creation time, cursor-paged",
 )
 async def list_transcriptions(
     tenant: Tenant,
-    request: Request,
+    queries: Queries,
     status: Annotated[
         list[JobStatusName] | None, Query(description="Repeat to match any of several.")
     ] = None,
@@ -285,91 +120,48 @@ async def list_transcriptions(
     statuses = sorted(set(status)) if status else None
     scope = cursors.fingerprint(tenant, statuses, created_after, created_before)
     position = _decode(cursor, "jobs", scope)
-    params: list[Any] = [tenant]
-    where = ["tenant_id = $1"]
-    if statuses:
-        params.append(statuses)
-        where.append(f"status = ANY(${len(params)}::text[])")
-    if created_after is not None:
-        params.append(created_after)
-        where.append(f"created_at >= ${len(params)}")
-    if created_before is not None:
-        params.append(created_before)
-        where.append(f"created_at < ${len(params)}")
+    after = None
     if position is not None:
         try:
-            after_at, after_id = datetime.fromisoformat(position[0]), UUID(position[1])
+            after = (datetime.fromisoformat(position[0]), UUID(position[1]))
         except (IndexError, TypeError, ValueError):
-            raise ApiError(422, "invalid_cursor", "cursor is not one this API issued") from None
-        params += [after_at, after_id]
-        where.append(f"(created_at, job_id) < (${len(params) - 1}, ${len(params)})")
-    params.append(limit + 1)
-    async with _connection(request, tenant) as conn:
-        rows = await conn.fetch(
-            "SELECT job_id, status, progress, original_filename, duration_seconds, language, "
-            "error_code, error_message, error_retryable, created_at, updated_at, completed_at "
-            f"FROM jobs WHERE {' AND '.join(where)} "
-            f"ORDER BY created_at DESC, job_id DESC LIMIT ${len(params)}",
-            *params,
-        )
-    items = [
-        TranscriptionSummary(
-            id=r["job_id"],
-            status=r["status"],
-            progress=r["progress"],
-            original_filename=r["original_filename"],
-            duration_seconds=r["duration_seconds"],
-            language=r["language"],
-            error=_error(r),
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            completed_at=r["completed_at"] if r["status"] == "completed" else None,
-            links=_links(r["job_id"], r["status"]),
-        )
-        for r in rows[:limit]
-    ]
+            raise _not_ours() from None
+    page = await queries.jobs(
+        tenant,
+        JobFilter(statuses, created_after, created_before),
+        after=after,
+        limit=limit,
+    )
     next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
+    if page.has_more:
+        last = page.items[-1]
         next_cursor = cursors.encode_cursor(
-            "jobs", scope, [last["created_at"].isoformat(), str(last["job_id"])]
+            "jobs", scope, [last.created_at.isoformat(), str(last.id)]
         )
-    return TranscriptionPage(items=items, next_cursor=next_cursor)
+    return TranscriptionPage(items=page.items, next_cursor=next_cursor)
 
 
 @router.get(
     "/v1/transcriptions/{job_id}/transcript.{fmt}",
-    responses={
-        **_ERRORS,
-        200: {
-            "description": "The transcript as JSON, plain text, SRT or WebVTT.",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/TranscriptOut"}},
-                "text/plain": {},
-                "application/x-subrip": {},
-                "text/vtt": {},
-            },
-        },
-    },
+    responses=EXPORT_RESPONSES,
     summary="Export a completed transcript: json, txt, srt (SubRip) or vtt (WebVTT)",
     response_model=None,
 )
 async def export_transcript(
-    job_id: str, fmt: Literal["json", "txt", "srt", "vtt"], tenant: Tenant, request: Request
+    job_id: str,
+    fmt: Literal["json", "txt", "srt", "vtt"],
+    tenant: Tenant,
+    queries: Queries,
 ) -> Response:
     job = _parse_job_id(job_id)
-    async with _connection(request, tenant) as conn:
-        status = await conn.fetchval(
-            "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job
-        )
-        if status is None:
-            raise _not_found(job_id)
-        transcript = await _transcript(conn, tenant, job) if status == "completed" else None
+    found = await queries.transcript(tenant, job)
+    if found is None:
+        raise NotFoundError(job_id)
+    transcript = found.transcript
     if transcript is None:
-        raise ApiError(
-            409,
-            "transcript_not_ready",
-            f"transcription {job_id} is {status}; its transcript exists once it is completed",
+        raise ConflictError(
+            TRANSCRIPT_NOT_READY,
+            f"transcription {job_id} is {found.status}; its transcript exists once it is completed",
         )
     if fmt == "json":
         return Response(transcript.model_dump_json(), media_type="application/json")
@@ -393,12 +185,12 @@ async def export_transcript(
 @router.get(
     "/v1/search",
     response_model=SearchPage,
-    responses=_ERRORS,
+    responses=READ_ERRORS,
     summary="Full-text search over transcript segments, ranked, with highlighted snippets",
 )
 async def search_segments(
     tenant: Tenant,
-    request: Request,
+    queries: Queries,
     q: Annotated[
         str,
         Query(
@@ -417,23 +209,20 @@ async def search_segments(
     cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_CHARS)] = None,
 ) -> SearchPage:
     if not q.strip():
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "q must contain a search term",
             details=[{"loc": ["query", "q"], "msg": "blank"}],
         )
     if "\x00" in q:
         # PostgreSQL text cannot hold NUL; refused here rather than failing in the query.
-        raise ApiError(
-            422,
-            "validation_error",
+        raise InvalidInputError(
+            VALIDATION_ERROR,
             "q may not contain NUL characters",
             details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
         )
     created_after, created_before = _aware(created_after), _aware(created_before)
     _check_range(created_after, created_before)
-    settings: IngestSettings = request.app.state.settings
     scope = cursors.fingerprint(tenant, q, language, created_after, created_before)
     position = _decode(cursor, "search", scope)
     after = None
@@ -441,41 +230,22 @@ async def search_segments(
         try:
             after = (float(position[0]), UUID(position[1]), int(position[2]))
         except (IndexError, TypeError, ValueError):
-            raise ApiError(422, "invalid_cursor", "cursor is not one this API issued") from None
-    query = SearchQuery(
-        tenant_id=tenant,
-        text=q,
+            raise _not_ours() from None
+    result = await queries.search(
+        tenant,
+        q,
         limit=limit,
-        candidate_limit=settings.search_candidate_limit,
         language=language,
         created_after=created_after,
         created_before=created_before,
         after=after,
     )
-    with metrics.SEARCH_SECONDS.time():
-        async with _connection(request, tenant) as conn:
-            result = await search(conn, query)
-    hits = [
-        SearchHit(
-            job_id=h.job_id,
-            segment_id=h.segment_id,
-            start=h.start,
-            end=h.end,
-            language=h.language,
-            text=h.text,
-            snippet=h.snippet,
-            rank=h.rank,
-            links={
-                "transcription": f"/v1/transcriptions/{h.job_id}",
-                "transcript_json": f"/v1/transcriptions/{h.job_id}/transcript.json",
-            },
-        )
-        for h in result.hits
-    ]
     next_cursor = None
-    if result.has_more and hits:
-        last = hits[-1]
+    if result.has_more and result.hits:
+        last = result.hits[-1]
         next_cursor = cursors.encode_cursor(
             "search", scope, [last.rank, str(last.job_id), last.segment_id]
         )
-    return SearchPage(query=q, hits=hits, next_cursor=next_cursor, approximate=result.approximate)
+    return SearchPage(
+        query=q, hits=result.hits, next_cursor=next_cursor, approximate=result.approximate
+    )

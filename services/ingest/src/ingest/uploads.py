@@ -3,7 +3,7 @@
 The order matters. The upload is probed while still a temp file, so nothing that is not
 audio ever reaches a content address; the event is published with confirms before the
 answer, so a 202 always means the broker has the job; and every failure undoes what this
-request stored (the file, the idempotency claim), so a 4xx/5xx leaves no trace.
+request stored (the file, the idempotency claim), so a refusal leaves no trace.
 """
 
 from __future__ import annotations
@@ -21,9 +21,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.audio import AudioUploadedV1, AudioUri
 from contracts.envelope import TenantId
-from contracts.errors import ErrorCode
 from ingest import metrics
-from ingest.errors import ApiError
+from ingest.failures import (
+    BROKER_UNAVAILABLE,
+    IDEMPOTENCY_KEY_REUSED,
+    INVALID_AUDIO_URL,
+    ConflictError,
+    InternalError,
+    InvalidInputError,
+    UnavailableError,
+)
 from ingest.idempotency import (
     Claim,
     IdempotencyStore,
@@ -31,17 +38,15 @@ from ingest.idempotency import (
     job_id_for,
     uploaded_event_id_for,
 )
-from ingest.media import MediaStore, PendingUpload, StoredMedia, UploadTooLargeError
+from ingest.media import MediaStore, PendingUpload, StoredMedia
 from ingest.options import RequestOptions
-from ingest.probe import AudioProbe, MediaRejectedError, probe_audio
+from ingest.probe import AudioProbe, probe_audio
 from scribe_runtime.netguard import ForbiddenUrlError, ResolvedUrl
 
 log = structlog.get_logger(__name__)
 
 PRODUCER: Final = "scribe-ingest/0.1.0"
-BROKER_UNAVAILABLE: Final = "broker_unavailable"
-INVALID_AUDIO_URL: Final = "invalid_audio_url"
-IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
+PUBLISH_RETRY_AFTER_SECONDS: Final = 5
 
 _TENANT: Final = TypeAdapter(TenantId)
 _URI: Final = TypeAdapter(AudioUri)
@@ -78,7 +83,7 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Submission:
     """Who asks, and how: what every submission carries besides its audio."""
 
     tenant: str
@@ -114,17 +119,18 @@ class UploadService:
         return self.media.begin(self.max_upload_bytes)
 
     async def accept_file(
-        self, upload: PendingUpload, request: Request, *, filename: str | None
+        self, upload: PendingUpload, request: Submission, *, filename: str | None
     ) -> Accepted:
-        """Probe, store and announce a fully received upload. Always consumes `upload`."""
+        """Probe, store and announce a fully received upload. Always consumes `upload`.
+
+        Raises `MediaRejectedError` for audio it refuses, `ConflictError` for a reused
+        key, `UnavailableError` when the broker does not take the job.
+        """
         started = time.perf_counter()
         try:
             _check_tenant(request.tenant)
             sha256 = await upload.finish()
-            try:
-                probe = await self.prober(upload, self.max_duration_seconds)
-            except MediaRejectedError as exc:
-                raise ApiError(exc.status, exc.code, exc.message) from None
+            probe = await self.prober(upload, self.max_duration_seconds)
             fingerprint = _fingerprint("file", sha256, request.options)
             job_id, claim = await self._claim(request, fingerprint)
             if claim is Claim.DONE:
@@ -150,8 +156,6 @@ class UploadService:
                 options=request.options.to_contract(),
             )
             await self._publish(event, request, fingerprint, claim, stored)
-        except UploadTooLargeError as exc:
-            raise file_too_large(exc.limit) from None
         finally:
             await upload.discard()
         log.info(
@@ -170,23 +174,21 @@ class UploadService:
         metrics.UPLOAD_BYTES.observe(stored.size_bytes)
         return Accepted(job_id, request.correlation_id)
 
-    async def accept_url(self, url: str, request: Request) -> Accepted:
+    async def accept_url(self, url: str, request: Submission) -> Accepted:
         """Announce audio the transcriber will fetch, once the URL is known to be public."""
         _check_tenant(request.tenant)
         try:
             audio_uri = _URI.validate_python(url)
             await self.url_guard(url)
         except ForbiddenUrlError as exc:
-            raise ApiError(
-                422,
+            raise InvalidInputError(
                 INVALID_AUDIO_URL,
                 f"audio_url is not allowed: {exc.reason}",
                 details=[{"loc": ["body", "audio_url"], "msg": exc.reason, "type": exc.code}],
             ) from None
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
-            raise ApiError(
-                422,
+            raise InvalidInputError(
                 INVALID_AUDIO_URL,
                 f"audio_url is not a usable URL: {reason}",
                 details=[{"loc": ["body", "audio_url"], "msg": reason, "type": "url"}],
@@ -215,7 +217,7 @@ class UploadService:
         )
         return Accepted(job_id, request.correlation_id)
 
-    async def _claim(self, request: Request, fingerprint: str) -> tuple[uuid.UUID, Claim]:
+    async def _claim(self, request: Submission, fingerprint: str) -> tuple[uuid.UUID, Claim]:
         if request.idempotency_key is None:
             return uuid.uuid4(), Claim.NEW
         job_id = job_id_for(request.tenant, request.idempotency_key)
@@ -225,14 +227,13 @@ class UploadService:
             KeyRecord(job_id, fingerprint, confirmed=False),
         )
         if claim is Claim.CONFLICT:
-            raise ApiError(
-                409,
+            raise ConflictError(
                 IDEMPOTENCY_KEY_REUSED,
                 "this Idempotency-Key was already used with different audio or options",
             )
         return job_id, claim
 
-    async def _abandon(self, request: Request, claim: Claim) -> None:
+    async def _abandon(self, request: Submission, claim: Claim) -> None:
         # Only the request that created the claim frees it: a PENDING one belongs to another.
         if request.idempotency_key is not None and claim is Claim.NEW:
             await self.idempotency.abandon(request.tenant, request.idempotency_key)
@@ -240,7 +241,7 @@ class UploadService:
     async def _publish(
         self,
         event: AudioUploadedV1,
-        request: Request,
+        request: Submission,
         fingerprint: str,
         claim: Claim,
         stored: StoredMedia | None,
@@ -258,12 +259,11 @@ class UploadService:
                     correlation_id=str(request.correlation_id),
                     reason=str(exc),
                 )
-                raise ApiError(
-                    503,
+                raise UnavailableError(
                     BROKER_UNAVAILABLE,
                     "the job could not be queued (message broker unavailable); "
                     "nothing was kept, retry later",
-                    headers={"Retry-After": "5"},
+                    retry_after_seconds=PUBLISH_RETRY_AFTER_SECONDS,
                 ) from None
             raise
         if stored is not None:
@@ -276,19 +276,12 @@ class UploadService:
             )
 
 
-def file_too_large(limit: int) -> ApiError:
-    """413 `file_too_large`."""
-    return ApiError(
-        413, ErrorCode.FILE_TOO_LARGE, f"the file is larger than the limit of {limit} bytes"
-    )
-
-
 def _check_tenant(tenant: str) -> None:
     # The tenant names a directory: only ids the contract allows (no dots-only, no slashes).
     try:
         _TENANT.validate_python(tenant)
     except ValidationError:
-        raise ApiError(500, ErrorCode.INTERNAL_ERROR, "the tenant id is not valid") from None
+        raise InternalError("the tenant id is not valid") from None
 
 
 def _fingerprint(kind: str, source: str, options: RequestOptions) -> str:
@@ -297,6 +290,6 @@ def _fingerprint(kind: str, source: str, options: RequestOptions) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _event_id(job_id: uuid.UUID, request: Request) -> uuid.UUID:
+def _event_id(job_id: uuid.UUID, request: Submission) -> uuid.UUID:
     # Keyed jobs get a derived id, so a retried publish is a duplicate consumers drop.
     return uploaded_event_id_for(job_id) if request.idempotency_key is not None else uuid.uuid4()

@@ -1,0 +1,150 @@
+"""The composition root: every object ingest runs on, built once, in one place.
+
+`open_container` builds the real thing for the app's lifespan (keys, topology, broker,
+media store, idempotency store, reader pool, upload service); `wire` is the part that
+only assembles objects, so unit tests build the same container over fakes. Routes never
+see this module: they receive its parts through `ingest.deps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import asyncpg
+import structlog
+
+from ingest.auth import ApiKeyring
+from ingest.broker import BrokerPublisher
+from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
+from ingest.limits import UploadSlots
+from ingest.media import FilesystemMediaStore, MediaStore
+from ingest.queries import JobReader, open_reader_pool
+from ingest.settings import IngestSettings
+from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from scribe_runtime.messaging import make_broker
+from scribe_runtime.netguard import resolve_public_url
+from scribe_runtime.settings import SharedSettings
+from scribe_runtime.topology import declare_topology
+
+log = structlog.get_logger(__name__)
+
+STALE_UPLOAD_SECONDS: Final = 24 * 3600.0
+"""A temp upload untouched this long belongs to a process that died mid-upload."""
+
+
+class Publisher(UploadedPublisher, Protocol):
+    """The broker as ingest sees it: publish with confirms, and say whether it is up."""
+
+    async def is_connected(self) -> bool:
+        """True while the broker's connection is up (`/readyz`)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadServices:
+    """What the read API needs: settings, who may call, and the read-side port."""
+
+    settings: IngestSettings
+    keyring: ApiKeyring
+    queries: JobReader
+
+
+@dataclass(frozen=True, slots=True)
+class IngestContainer(ReadServices):
+    """Everything the whole ingest app needs: the read side, plus submissions."""
+
+    slots: UploadSlots
+    media: MediaStore
+    publisher: Publisher
+    uploads: UploadService
+
+
+def load_keyring(settings: IngestSettings) -> ApiKeyring:
+    """The configured API keys; says loudly when only the development key works."""
+    keyring = ApiKeyring.load(settings.api_keys, settings.api_keys_file)
+    keyring.warn_if_insecure()
+    return keyring
+
+
+def wire(
+    settings: IngestSettings,
+    *,
+    keyring: ApiKeyring,
+    reader_pool: asyncpg.Pool,
+    media: MediaStore,
+    idempotency: IdempotencyStore,
+    publisher: Publisher,
+    url_guard: UrlGuard,
+    prober: Prober = probe_in_thread,
+) -> IngestContainer:
+    """Assemble the container from its adapters (real ones, or a test's fakes)."""
+    return IngestContainer(
+        settings=settings,
+        keyring=keyring,
+        queries=JobReader.from_settings(reader_pool, settings),
+        slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
+        media=media,
+        publisher=publisher,
+        uploads=UploadService(
+            media=media,
+            idempotency=idempotency,
+            publisher=publisher,
+            url_guard=url_guard,
+            prober=prober,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_duration_seconds=settings.max_duration_seconds,
+        ),
+    )
+
+
+@asynccontextmanager
+async def open_container(
+    shared: SharedSettings, settings: IngestSettings
+) -> AsyncIterator[IngestContainer]:
+    """Build and connect everything for the app's lifetime; close it all afterwards."""
+    # Keys first: a bad keys file stops start-up before anything connects.
+    keyring = load_keyring(settings)
+    # Declared before the first publish: an upload accepted before any worker ever ran
+    # still lands in the durable transcriber and indexer queues.
+    await declare_topology(shared.amqp_url)
+    broker = make_broker(shared.amqp_url, service="scribe-ingest")
+    media = FilesystemMediaStore(shared.media_root)
+    swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
+    if swept:
+        log.warning("stale_uploads_removed", count=swept)
+    publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
+    async with broker:
+        await broker.start()
+        async with open_reader_pool(settings) as reader_pool:
+            container = wire(
+                settings,
+                keyring=keyring,
+                reader_pool=reader_pool,
+                media=media,
+                idempotency=FilesystemIdempotencyStore(shared.media_root),
+                publisher=publisher,
+                url_guard=resolve_public_url,
+            )
+            log.info(
+                "ingest_started",
+                media_root=str(media.root),
+                max_upload_bytes=settings.max_upload_bytes,
+                max_duration_seconds=settings.max_duration_seconds,
+            )
+            yield container
+    log.info("ingest_stopped")
+
+
+@asynccontextmanager
+async def open_read_services(settings: IngestSettings) -> AsyncIterator[ReadServices]:
+    """The read side alone, no broker nor media store (what `bench.search` serves)."""
+    keyring = load_keyring(settings)
+    async with open_reader_pool(settings) as reader_pool:
+        yield ReadServices(
+            settings=settings,
+            keyring=keyring,
+            queries=JobReader.from_settings(reader_pool, settings),
+        )

@@ -1,0 +1,116 @@
+"""What can go wrong in ingest, named: one exception class per failure class.
+
+The use cases (uploads, media, limits, reads) raise these and know nothing of HTTP; each
+carries a stable `code` for programs and a `message` for people. `ingest.errors` is the
+one place that turns a class into an HTTP status and headers, so a newcomer reading a
+use case sees what failed, and reading `errors.py` sees how a client hears of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from contracts.errors import ErrorCode
+
+BROKER_UNAVAILABLE: Final = "broker_unavailable"
+DATABASE_UNAVAILABLE: Final = "database_unavailable"
+IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
+INVALID_AUDIO_URL: Final = "invalid_audio_url"
+INVALID_CURSOR: Final = "invalid_cursor"
+MALFORMED_REQUEST: Final = "malformed_request"
+NOT_FOUND: Final = "not_found"
+REQUEST_TOO_LARGE: Final = "request_too_large"
+TOO_MANY_UPLOADS: Final = "too_many_uploads"
+TRANSCRIPT_NOT_READY: Final = "transcript_not_ready"
+UNAUTHENTICATED: Final = "unauthenticated"
+UNSUPPORTED_CONTENT_TYPE: Final = "unsupported_content_type"
+VALIDATION_ERROR: Final = "validation_error"
+
+
+class IngestError(Exception):
+    """A refused or failed request: a stable `code`, a human `message`, per-field `details`."""
+
+    def __init__(
+        self, code: str, message: str, *, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class MalformedRequestError(IngestError):
+    """The request cannot be read at all (not JSON, not well-formed multipart)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(MALFORMED_REQUEST, message)
+
+
+class InvalidInputError(IngestError):
+    """The request reads, but a value in it is not acceptable; `details` name the fields."""
+
+
+class UnauthenticatedError(IngestError):
+    """No API key, or one that names no tenant."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNAUTHENTICATED, message)
+
+
+class NotFoundError(IngestError):
+    """No such job for this tenant (another tenant's job is just as unknown)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(NOT_FOUND, f"no transcription {job_id!r}")
+
+
+class ConflictError(IngestError):
+    """The request contradicts the state it acts on (a reused key, a job not yet done)."""
+
+
+class MediaRejectedError(IngestError):
+    """The audio is not something ingest accepts."""
+
+
+class UnsupportedMediaError(MediaRejectedError):
+    """Not audio (or not sent the way audio must be sent)."""
+
+
+class TooLargeError(MediaRejectedError):
+    """Over a size or duration limit."""
+
+
+class RetryLaterError(IngestError):
+    """Nothing is wrong with the request; ask again after `retry_after_seconds`."""
+
+    def __init__(self, code: str, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(code, message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class UnavailableError(RetryLaterError):
+    """A dependency (the broker, the read database) is down or too slow."""
+
+
+class TooManyUploadsError(RetryLaterError):
+    """The tenant already has every upload slot of this replica."""
+
+
+class InternalError(IngestError):
+    """A broken invariant inside ingest; nothing the caller did."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INTERNAL_ERROR, message)
+
+
+def invalid_fields(details: list[dict[str, Any]]) -> InvalidInputError:
+    """`validation_error` naming each bad field (`details` as FastAPI reports them)."""
+    fields = ", ".join(".".join(str(p) for p in d.get("loc", ())[1:]) or "?" for d in details)
+    return InvalidInputError(VALIDATION_ERROR, f"invalid request: {fields}", details=details)
+
+
+def file_too_large(limit: int) -> TooLargeError:
+    """`file_too_large`: more bytes than `limit`."""
+    return TooLargeError(
+        ErrorCode.FILE_TOO_LARGE, f"the file is larger than the limit of {limit} bytes"
+    )

@@ -1,0 +1,339 @@
+"""The read side's port: every query of the read API, and how its rows become read models.
+
+`JobReader` runs each read in one read-only transaction over the read-only PostgreSQL role,
+scoped to a tenant. The pool opens no connection up front, so ingest starts (and keeps
+taking uploads) while PostgreSQL is away; a read then raises `UnavailableError`
+(`database_unavailable`) until it is back. The routes in `ingest.reads` only parse input,
+call a method here and shape the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Generic, TypeAlias, TypeVar
+from uuid import UUID
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from ingest import metrics
+from ingest.failures import DATABASE_UNAVAILABLE, UnavailableError
+from ingest.links import job_links
+from ingest.read_models import (
+    AudioInfo,
+    JobError,
+    RequestedOptions,
+    SearchHit,
+    SegmentOut,
+    TranscriptionOut,
+    TranscriptionSummary,
+    TranscriptOut,
+    WordOut,
+)
+from ingest.search import SearchQuery, search
+from ingest.settings import IngestSettings
+from scribe_runtime.database import TRANSIENT_ERRORS
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER_SECONDS: Final = 2
+"""A database blip (failover, restart) usually passes within seconds."""
+
+_UNAVAILABLE_ERRORS: Final = TRANSIENT_ERRORS
+
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def open_reader_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Pool]:
+    """The read-only pool, open for the block's duration."""
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,  # connect on first use: a missing database must not stop ingest starting
+        max_size=settings.reader_pool_size,
+        timeout=settings.database_timeout_seconds,
+        command_timeout=settings.database_timeout_seconds,
+        max_inactive_connection_lifetime=60.0,
+    )
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:
+            pool.terminate()
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing shows."""
+
+    statuses: Sequence[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """Up to `limit` items, and whether more follow."""
+
+    items: list[T]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """A page of hits, whether more follow, and whether ranking was bounded."""
+
+    hits: list[SearchHit]
+    has_more: bool
+    approximate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLookup:
+    """A job's status, and its transcript once there is one."""
+
+    status: str
+    transcript: TranscriptOut | None
+
+
+class JobReader:
+    """Jobs, transcripts and search, read-only and tenant-scoped."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, timeout_seconds: float, search_candidate_limit: int
+    ) -> None:
+        self.pool = pool
+        self.timeout_seconds = timeout_seconds
+        self.search_candidate_limit = search_candidate_limit
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, settings: IngestSettings) -> JobReader:
+        """A reader over `pool` with the configured limits."""
+        return cls(
+            pool,
+            timeout_seconds=settings.database_timeout_seconds,
+            search_candidate_limit=settings.search_candidate_limit,
+        )
+
+    @asynccontextmanager
+    async def _connection(self, tenant: str) -> AsyncIterator[Connection]:
+        """A read-only transaction that row-level security scopes to `tenant`.
+
+        The WHERE clauses name the tenant too, but PostgreSQL is what enforces it: the
+        reader role sees only rows of the tenant set here (migration 0002), and
+        `set_config(..., true)` lasts for this transaction only, so a pooled connection
+        never carries it to the next request.
+        """
+        try:
+            async with (
+                self.pool.acquire(timeout=self.timeout_seconds) as conn,
+                conn.transaction(readonly=True),
+            ):
+                await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
+                yield conn
+        except _UNAVAILABLE_ERRORS as exc:
+            log.warning("read_database_unavailable", error=repr(exc))
+            raise UnavailableError(
+                DATABASE_UNAVAILABLE,
+                "the read database is unavailable; retry shortly",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            ) from exc
+
+    async def job(self, tenant: str, job_id: UUID) -> TranscriptionOut | None:
+        """Everything about one job (its transcript once completed); None if unknown."""
+        async with self._connection(tenant) as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job_id
+            )
+            if row is None:
+                return None
+            completed = row["status"] == "completed"
+            transcript = await _transcript(conn, tenant, job_id) if completed else None
+        return _transcription(row, transcript)
+
+    async def transcript(self, tenant: str, job_id: UUID) -> TranscriptLookup | None:
+        """A job's status and transcript; None if the job is unknown."""
+        async with self._connection(tenant) as conn:
+            status = await conn.fetchval(
+                "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job_id
+            )
+            if status is None:
+                return None
+            transcript = await _transcript(conn, tenant, job_id) if status == "completed" else None
+        return TranscriptLookup(status=status, transcript=transcript)
+
+    async def jobs(
+        self,
+        tenant: str,
+        where: JobFilter,
+        *,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> Page[TranscriptionSummary]:
+        """Jobs newest first, after the keyset position `after` (created_at, job_id)."""
+        params: list[Any] = [tenant]
+        clauses = ["tenant_id = $1"]
+        if where.statuses:
+            params.append(list(where.statuses))
+            clauses.append(f"status = ANY(${len(params)}::text[])")
+        if where.created_after is not None:
+            params.append(where.created_after)
+            clauses.append(f"created_at >= ${len(params)}")
+        if where.created_before is not None:
+            params.append(where.created_before)
+            clauses.append(f"created_at < ${len(params)}")
+        if after is not None:
+            params += list(after)
+            clauses.append(f"(created_at, job_id) < (${len(params) - 1}, ${len(params)})")
+        params.append(limit + 1)
+        async with self._connection(tenant) as conn:
+            rows = await conn.fetch(
+                "SELECT job_id, status, progress, original_filename, duration_seconds, language, "
+                "error_code, error_message, error_retryable, created_at, updated_at, completed_at "
+                f"FROM jobs WHERE {' AND '.join(clauses)} "
+                f"ORDER BY created_at DESC, job_id DESC LIMIT ${len(params)}",
+                *params,
+            )
+        return Page(items=[_summary(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def search(
+        self,
+        tenant: str,
+        text: str,
+        *,
+        limit: int,
+        language: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: tuple[float, UUID, int] | None = None,
+    ) -> SearchResults:
+        """One page of ranked segments matching `text` (see `ingest.search`)."""
+        query = SearchQuery(
+            tenant_id=tenant,
+            text=text,
+            limit=limit,
+            candidate_limit=self.search_candidate_limit,
+            language=language,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        with metrics.SEARCH_SECONDS.time():
+            async with self._connection(tenant) as conn:
+                result = await search(conn, query)
+        hits = [
+            SearchHit(
+                job_id=h.job_id,
+                segment_id=h.segment_id,
+                start=h.start,
+                end=h.end,
+                language=h.language,
+                text=h.text,
+                snippet=h.snippet,
+                rank=h.rank,
+                # Only completed jobs have segments to match.
+                links=job_links(h.job_id, "completed"),
+            )
+            for h in result.hits
+        ]
+        return SearchResults(hits=hits, has_more=result.has_more, approximate=result.approximate)
+
+
+def _error(row: asyncpg.Record) -> JobError | None:
+    if row["status"] != "failed" or row["error_code"] is None:
+        return None
+    return JobError(
+        code=row["error_code"], message=row["error_message"] or "", retryable=row["error_retryable"]
+    )
+
+
+def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> TranscriptionOut:
+    return TranscriptionOut(
+        id=row["job_id"],
+        status=row["status"],
+        progress=row["progress"],
+        processed_seconds=row["processed_seconds"],
+        attempts=row["attempts"],
+        error=_error(row),
+        audio=AudioInfo(
+            uri=row["audio_uri"],
+            sha256=row["sha256"],
+            size_bytes=row["size_bytes"],
+            content_type=row["content_type"],
+            original_filename=row["original_filename"],
+            duration_seconds=row["duration_seconds"],
+        ),
+        options=RequestedOptions(
+            language=row["requested_language"],
+            model=row["requested_model"],
+            word_timestamps=row["word_timestamps"],
+        ),
+        model=row["model"],
+        language=row["language"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"] if row["status"] == "completed" else None,
+        failed_at=row["failed_at"] if row["status"] == "failed" else None,
+        correlation_id=row["correlation_id"],
+        transcript=transcript,
+        links=job_links(row["job_id"], row["status"]),
+    )
+
+
+def _summary(row: asyncpg.Record) -> TranscriptionSummary:
+    return TranscriptionSummary(
+        id=row["job_id"],
+        status=row["status"],
+        progress=row["progress"],
+        original_filename=row["original_filename"],
+        duration_seconds=row["duration_seconds"],
+        language=row["language"],
+        error=_error(row),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"] if row["status"] == "completed" else None,
+        links=job_links(row["job_id"], row["status"]),
+    )
+
+
+async def _transcript(conn: Connection, tenant: str, job_id: UUID) -> TranscriptOut | None:
+    row = await conn.fetchrow(
+        "SELECT language, language_probability, duration_seconds, model, text "
+        "FROM transcripts WHERE tenant_id = $1 AND job_id = $2",
+        tenant,
+        job_id,
+    )
+    if row is None:
+        return None
+    segments = await conn.fetch(
+        "SELECT segment_id, start_seconds, end_seconds, text, avg_logprob, no_speech_prob, words "
+        "FROM segments WHERE tenant_id = $1 AND job_id = $2 ORDER BY segment_id",
+        tenant,
+        job_id,
+    )
+    return TranscriptOut(**dict(row), segments=[_segment(s) for s in segments])
+
+
+def _segment(row: asyncpg.Record) -> SegmentOut:
+    words: list[dict[str, Any]] | None = (
+        json.loads(row["words"]) if row["words"] is not None else None
+    )
+    return SegmentOut(
+        id=row["segment_id"],
+        start=row["start_seconds"],
+        end=row["end_seconds"],
+        text=row["text"],
+        avg_logprob=row["avg_logprob"],
+        no_speech_prob=row["no_speech_prob"],
+        words=[WordOut(**w) for w in words] if words is not None else None,
+    )
