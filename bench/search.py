@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import os
 import random
-import socket
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ from ingest import reads
 from ingest.errors import install_error_handlers
 from ingest.search import SearchQuery, build_sql
 from ingest.settings import IngestSettings
+from tests.support.ports import free_port
 
 TENANT: Final = "default"
 READER: Final = "scribe_reader"
@@ -279,13 +279,6 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(reads.router)
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def measure(

@@ -26,7 +26,6 @@ from contracts import AudioUploadedV1, TranscriptionFailedV1
 from contracts.errors import ErrorCode
 from scribe_cli import dlq
 from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE
-from tests.e2e.stack import BIN
 from tests.faults.conftest import FaultEnv
 from tests.faults.support import (
     Outcomes,
@@ -34,12 +33,12 @@ from tests.faults.support import (
     fault_stack,
     jobs,
     jobs_in_flight,
-    start_transcriber,
     submit,
     tally,
     wait_terminal,
 )
 from tests.speech import SCRIPTS, synthesize
+from tests.support.stack import BIN
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -74,7 +73,7 @@ def test_two_transcribers_sigkilled_mid_job_five_times(fault_env: FaultEnv) -> N
             stack.processes[victim].send_signal(signal.SIGKILL)
             stack.processes[victim].wait()
             kills += 1
-            start_transcriber(stack, victim)
+            stack.start_transcriber(victim)
         assert kills == 5, "the jobs ran out before five workers could be killed mid-job"
         rows = wait_terminal(stack.database_url, accepted, timeout=300)
         result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
@@ -176,7 +175,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
             for name in ("transcriber-1", "transcriber-2"):
                 if stack.processes[name].poll() is not None:  # died on the file: restart
                     restarts += 1
-                    start_transcriber(stack, name)
+                    stack.start_transcriber(name)
             rows = jobs(stack.database_url)
             if all(j in rows and rows[j]["status"] in {"completed", "failed"} for j in accepted):
                 break
@@ -211,7 +210,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         for name in ("transcriber-1", "transcriber-2"):
             stack.processes[name].send_signal(signal.SIGTERM)
             stack.processes[name].wait(60)
-            start_transcriber(stack, name)
+            stack.start_transcriber(name)
         replayed = subprocess.run(
             [str(BIN / "scribe"), "dlq", "replay", "--queue", TRANSCRIBER_QUEUE.name,
              "--job", str(crash_job)],

@@ -16,7 +16,7 @@ from contracts.examples import EXAMPLES
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, declare_topology
-from tests.harness import RabbitServer
+from tests.support.servers import RabbitServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import aio_pika
@@ -23,22 +22,16 @@ from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
+from tests.support.servers import READER, as_role
 
 pytestmark = pytest.mark.integration
 
-READER = "scribe_reader"
 TABLES = {
     "jobs": "tenant_id, job_id",
     "transcripts": "tenant_id, job_id",
     "segments": "tenant_id, job_id, segment_id",
     "processed_events": "event_id",
 }
-
-
-def as_role(url: str, role: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, parts.fragment))
 
 
 async def prepare(url: str) -> None:

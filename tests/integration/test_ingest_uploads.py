@@ -23,8 +23,8 @@ from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE
 from services.ingest.tests import samples
-from tests.harness import RabbitServer
 from tests.speech import SCRIPTS, synthesize
+from tests.support.servers import RabbitServer
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from ingest.auth import hash_api_key
 from ingest.errors import install_error_handlers
 from ingest.settings import IngestSettings
 from services.indexer.tests import job_events as ev
-from tests.integration.test_indexer import READER, as_role
+from tests.support.servers import READER, as_role
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,8 @@ from indexer.settings import IndexerSettings
 from indexer.store import PostgresTenants
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
-from tests.security.support import READER, TENANTS
+from tests.security.support import TENANTS
+from tests.support.servers import READER
 
 pytestmark = pytest.mark.integration
 

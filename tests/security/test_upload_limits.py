@@ -4,7 +4,6 @@ tenant's uploads in flight are capped (429 with Retry-After) without touching an
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from fastapi import FastAPI
 from ingest.limits import UploadSlots
 from services.ingest.tests import samples
 from tests.security.support import KEYS, auth, files_under, running_app
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,6 @@ class Server:
 
     def leftovers(self) -> list[Path]:
         return files_under(self.media_root)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
