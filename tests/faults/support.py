@@ -39,7 +39,7 @@ def fault_stack(
     workdir: Path,
     *,
     transcribers: int = 1,
-    extra_env: dict[str, str] | None = None,
+    transcriber_argv: list[str] | None = None,
 ) -> Iterator[Stack]:
     """The stack with the downstream queue declared, `transcribers` workers `transcriber-<n>`."""
     asyncio.run(Outcomes.declare(amqp_url))
@@ -48,12 +48,12 @@ def fault_stack(
         database_url,
         workdir,
         transcribers=[f"transcriber-{n}" for n in range(1, transcribers + 1)],
+        transcriber_argv=transcriber_argv,
         env={
             "SCRIBE_INGEST_PUBLISH_TIMEOUT_SECONDS": "5",
             # Two workers share two cores: one inference thread each.
             "SCRIBE_TRANSCRIBER_CPU_THREADS": "1" if transcribers > 1 else "2",
             "SCRIBE_TRANSCRIBER_GRACEFUL_SHUTDOWN_SECONDS": "5",
-            **(extra_env or {}),
         },
         ready_timeout=180,
     ) as stack:

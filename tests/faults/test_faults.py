@@ -38,7 +38,8 @@ from tests.faults.support import (
     wait_terminal,
 )
 from tests.speech import SCRIPTS, synthesize
-from tests.support.stack import BIN
+from tests.support import crashing_transcriber
+from tests.support.stack import BIN, TRANSCRIBER
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -157,7 +158,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         fault_env.database_url,
         fault_env.workdir,
         transcribers=2,
-        extra_env={"SCRIBE_TRANSCRIBER_TEST_CRASH_SHA256": digest},
+        transcriber_argv=crashing_transcriber.command([digest]),
     ) as stack:
         status, crash_job = submit(stack, crash)
         assert status == 202
@@ -206,7 +207,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         assert str(crash_job) in listed.stdout
 
         # The cause is fixed (workers without the crash); the operator replays the job.
-        stack.env.pop("SCRIBE_TRANSCRIBER_TEST_CRASH_SHA256")
+        stack.transcriber_argv = list(TRANSCRIBER)
         for name in ("transcriber-1", "transcriber-2"):
             stack.processes[name].send_signal(signal.SIGTERM)
             stack.processes[name].wait(60)

@@ -30,7 +30,6 @@ from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
-from transcriber.faults import CrashingEngine, crash_digests
 from transcriber.service import JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, UriSource
@@ -145,9 +144,6 @@ async def serve(
         engine = model
     else:
         log.info("engine_injected", model=engine.model_name)
-    if digests := crash_digests():  # test-only: tests/faults/ proves crash loops end in the DLQ
-        log.warning("test_crash_injection_enabled", sha256=sorted(digests))
-        engine = CrashingEngine(engine, digests)
     await declare_topology(shared.amqp_url)
     broker, service = build(shared, settings, engine)
     health = await _start_health(settings, broker)
