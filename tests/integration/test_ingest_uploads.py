@@ -65,11 +65,12 @@ class Ingest:
             parts["language"] = (None, "en")
         return await self.client.post("/v1/transcriptions", files=parts, headers=headers or {})
 
-    async def published(
-        self, settle_seconds: float = 0.3
-    ) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        """Everything on the test's own queue (bound to audio.uploaded.v1), acked."""
-        await asyncio.sleep(settle_seconds)
+    async def published(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Everything on the test's own queue (bound to audio.uploaded.v1), acked.
+
+        No waiting: ingest answers only once the broker confirmed the event, so what it
+        published is already queued, and a refused upload publishes nothing, later or not.
+        """
         messages = []
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:

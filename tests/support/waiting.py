@@ -23,14 +23,14 @@ def _failure(what: Describe, within: float, last: object, error: BaseException |
 
 
 def eventually(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     within: float,
     what: Describe,
     interval: float = 0.2,
     ignoring: tuple[type[Exception], ...] = (),
 ) -> T:
-    """Poll `condition` until it returns something truthy and return that.
+    """Poll `condition` until it returns something truthy (not None, False, 0, empty); return it.
 
     Raises AssertionError naming `what` (a string, or a callable for details such as logs
     gathered only on failure) after `within` seconds. Exceptions of the `ignoring` types
@@ -54,7 +54,7 @@ def eventually(
 
 
 async def eventually_async(
-    condition: Callable[[], Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
     *,
     within: float,
     what: Describe,
