@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from scribe_cli.output import hit_line, mmss, progress_of, redact, status_rows
+from scribe_cli.output import highlighted, hit_line, mmss, progress_of, redact, status_rows
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,11 @@ def test_a_hit_shows_job_time_and_snippet_with_the_match_marked() -> None:
     line = hit_line(hit)
     assert "[bold yellow]release[/]" in line
     assert rendered(line) == "j-1 02:05  the release date"
+
+
+def test_a_transcript_that_looks_like_markup_is_printed_as_said() -> None:
+    said = "press [bold] then [/] to <mark>exit</mark>"
+    assert rendered(highlighted(said)) == "press [bold] then [/] to exit"
 
 
 def test_a_hit_without_snippet_still_prints() -> None:

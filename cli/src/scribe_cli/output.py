@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 errors = Console(stderr=True)
@@ -21,8 +22,9 @@ def mmss(seconds: float) -> str:
 
 
 def highlighted(snippet: str) -> str:
-    """A search snippet as rich markup: `<mark>` in bold yellow."""
-    return snippet.replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
+    """A search snippet as rich markup: `<mark>` in bold yellow, the transcript's own text
+    escaped (a transcript saying "[/]" must not break or restyle the output)."""
+    return escape(snippet).replace("<mark>", "[bold yellow]").replace("</mark>", "[/]")
 
 
 def hit_line(hit: dict[str, Any]) -> str:
