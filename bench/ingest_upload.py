@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -34,6 +32,8 @@ import httpx
 from bench.common import API_HEADERS, RssSampler, status_kib
 from tests.support.ports import free_port
 from tests.support.servers import RabbitServer
+from tests.support.stack import stop_processes
+from tests.support.waiting import eventually
 
 AMQP: Final = os.environ.get("SCRIBE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT: Final = os.environ.get("SCRIBE_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -124,15 +124,19 @@ def run(size_mb: int) -> dict[str, Any]:
         with httpx.Client(
             base_url=base, timeout=httpx.Timeout(600, connect=5), headers=API_HEADERS
         ) as client:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/readyz").status_code == 200:
-                        break
+
+            def ready() -> bool:
                 if server.poll() is not None:
                     raise SystemExit(f"scribe-ingest exited with {server.returncode}")
-                time.sleep(0.1)
-            else:
-                raise SystemExit("scribe-ingest did not become ready")
+                return client.get("/readyz").status_code == 200
+
+            eventually(
+                ready,
+                within=30,
+                interval=0.1,
+                what="scribe-ingest ready",
+                ignoring=(httpx.HTTPError,),
+            )
 
             length, body = multipart_upload(2 * 1024 * 1024)
             warm = client.post(
@@ -187,11 +191,7 @@ def run(size_mb: int) -> dict[str, Any]:
             "events_queued": queued,
         }
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_processes([server], timeout=20)
         shutil.rmtree(media, ignore_errors=True)
         rabbit.delete_vhost(vhost)
 

@@ -43,6 +43,7 @@ from ingest.errors import install_error_handlers
 from ingest.search import SearchQuery, build_sql
 from ingest.settings import IngestSettings
 from tests.support.ports import free_port
+from tests.support.waiting import eventually_async
 
 TENANT: Final = "default"
 READER: Final = "scribe_reader"
@@ -304,13 +305,14 @@ async def measure(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, headers=API_HEADERS
         ) as client:
-            for _ in range(100):
-                try:
-                    if (await client.get("/v1/search", params={"q": "x"})).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+
+            async def ready() -> bool:
+                return (await client.get("/v1/search", params={"q": "x"})).status_code == 200
+
+            await eventually_async(
+                ready, within=10, interval=0.1, what="the search app answering",
+                ignoring=(httpx.TransportError,),
+            )  # fmt: skip
 
             async def sql(term: str, limit: int = settings.search_candidate_limit) -> object:
                 query = SearchQuery(tenant_id=TENANT, text=term, limit=20, candidate_limit=limit)
