@@ -52,10 +52,9 @@ from bench.common import (
 )
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from scribe_runtime.messaging import make_broker, publish_event
-from tests.e2e.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack
 
 TENANT: Final = "default"
-REPO: Final = Path(__file__).resolve().parents[1]
 PG_BACKGROUND: Final = ("walwriter", "checkpointer", "background writer")
 
 
@@ -254,7 +253,7 @@ def run(quick: bool = False) -> Result:
             database_url,
             Path(tmp),
             transcriber_argv=[sys.executable, "-m", "bench.instant"],
-            env={"SCRIBE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)},
+            env={"SCRIBE_LOG_LEVEL": "WARNING"},
         ) as stack,
     ):
         phases = asyncio.run(_measure(stack, database_url, rates, seconds, saturation))

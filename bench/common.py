@@ -6,7 +6,6 @@ A benchmark returns a `Result`; `python -m bench` prints its table and writes
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import json
@@ -16,16 +15,13 @@ import platform
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
-
-from tests.harness import LOCAL_AMQP, LOCAL_POSTGRES, RabbitServer, _management_url_for, with_path
+from tests.support.servers import LOCAL_AMQP, LOCAL_POSTGRES, PostgresServer, RabbitServer
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 MANIFEST: Final = Path(__file__).resolve().parents[2] / "shared" / "audio" / "manifest.tsv"
@@ -231,29 +227,12 @@ class RssSampler(threading.Thread):
 @contextlib.contextmanager
 def throwaway_vhost(prefix: str = "scribe-bench") -> Iterator[str]:
     """A fresh RabbitMQ vhost (its AMQP URL), deleted afterwards."""
-    server = RabbitServer(AMQP_URL, _management_url_for(AMQP_URL))
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    url = server.create_vhost(name)
-    try:
+    with RabbitServer.at(AMQP_URL).fresh_vhost(prefix) as url:
         yield url
-    finally:
-        server.delete_vhost(name)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DATABASE_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @contextlib.contextmanager
 def throwaway_database(prefix: str = "scribe_bench") -> Iterator[str]:
     """A fresh PostgreSQL database (its URL), dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield with_path(ADMIN_DATABASE_URL, name)
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with PostgresServer(ADMIN_DATABASE_URL).fresh_database(prefix) as url:
+        yield url

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -28,12 +25,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
 
 import aio_pika
 import httpx
 
 from bench.common import API_HEADERS, RssSampler, status_kib
+from tests.support.ports import free_port
+from tests.support.servers import RabbitServer
+from tests.support.stack import stop_processes
+from tests.support.waiting import eventually
 
 AMQP: Final = os.environ.get("SCRIBE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MANAGEMENT: Final = os.environ.get("SCRIBE_BENCH_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -82,25 +82,6 @@ def multipart_upload(total_bytes: int) -> tuple[int, Iterator[bytes]]:
     return len(head) + data_bytes + len(tail), body()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _vhost(method: str, name: str) -> None:
-    path = quote(name, safe="")
-    response = httpx.request(method, f"{MANAGEMENT}/api/vhosts/{path}", auth=("guest", "guest"))
-    response.raise_for_status()
-    if method == "PUT":
-        httpx.put(
-            f"{MANAGEMENT}/api/permissions/{path}/guest",
-            auth=("guest", "guest"),
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ).raise_for_status()
-
-
 def _queue_depth(amqp_url: str, queue: str) -> int:
     """Exact message count (the management API's lags by seconds)."""
 
@@ -125,10 +106,11 @@ def run(size_mb: int) -> dict[str, Any]:
     total = size_mb * 1024 * 1024
     vhost = f"scribe-bench-{uuid.uuid4().hex[:8]}"
     media = Path(tempfile.mkdtemp(prefix="scribe-bench-media-"))
-    port = _free_port()
-    _vhost("PUT", vhost)
+    port = free_port()
+    rabbit = RabbitServer(AMQP, MANAGEMENT)
+    amqp_url = rabbit.create_vhost(vhost)
     env = os.environ | {
-        "SCRIBE_AMQP_URL": AMQP.rstrip("/") + "/" + quote(vhost, safe=""),
+        "SCRIBE_AMQP_URL": amqp_url,
         "SCRIBE_MEDIA_ROOT": str(media),
         "SCRIBE_INGEST_PORT": str(port),
         "SCRIBE_INGEST_MAX_UPLOAD_BYTES": str(total + 1024 * 1024),
@@ -142,15 +124,19 @@ def run(size_mb: int) -> dict[str, Any]:
         with httpx.Client(
             base_url=base, timeout=httpx.Timeout(600, connect=5), headers=API_HEADERS
         ) as client:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/readyz").status_code == 200:
-                        break
+
+            def ready() -> bool:
                 if server.poll() is not None:
                     raise SystemExit(f"scribe-ingest exited with {server.returncode}")
-                time.sleep(0.1)
-            else:
-                raise SystemExit("scribe-ingest did not become ready")
+                return client.get("/readyz").status_code == 200
+
+            eventually(
+                ready,
+                within=30,
+                interval=0.1,
+                what="scribe-ingest ready",
+                ignoring=(httpx.HTTPError,),
+            )
 
             length, body = multipart_upload(2 * 1024 * 1024)
             warm = client.post(
@@ -205,14 +191,9 @@ def run(size_mb: int) -> dict[str, Any]:
             "events_queued": queued,
         }
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_processes([server], timeout=20)
         shutil.rmtree(media, ignore_errors=True)
-        with contextlib.suppress(httpx.HTTPError):
-            _vhost("DELETE", vhost)
+        rabbit.delete_vhost(vhost)
 
 
 def main() -> None:

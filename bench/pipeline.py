@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 
 from bench.common import API_HEADERS, Clip, throwaway_database, throwaway_vhost
-from tests.e2e.stack import Stack, running_stack
+from tests.support.stack import Stack, running_stack
 from transcriber.settings import TranscriberSettings
 
 

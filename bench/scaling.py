@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.common import Clip, Result, librispeech, median
 from bench.pipeline import Plain, settings, settings_figures, stack, upload, wait_indexed
-from tests.e2e.stack import Stack
+from tests.support.stack import Stack
 
 
 def _stack_batch(running: Stack, clips: list[Clip]) -> float:

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import os
 import random
-import socket
 import statistics
 import sys
 import time
@@ -41,6 +40,8 @@ from indexer.migrate import prepare_database
 from ingest.app import create_read_app
 from ingest.search import SearchQuery, build_sql
 from ingest.settings import IngestSettings
+from tests.support.ports import free_port
+from tests.support.waiting import eventually_async
 
 TENANT: Final = "default"
 READER: Final = "scribe_reader"
@@ -268,13 +269,6 @@ def create_app() -> FastAPI:
     return create_read_app()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def measure(
     reader_url: str, terms: dict[str, list[str]], rounds: int
 ) -> list[dict[str, Any]]:
@@ -298,13 +292,14 @@ async def measure(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, headers=API_HEADERS
         ) as client:
-            for _ in range(100):
-                try:
-                    if (await client.get("/v1/search", params={"q": "x"})).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+
+            async def ready() -> bool:
+                return (await client.get("/v1/search", params={"q": "x"})).status_code == 200
+
+            await eventually_async(
+                ready, within=10, interval=0.1, what="the search app answering",
+                ignoring=(httpx.TransportError,),
+            )  # fmt: skip
 
             async def sql(term: str, limit: int = settings.search_candidate_limit) -> object:
                 query = SearchQuery(tenant_id=TENANT, text=term, limit=20, candidate_limit=limit)

@@ -17,15 +17,14 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from bench.wer import DEFAULT_MANIFEST, Clip, corpus_wer, librispeech_clips
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import declare_topology
-from tests.harness import LOCAL_AMQP, RabbitServer, _management_url_for
-from tests.integration.transcriber_support import (
+from tests.support.servers import LOCAL_AMQP, RabbitServer
+from tests.support.workers import (
     EventTap,
     WorkerProcess,
     upload,
@@ -134,13 +133,8 @@ def main() -> None:
     )
 
     plain_wall, plain_texts = plain(clips, settings)
-    server = RabbitServer(args.amqp_url, _management_url_for(args.amqp_url))
-    vhost = f"scribe-bench-{uuid.uuid4().hex[:8]}"
-    vhost_url = server.create_vhost(vhost)
-    try:
+    with RabbitServer.at(args.amqp_url).fresh_vhost("scribe-bench") as vhost_url:
         worker_wall, worker_texts = asyncio.run(through_worker(clips, settings, vhost_url))
-    finally:
-        server.delete_vhost(vhost)
 
     plain_rate, worker_rate = audio / plain_wall, audio / worker_wall
     print(f"{'path':<16} {'wall s':>8} {'audio s/wall s':>15} {'WER %':>7}")

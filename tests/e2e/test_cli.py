@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -13,8 +12,10 @@ import jiwer
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from tests.e2e.stack import BIN, free_port
 from tests.speech import SCRIPTS, synthesize
+from tests.support.ports import free_port
+from tests.support.stack import BIN
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -45,15 +46,18 @@ def test_scribe_up_then_submit_wait_prints_the_transcript(
         [str(BIN / "scribe"), "up"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             assert up.poll() is None, (tmp_path / "up.log").read_text()
-            try:
-                if httpx.get(f"{env['SCRIBE_API_URL']}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+            return httpx.get(f"{env['SCRIBE_API_URL']}/readyz", timeout=2).status_code == 200
+
+        eventually(
+            ready,
+            within=180,
+            interval=0.5,
+            what=lambda: f"`scribe up` ready:\n{(tmp_path / 'up.log').read_text()}",
+            ignoring=(httpx.HTTPError,),
+        )
         speech = synthesize(SCRIPTS["weather"], fmt="mp3")
         submitted = subprocess.run(
             [str(BIN / "scribe"), "submit", str(speech), "--wait"],

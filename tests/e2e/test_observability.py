@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import AudioUploadedV1, TranscriptionOptions, routing
 from scribe_runtime.messaging import make_broker, publish_event
-from tests.e2e.stack import Stack, running_stack
 from tests.speech import SCRIPTS, synthesize
+from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,20 +58,6 @@ def scrape(url: str) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """A sample's value; 0 when it was never recorded (prometheus_client omits it)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def wait_for_job(client: httpx.Client, job_id: str, want: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 240
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = client.get(f"/v1/transcriptions/{job_id}")
-        if response.status_code == 200:
-            job = response.json()
-            if job["status"] in {"completed", "failed"}:
-                break
-        time.sleep(0.5)
-    assert job.get("status") == want, f"job {job_id} ended as {job or 'unknown'}"
-    return job
 
 
 def log_lines(stack: Stack, name: str) -> list[dict[str, Any]]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import aio_pika
@@ -20,8 +18,8 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from contracts import AudioUploadedV1, TranscriptCompletedV1, TranscriptionOptions
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import declare_topology
-from tests.e2e.stack import Stack, running_stack
 from tests.speech import SCRIPTS, synthesize
+from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,22 +56,6 @@ async def _drain_downstream(amqp_url: str) -> list[TranscriptCompletedV1]:
     return events
 
 
-def wait_for_status(
-    client: httpx.Client, job_id: str, want: str = "completed", timeout: float = 240.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        response = client.get(f"/v1/transcriptions/{job_id}")
-        if response.status_code == 200:
-            job = response.json()
-            if job["status"] in {"completed", "failed"}:
-                break
-        time.sleep(0.5)
-    assert job.get("status") == want, f"job {job_id} ended as {job or 'unknown'}"
-    return job
-
-
 def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
@@ -94,7 +76,7 @@ def test_upload_transcribe_search_export_and_external_producer(stack: Stack) -> 
         )
     assert accepted.status_code == 202, accepted.text
     uploaded_id = accepted.json()["id"]
-    job = wait_for_status(client, uploaded_id)
+    job = wait_for_job(client, uploaded_id)
     transcript = job["transcript"]
     assert transcript["language"] == "en"
     assert wer(SCRIPTS["meeting"], transcript["text"]) < 0.15
@@ -134,7 +116,7 @@ def test_upload_transcribe_search_export_and_external_producer(stack: Stack) -> 
         options=TranscriptionOptions(language="en"),
     )
     asyncio.run(_publish(stack.amqp_url, event))
-    external_job = wait_for_status(client, str(event.job_id))
+    external_job = wait_for_job(client, str(event.job_id))
     assert wer(SCRIPTS["weather"], external_job["transcript"]["text"]) < 0.15
     hits = client.get("/v1/search", params={"q": '"light breeze"'}).json()["hits"]
     assert [h["job_id"] for h in hits] == [str(event.job_id)]

@@ -6,18 +6,15 @@ local servers. Each test still gets its own vhost and database on them.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.faults.servers import PostgresCluster, RabbitNode
+from tests.support.servers import PostgresCluster, RabbitNode, unique_name
 
 
 @dataclass
@@ -58,19 +55,10 @@ def fault_servers() -> Iterator[FaultServers]:
 
 @pytest.fixture
 def fault_env(fault_servers: FaultServers, tmp_path: Path) -> Iterator[FaultEnv]:
-    name = f"faults_{uuid.uuid4().hex[:10]}"
+    name = unique_name("faults")
     amqp_url = fault_servers.rabbit.add_vhost(name)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(fault_servers.postgres.admin_url, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield FaultEnv(fault_servers, amqp_url, fault_servers.postgres.database_url(name), tmp_path)
+        with fault_servers.postgres.server.fresh_database("faults") as database_url:
+            yield FaultEnv(fault_servers, amqp_url, database_url, tmp_path)
     finally:
         fault_servers.rabbit.ctl("delete_vhost", name)
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -8,9 +8,8 @@ are compared with what a downstream subscriber heard (`faults.outcomes`, bound t
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,8 @@ import httpx
 
 from contracts import routing
 from scribe_runtime.topology import declare_topology
-from tests.e2e.stack import BIN, Stack, as_user, free_port
+from tests.support.stack import Stack, running_stack
+from tests.support.waiting import eventually
 
 OUTCOMES_QUEUE = "faults.outcomes"
 TERMINAL = {"completed", "failed"}
@@ -39,69 +39,25 @@ def fault_stack(
     workdir: Path,
     *,
     transcribers: int = 1,
-    extra_env: dict[str, str] | None = None,
+    transcriber_argv: list[str] | None = None,
 ) -> Iterator[Stack]:
-    """Migrate; start the indexer, `transcribers` workers (`transcriber-<n>`) and ingest."""
-    media_root = workdir / "media"
-    log_dir = workdir / "logs"
-    media_root.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    names = [f"transcriber-{n}" for n in range(1, transcribers + 1)]
-    health = {"indexer": free_port()} | {name: free_port() for name in names}
-    env = {
-        **os.environ,
-        "SCRIBE_AMQP_URL": amqp_url,
-        "SCRIBE_DATABASE_URL": database_url,
-        "SCRIBE_MEDIA_ROOT": str(media_root),
-        "SCRIBE_LOG_FORMAT": "json",
-        "SCRIBE_LOG_LEVEL": "INFO",
-        "SCRIBE_INGEST_PORT": str(port),
-        "SCRIBE_INGEST_DATABASE_URL": as_user(database_url, "scribe_reader"),
-        "SCRIBE_INGEST_PUBLISH_TIMEOUT_SECONDS": "5",
-        "SCRIBE_INDEXER_HEALTH_PORT": str(health["indexer"]),
-        # Two workers share two cores: one inference thread each.
-        "SCRIBE_TRANSCRIBER_CPU_THREADS": "1" if transcribers > 1 else "2",
-        "SCRIBE_TRANSCRIBER_GRACEFUL_SHUTDOWN_SECONDS": "5",
-        "HF_HUB_OFFLINE": "1",
-        **(extra_env or {}),
-    }
-    stack = Stack(
-        api=f"http://127.0.0.1:{port}",
-        amqp_url=amqp_url,
-        database_url=database_url,
-        media_root=media_root,
-        log_dir=log_dir,
-        env=env,
-        health=health,
-    )
+    """The stack with the downstream queue declared, `transcribers` workers `transcriber-<n>`."""
     asyncio.run(Outcomes.declare(amqp_url))
-    import subprocess
-
-    migrate = subprocess.run(
-        [str(BIN / "scribe-indexer"), "migrate"], env=env, capture_output=True, timeout=120
-    )
-    assert migrate.returncode == 0, migrate.stdout.decode() + migrate.stderr.decode()
-    try:
-        stack.start("indexer", [str(BIN / "scribe-indexer"), "run"])
-        for name in names:
-            start_transcriber(stack, name)
-        stack.start("ingest", [str(BIN / "scribe-ingest")])
-        stack.wait_ready(timeout=180)
-        yield stack
-    finally:
-        stack.stop()
-
-
-def start_transcriber(stack: Stack, name: str) -> None:
-    stack.start(
-        name,
-        [str(BIN / "scribe-transcriber")],
-        {
-            "SCRIBE_TRANSCRIBER_HEALTH_PORT": str(stack.health[name]),
-            "SCRIBE_TRANSCRIBER_WORKER_NAME": name,
+    with running_stack(
+        amqp_url,
+        database_url,
+        workdir,
+        transcribers=[f"transcriber-{n}" for n in range(1, transcribers + 1)],
+        transcriber_argv=transcriber_argv,
+        env={
+            "SCRIBE_INGEST_PUBLISH_TIMEOUT_SECONDS": "5",
+            # Two workers share two cores: one inference thread each.
+            "SCRIBE_TRANSCRIBER_CPU_THREADS": "1" if transcribers > 1 else "2",
+            "SCRIBE_TRANSCRIBER_GRACEFUL_SHUTDOWN_SECONDS": "5",
         },
-    )
+        ready_timeout=180,
+    ) as stack:
+        yield stack
 
 
 def jobs_in_flight(stack: Stack, name: str) -> float:
@@ -151,15 +107,20 @@ def jobs(database_url: str) -> dict[uuid.UUID, asyncpg.Record]:
 def wait_terminal(
     database_url: str, accepted: set[uuid.UUID], timeout: float
 ) -> dict[uuid.UUID, asyncpg.Record]:
-    """Until every accepted job is completed or failed in the table, or the timeout."""
-    deadline = time.monotonic() + timeout
-    rows: dict[uuid.UUID, asyncpg.Record] = {}
-    while time.monotonic() < deadline:
-        rows = jobs(database_url)
-        if all(j in rows and rows[j]["status"] in TERMINAL for j in accepted):
-            break
-        time.sleep(1.0)
-    return rows
+    """The `jobs` table once every accepted job is completed or failed, or at the timeout.
+
+    No failure of its own at the timeout: the tally then names the jobs that were lost.
+    """
+    latest: dict[uuid.UUID, asyncpg.Record] = {}
+
+    def all_terminal() -> bool:
+        nonlocal latest
+        latest = jobs(database_url)
+        return all(j in latest and latest[j]["status"] in TERMINAL for j in accepted)
+
+    with contextlib.suppress(AssertionError):
+        eventually(all_terminal, within=timeout, interval=1.0, what="every accepted job ended")
+    return latest
 
 
 class Outcomes:

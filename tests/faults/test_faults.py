@@ -8,6 +8,7 @@ RabbitMQ node and PostgreSQL cluster), never the shared ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -26,7 +27,6 @@ from contracts import AudioUploadedV1, TranscriptionFailedV1
 from contracts.errors import ErrorCode
 from scribe_cli import dlq
 from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE
-from tests.e2e.stack import BIN
 from tests.faults.conftest import FaultEnv
 from tests.faults.support import (
     Outcomes,
@@ -34,12 +34,14 @@ from tests.faults.support import (
     fault_stack,
     jobs,
     jobs_in_flight,
-    start_transcriber,
     submit,
     tally,
     wait_terminal,
 )
 from tests.speech import SCRIPTS, synthesize
+from tests.support import crashing_transcriber
+from tests.support.stack import BIN, TRANSCRIBER
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -74,7 +76,7 @@ def test_two_transcribers_sigkilled_mid_job_five_times(fault_env: FaultEnv) -> N
             stack.processes[victim].send_signal(signal.SIGKILL)
             stack.processes[victim].wait()
             kills += 1
-            start_transcriber(stack, victim)
+            stack.start_transcriber(victim)
         assert kills == 5, "the jobs ran out before five workers could be killed mid-job"
         rows = wait_terminal(stack.database_url, accepted, timeout=300)
         result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
@@ -158,7 +160,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         fault_env.database_url,
         fault_env.workdir,
         transcribers=2,
-        extra_env={"SCRIBE_TRANSCRIBER_TEST_CRASH_SHA256": digest},
+        transcriber_argv=crashing_transcriber.command([digest]),
     ) as stack:
         status, crash_job = submit(stack, crash)
         assert status == 202
@@ -176,7 +178,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
             for name in ("transcriber-1", "transcriber-2"):
                 if stack.processes[name].poll() is not None:  # died on the file: restart
                     restarts += 1
-                    start_transcriber(stack, name)
+                    stack.start_transcriber(name)
             rows = jobs(stack.database_url)
             if all(j in rows and rows[j]["status"] in {"completed", "failed"} for j in accepted):
                 break
@@ -207,11 +209,11 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         assert str(crash_job) in listed.stdout
 
         # The cause is fixed (workers without the crash); the operator replays the job.
-        stack.env.pop("SCRIBE_TRANSCRIBER_TEST_CRASH_SHA256")
+        stack.transcriber_argv = list(TRANSCRIBER)
         for name in ("transcriber-1", "transcriber-2"):
             stack.processes[name].send_signal(signal.SIGTERM)
             stack.processes[name].wait(60)
-            start_transcriber(stack, name)
+            stack.start_transcriber(name)
         replayed = subprocess.run(
             [str(BIN / "scribe"), "dlq", "replay", "--queue", TRANSCRIBER_QUEUE.name,
              "--job", str(crash_job)],
@@ -232,15 +234,16 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
 def wait_terminal_status(
     database_url: str, job: uuid.UUID, status: str, timeout: float
 ) -> dict[uuid.UUID, asyncpg.Record]:
-    deadline = time.monotonic() + timeout
-    rows: dict[uuid.UUID, asyncpg.Record] = {}
-    while time.monotonic() < deadline:
-        rows = jobs(database_url)
-        row = rows.get(job)
-        if row is not None and row["status"] == status:
-            break
-        time.sleep(0.5)
-    return rows
+    latest: dict[uuid.UUID, asyncpg.Record] = {}
+
+    def reached() -> bool:
+        nonlocal latest
+        latest = jobs(database_url)
+        row = latest.get(job)
+        return row is not None and row["status"] == status
+
+    eventually(reached, within=timeout, interval=0.5, what=lambda: f"job {job} {status}: {latest}")
+    return latest
 
 
 def malformed_bodies() -> list[tuple[str, bytes, str | None]]:
@@ -337,15 +340,20 @@ def _await_dead_letters(
     Bad messages queued behind the last valid job are still being refused when that job
     ends, so the DLQs fill a moment after the jobs are terminal.
     """
-    deadline = time.monotonic() + within
-    while True:
+    dead: dict[str, list[dict[str, object]]] = {}
+
+    def full() -> bool:
+        nonlocal dead
         dead = {
             q.name: asyncio.run(_dead_letter_headers(amqp_url, q.dead_letter_queue))
             for q in (TRANSCRIBER_QUEUE, INDEXER_QUEUE)
         }
-        if all(len(h) >= want for h in dead.values()) or time.monotonic() > deadline:
-            return dead
-        time.sleep(0.5)
+        return all(len(h) >= want for h in dead.values())
+
+    # No failure of its own: the test's per-queue assertions say which DLQ fell short.
+    with contextlib.suppress(AssertionError):
+        eventually(full, within=within, interval=0.5, what=f"{want} letters in each DLQ")
+    return dead
 
 
 def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_processed(

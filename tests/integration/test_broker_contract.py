@@ -16,7 +16,8 @@ from scribe_runtime import amqp
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, declare_topology
-from tests.harness import RabbitServer
+from tests.support.servers import RabbitServer
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +37,11 @@ async def _get(
     channel: aio_pika.abc.AbstractChannel, queue: str
 ) -> aio_pika.abc.AbstractIncomingMessage:
     q = await channel.get_queue(queue, ensure=False)
-    for _ in range(50):
-        message = await q.get(fail=False, no_ack=False)
-        if message is not None:
-            return message
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing arrived on {queue}")
+
+    async def arrived() -> aio_pika.abc.AbstractIncomingMessage | None:
+        return await q.get(fail=False, no_ack=False)
+
+    return await eventually_async(arrived, within=5, interval=0.1, what=f"a message on {queue}")
 
 
 async def test_topology_is_quorum_with_delivery_limit_and_dlq(

@@ -7,7 +7,6 @@ import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import aio_pika
@@ -24,22 +23,17 @@ from scribe_runtime import amqp
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
+from tests.support.servers import READER, as_role
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
-READER = "scribe_reader"
 TABLES = {
     "jobs": "tenant_id, job_id",
     "transcripts": "tenant_id, job_id",
     "segments": "tenant_id, job_id, segment_id",
     "processed_events": "event_id",
 }
-
-
-def as_role(url: str, role: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, parts.fragment))
 
 
 async def prepare(url: str) -> None:
@@ -193,13 +187,11 @@ async def _dead_letters(amqp_url: str, expected: int) -> list[aio_pika.abc.Abstr
 
 
 async def _wait_for(pool: asyncpg.Pool, sql: str, *args: Any, expect: Any) -> Any:
-    value = None
-    for _ in range(150):
-        value = await pool.fetchval(sql, *args)
-        if value == expect:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{sql} stayed {value!r}, expected {expect!r}")
+    async def arrived() -> bool:
+        return bool(await pool.fetchval(sql, *args) == expect)
+
+    await eventually_async(arrived, within=15, interval=0.1, what=f"{sql} = {expect!r}")
+    return expect
 
 
 async def test_indexer_consumes_from_the_real_broker_and_dead_letters_what_it_must_not_store(

@@ -23,8 +23,8 @@ from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE
 from services.ingest.tests import samples
-from tests.harness import RabbitServer
 from tests.speech import SCRIPTS, synthesize
+from tests.support.servers import RabbitServer
 
 pytestmark = pytest.mark.integration
 
@@ -65,11 +65,12 @@ class Ingest:
             parts["language"] = (None, "en")
         return await self.client.post("/v1/transcriptions", files=parts, headers=headers or {})
 
-    async def published(
-        self, settle_seconds: float = 0.3
-    ) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        """Everything on the test's own queue (bound to audio.uploaded.v1), acked."""
-        await asyncio.sleep(settle_seconds)
+    async def published(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Everything on the test's own queue (bound to audio.uploaded.v1), acked.
+
+        No waiting: ingest answers only once the broker confirmed the event, so what it
+        published is already queued, and a refused upload publishes nothing, later or not.
+        """
         messages = []
         connection = await aio_pika.connect(self.amqp_url)
         async with connection:

@@ -26,7 +26,7 @@ from scribe_runtime.topology import (
     declare_topology,
     definitions,
 )
-from tests.harness import RabbitServer
+from tests.support.servers import RabbitServer
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from ingest.app import create_read_app
 from ingest.auth import hash_api_key
 from ingest.settings import IngestSettings
 from services.indexer.tests import job_events as ev
-from tests.integration.test_indexer import READER, as_role
+from tests.support.servers import READER, as_role
 
 pytestmark = pytest.mark.integration
 

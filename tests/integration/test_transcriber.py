@@ -27,13 +27,13 @@ from contracts.transcription import (
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
-from tests.integration.transcriber_support import (
+from tests.speech import SCRIPTS, synthesize
+from tests.support.workers import (
     EventTap,
     queue_counts,
     upload,
     wait_for_consumers,
 )
-from tests.speech import SCRIPTS, synthesize
 from transcriber.main import serve
 from transcriber.settings import TranscriberSettings
 

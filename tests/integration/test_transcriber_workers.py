@@ -21,7 +21,8 @@ from contracts.transcription import (
 )
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import declare_topology
-from tests.integration.transcriber_support import (
+from tests.speech import SCRIPTS, synthesize
+from tests.support.workers import (
     EventTap,
     WorkerProcess,
     long_speech,
@@ -29,7 +30,6 @@ from tests.integration.transcriber_support import (
     upload,
     wait_for_consumers,
 )
-from tests.speech import SCRIPTS, synthesize
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

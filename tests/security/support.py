@@ -17,7 +17,6 @@ from scribe_runtime.settings import SharedSettings
 
 TENANTS: Final = ("acme", "globex")
 KEYS: Final = {tenant: f"scribe_test-key-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
-READER: Final = "scribe_reader"
 
 
 def auth(tenant: str) -> dict[str, str]:

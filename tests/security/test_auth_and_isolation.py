@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
 from services.indexer.tests import job_events as ev
-from tests.integration.test_indexer import as_role
-from tests.security.support import KEYS, READER, TENANTS, auth, client, running_app
+from tests.security.support import KEYS, TENANTS, auth, client, running_app
+from tests.support.servers import READER, as_role
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,9 @@ from indexer.store import PostgresTenants
 from scribe_runtime import amqp
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
 from services.indexer.tests import job_events as ev
-from tests.security.support import READER, TENANTS
+from tests.security.support import TENANTS
+from tests.support.servers import READER
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +143,13 @@ async def test_hostile_events_are_dead_lettered_and_store_nothing(
                     routing_key=event.message_type,
                 )
             letters = await dead_letters(amqp_url, expected=len(CORPUS))
-            await asyncio.sleep(0.5)
+
+            async def both_projected() -> bool:
+                rows = await pool.fetch("SELECT status FROM jobs WHERE job_id = $1", acme_job)
+                return sorted(r["status"] for r in rows) == ["completed", "failed"]
+
+            # globex's claim comes after the letters: its row, not a timer, says it is done.
+            await eventually_async(both_projected, within=20, what="globex's own job projected")
 
         expected = {name: code for name, _make, code in CORPUS}
         assert letters == expected

@@ -9,9 +9,7 @@ are bounded (`MAX_EXAMPLES`) so the run stays well under two minutes.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,8 +39,10 @@ from ingest.app import create_app
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from services.indexer.tests import job_events as ev
-from tests.integration.test_indexer import as_role
-from tests.security.support import READER, TENANTS, auth, keyring
+from tests.security.support import TENANTS, auth, keyring
+from tests.support.ports import free_port
+from tests.support.servers import READER, as_role
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -76,23 +76,18 @@ def live_api(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[str]:
             publish_timeout_seconds=5.0,
         ),
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise AssertionError("ingest did not become ready")
+    eventually(
+        lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
+        within=30,
+        interval=0.1,
+        what="ingest answers /readyz",
+        ignoring=(httpx.TransportError,),
+    )
     try:
         yield base
     finally:

@@ -4,8 +4,7 @@ tenant's uploads in flight are capped (429 with Retry-After) without touching an
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from ingest.deps import container_of
 from ingest.limits import UploadSlots
 from services.ingest.tests import samples
 from tests.security.support import KEYS, auth, files_under, running_app
+from tests.support.ports import free_port
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +40,6 @@ class Server:
         return files_under(self.media_root)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def server(amqp_url: str, tmp_path: Path) -> AsyncIterator[Server]:
     media_root = tmp_path / "media"
@@ -60,10 +54,7 @@ async def server(amqp_url: str, tmp_path: Path) -> AsyncIterator[Server]:
         config = uvicorn.Config(app, port=port, lifespan="off", log_config=None)
         uv = uvicorn.Server(config)
         task = asyncio.create_task(uv.serve())
-        for _ in range(100):
-            if uv.started:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: uv.started, "uvicorn to start")
         try:
             yield Server(app, port, media_root)
         finally:
@@ -92,12 +83,13 @@ async def half_upload(port: int, tenant: str, body_size: int = 6_000_000) -> asy
     return writer
 
 
-async def until(condition: object, what: str) -> None:
-    for _ in range(200):
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {what}")
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll a condition on the server in this loop, letting the loop serve in between."""
+
+    async def check() -> bool:
+        return condition()
+
+    await eventually_async(check, within=10, interval=0.05, what=what)
 
 
 async def test_a_client_that_disconnects_mid_upload_leaves_nothing(server: Server) -> None:

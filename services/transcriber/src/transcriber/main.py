@@ -29,7 +29,6 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
-from transcriber.faults import CrashingEngine, crash_digests
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, UriSource
@@ -117,9 +116,6 @@ async def serve(
         engine = model
     else:
         log.info("engine_injected", model=engine.model_name)
-    if digests := crash_digests():  # test-only: tests/faults/ proves crash loops end in the DLQ
-        log.warning("test_crash_injection_enabled", sha256=sorted(digests))
-        engine = CrashingEngine(engine, digests)
     await declare_topology(shared.amqp_url)
     broker, service = build(shared, settings, engine)
     stopped_cleanly = False

@@ -1,17 +1,14 @@
-"""Helpers for the transcriber's integration tests: an event tap, jobs, worker processes."""
+"""Transcriber workers as processes, and an event tap: the transcriber's tests and benchmark."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import aio_pika
@@ -22,6 +19,8 @@ from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from contracts.envelope import Event
 from scribe_runtime.topology import TRANSCRIBER_QUEUE
 from tests.speech import CACHE, SCRIPTS, synthesize
+from tests.support.stack import TRANSCRIBER, start_process, stop_processes
+from tests.support.waiting import eventually_async
 
 E = TypeVar("E", bound=Event)
 
@@ -97,10 +96,13 @@ async def queue_counts(amqp_url: str, queue: str = TRANSCRIBER_QUEUE.name) -> tu
 
 
 async def wait_for_consumers(amqp_url: str, count: int, seconds: float = 120.0) -> None:
-    async with asyncio.timeout(seconds):
-        # Polling the broker: there is no event to wait on for another process's consumer.
-        while (await queue_counts(amqp_url))[1] < count:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+    """Until `count` workers consume the transcriber queue (another process's consumers
+    raise no event here: poll the broker)."""
+
+    async def enough() -> bool:
+        return (await queue_counts(amqp_url))[1] >= count
+
+    await eventually_async(enough, within=seconds, what=f"{count} consumer(s) on the queue")
 
 
 def long_speech(repeats: int = 3) -> Path:
@@ -124,12 +126,6 @@ def long_speech(repeats: int = 3) -> Path:
     return target
 
 
-def console_script(name: str) -> str:
-    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    assert found, f"console script {name} is not installed (uv sync --all-packages)"
-    return found
-
-
 class WorkerProcess:
     """`scribe-transcriber` as a real process, logs kept in a file for diagnosis."""
 
@@ -138,7 +134,6 @@ class WorkerProcess:
     ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
         environment = {
             **os.environ,
             "SCRIBE_AMQP_URL": amqp_url,
@@ -150,12 +145,8 @@ class WorkerProcess:
             "HF_HUB_OFFLINE": "1",
             **env,
         }
-        self.process = subprocess.Popen(
-            [console_script("scribe-transcriber")],
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.log_path.write_bytes(b"")
+        self.process = start_process(TRANSCRIBER, environment, self.log_path)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -167,11 +158,4 @@ class WorkerProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
+        stop_processes([self.process], timeout=30)

@@ -1,0 +1,1 @@
+"""The `scribe` commands, one module per concern; `scribe_cli.main` assembles them."""

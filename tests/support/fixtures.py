@@ -1,0 +1,38 @@
+"""pytest fixtures over `servers`: a shared server per session, a vhost and a database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import servers
+from tests.support.servers import PostgresServer, RabbitServer
+
+
+@pytest.fixture(scope="session")
+def rabbit_server() -> Iterator[RabbitServer]:
+    """A reachable RabbitMQ node (environment, local, or a container); fails loudly if none."""
+    with servers.rabbit_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A reachable PostgreSQL server (environment, local, or a container); fails if none."""
+    with servers.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def amqp_url(rabbit_server: RabbitServer) -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this test, deleted afterwards."""
+    with rabbit_server.fresh_vhost("scribe-test") as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards."""
+    with postgres_server.fresh_database("scribe_test") as url:
+        yield url
