@@ -8,8 +8,9 @@ from typing import Final
 from pydantic import ValidationError
 
 from contracts.audio import AudioUploadedV1
-from contracts.envelope import Event
+from contracts.envelope import INVALID_FIELD, Event
 from contracts.errors import (
+    InvalidEventFieldError,
     MalformedEventError,
     UnknownEventTypeError,
     UnsupportedEventVersionError,
@@ -107,7 +108,14 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errors
         )
-        raise MalformedEventError(f"invalid {cls.routing_key()}: {problems}") from None
+        # A field no consumer can store gets its own code, so an operator sees what to fix.
+        error = (
+            InvalidEventFieldError
+            if any(e["type"] == INVALID_FIELD for e in errors)
+            else MalformedEventError
+        )
+        raise error(f"invalid {cls.routing_key()}: {problems}") from None
