@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,20 @@ from rich.text import Text
 
 STOP_GRACE_SECONDS = 35.0
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
+
+
+def child_log_format(environ: Mapping[str, str], tty: bool) -> str:
+    """The `SCRIBE_LOG_FORMAT` a child gets: the user's choice, else console.
+
+    Children write to a pipe, so their own `auto` would always pick JSON: resolve `auto`
+    against the supervisor's terminal instead. Unset keeps the prefixed console lines.
+    """
+    chosen = environ.get("SCRIBE_LOG_FORMAT", "").strip().lower()
+    if chosen in ("json", "console"):
+        return chosen
+    if chosen == "auto":
+        return "console" if tty else "json"
+    return "console"
 
 
 @dataclass
@@ -48,6 +62,7 @@ class Supervisor:
         self.log_dir = log_dir
         self.children: list[Child] = []
         self._pumps: list[asyncio.Task[None]] = []
+        self._log_format = child_log_format(os.environ, console.is_terminal)
 
     def say(self, name: str, line: str, colour: str = "white") -> None:
         prefix = Text(f"{name:<{self.width}}| ", style=f"bold {colour}")
@@ -67,7 +82,9 @@ class Supervisor:
         return await self._spawn(spec, colour)
 
     async def _spawn(self, spec: ChildSpec, colour: str) -> Child:
-        env = {**os.environ, "SCRIBE_LOG_FORMAT": "console", **spec.env}
+        env = {**os.environ, **spec.env, "SCRIBE_LOG_FORMAT": self._log_format}
+        if "SCRIBE_LOG_FORMAT" in spec.env:
+            env["SCRIBE_LOG_FORMAT"] = spec.env["SCRIBE_LOG_FORMAT"]
         process = await asyncio.create_subprocess_exec(
             *spec.argv,
             stdout=asyncio.subprocess.PIPE,
