@@ -86,3 +86,15 @@ def test_secret_values_are_redacted_in_any_line(logged: StringIO) -> None:
     for secret in (API_KEY, DB_PASSWORD, AMQP_PASSWORD, DIGEST):
         assert secret not in text, f"{secret} leaked"
     assert "[REDACTED]" in text
+
+
+@pytest.mark.parametrize("logged", ["json"], indirect=True)
+def test_a_broken_log_call_does_not_print_its_secret_arguments(
+    logged: StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = (f"password={DB_PASSWORD}",)
+    record = logging.LogRecord("asyncpg", logging.ERROR, __file__, 1, "try %d failed", args, None)
+    logging.getLogger().handlers[0].handle(record)  # what logger.error(...) would reach
+    errors = capsys.readouterr().err
+    assert "logging error in asyncpg" in errors
+    assert DB_PASSWORD not in errors + logged.getvalue()

@@ -170,6 +170,16 @@ class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
         return scrub(super().format(record))
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The standard library would print the record's raw arguments, secrets included.
+        if logging.raiseExceptions and sys.stderr:
+            error = sys.exc_info()[1]
+            sys.stderr.write(
+                scrub(f"--- logging error in {record.name}: {error!r}; template {record.msg!r}\n")
+            )
+
+
 def configure_logging(
     service: str,
     level: str = "INFO",
@@ -207,7 +217,7 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
