@@ -198,8 +198,17 @@ def test_producers_cannot_build_a_poison_event() -> None:
         _completed(occurred_at="2026-11-28T13:00:00+01:00"),  # not UTC, still aware
         _with_segment_text("tab\tnewline\n\u2028 and emoji \U0001f600, not NUL"),
         _completed(unknown_field="ignored even with \x00"),  # consumers stay tolerant
+        _completed(text="a backslash, then u0000: \\u0000"),  # the escape's text, no NUL
     ],
-    ids=["earliest", "skewed-clock", "old-replay", "offset", "odd-text", "unknown-field-nul"],
+    ids=[
+        "earliest",
+        "skewed-clock",
+        "old-replay",
+        "offset",
+        "odd-text",
+        "unknown-field-nul",
+        "escaped-escape",
+    ],
 )
 def test_valid_events_near_the_limits_are_accepted(body: dict[str, Any]) -> None:
     event = decode_event(json.dumps(body).encode(), TranscriptCompletedV1.routing_key())

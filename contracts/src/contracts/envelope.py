@@ -13,12 +13,15 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 INVALID_FIELD: Final = "invalid_event_field"
+NUL_FREE_CONTEXT: Final = "scribe.nul_free"
+"""Validation-context flag: the JSON body had no `\\u0000` escape, so no string has a NUL."""
 """The pydantic error type of a field no consumer can store; `decode_event` maps it."""
 
 EARLIEST_OCCURRED_AT: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -80,14 +83,16 @@ class Event(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _no_nul_characters(self) -> Self:
+    def _no_nul_characters(self, info: ValidationInfo) -> Self:
         # After validation: only the fields the model kept, unknown ones ignored as ever.
+        if info.context and info.context.get(NUL_FREE_CONTEXT):
+            return self  # decode_event saw no `\u0000` in the body: nothing to look for
         path = _nul_path(self)
         if path is not None:
             raise PydanticCustomError(
                 INVALID_FIELD,
                 "{field} contains a NUL character (\\u0000), which PostgreSQL cannot store",
-                {"field": path or "<body>"},
+                {"field": ".".join(reversed(path)) or "<body>"},
             )
         return self
 
@@ -125,23 +130,25 @@ class Event(BaseModel):
         return self.routing_key()
 
 
-def _nul_path(value: object, path: str = "") -> str | None:
-    """Where in `value` (dicts, lists, models, strings) a NUL character is; None if nowhere."""
+def _nul_path(value: object) -> list[str] | None:
+    """Where in `value` a NUL character is, innermost key first; None if nowhere."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return [] if "\x00" in value else None
     if isinstance(value, BaseModel):
         value = value.__dict__
     if isinstance(value, Mapping):
         for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and "\x00" in key:
-                return here
-            found = _nul_path(item, here)
-            if found is not None:
-                return found
+                return [key]
+            if isinstance(item, str | BaseModel | Mapping | list | tuple):
+                found = _nul_path(item)
+                if found is not None:
+                    found.append(str(key))
+                    return found
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}.{index}")
+            found = _nul_path(item)
             if found is not None:
+                found.append(str(index))
                 return found
     return None

@@ -8,7 +8,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from contracts.audio import AudioUploadedV1
-from contracts.envelope import INVALID_FIELD, Event
+from contracts.envelope import INVALID_FIELD, NUL_FREE_CONTEXT, Event
 from contracts.errors import (
     InvalidEventFieldError,
     MalformedEventError,
@@ -106,7 +106,10 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
             f"AMQP type {message_type!r} disagrees with the body's {cls.routing_key()!r}"
         )
     try:
-        return cls.model_validate(raw)
+        # Strict JSON can carry a NUL only as the escape `\u0000`: without one in the
+        # bytes, the model need not walk every string of the event looking for it.
+        nul_free = b"\\u0000" not in body
+        return cls.model_validate(raw, context={NUL_FREE_CONTEXT: nul_free})
     except ValidationError as exc:
         errors = exc.errors()
         problems = "; ".join(
