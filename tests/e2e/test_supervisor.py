@@ -145,3 +145,32 @@ def test_a_killed_service_is_restarted_and_killing_scribe_up_leaves_no_orphan(
             up.wait(60)
         for pid in family & set(_processes()):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_to_scribe_up_stops_every_child_and_exits_zero(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(amqp_url, database_url, tmp_path)
+    log_path = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "scribe"), "up"], env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+    )
+    family: set[int] = set()
+    try:
+        _wait_for(
+            lambda: up.poll() is not None or _answers(f"{env['SCRIBE_API_URL']}/readyz"),
+            240,
+            "readiness",
+            log_path,
+        )
+        family = _descendants(up.pid)
+        assert len(family) >= 3, family
+        up.terminate()  # SIGTERM, as a service manager would
+        assert up.wait(60) == 0, log_path.read_text()
+        assert not (family & set(_processes()))
+        assert "restarting" not in log_path.read_text()  # a stop is not a crash
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in family & set(_processes()):
+            os.kill(pid, signal.SIGKILL)
