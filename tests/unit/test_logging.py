@@ -77,12 +77,14 @@ def test_secret_values_are_redacted_in_any_line(logged: StringIO) -> None:
         api_keys={DIGEST: "acme"},
         note=f"retrying with password={DB_PASSWORD} and key {API_KEY}",
         keys=[DIGEST],
+        role="scribe_transcriber",  # an identifier, not a key: stays readable
     )
     logging.getLogger("asyncpg").warning("dsn amqp://u:%s@h/ failed", AMQP_PASSWORD)
     text = logged.getvalue()
     assert "request_seen" in text
     assert "audio/*" in text
     assert "127.0.0.1/scribe" in text
+    assert "scribe_transcriber" in text
     for secret in (API_KEY, DB_PASSWORD, AMQP_PASSWORD, DIGEST):
         assert secret not in text, f"{secret} leaked"
     assert "[REDACTED]" in text
