@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -13,13 +14,16 @@ from contracts import (
     EVENT_CLASSES,
     AudioUploadedV1,
     Event,
+    InvalidEventFieldError,
     MalformedEventError,
     Segment,
+    TranscriptCompletedV1,
     TranscriptionFailedV1,
     UnknownEventTypeError,
     UnsupportedEventVersionError,
     decode_event,
 )
+from contracts.envelope import MAX_CLOCK_SKEW
 from contracts.examples import EXAMPLES
 from contracts.export import SCHEMA_DIR, render_schemas
 
@@ -127,3 +131,85 @@ def test_defaults_make_a_valid_envelope() -> None:
     assert event.occurred_at.tzinfo is not None
     assert isinstance(event.occurred_at, datetime)
     assert event.routing_key() == "audio.uploaded.v1" == event.message_type
+
+
+def _completed(**changes: object) -> dict[str, Any]:
+    body: dict[str, Any] = EXAMPLES[TranscriptCompletedV1].model_dump(mode="json")
+    return body | changes
+
+
+def _with_segment_text(text: str) -> dict[str, Any]:
+    body = _completed()
+    body["segments"][0]["text"] = text
+    return body
+
+
+def _with_word(word: str) -> dict[str, Any]:
+    body = _completed()
+    body["segments"][0]["words"] = [{"word": word, "start": 0.0, "end": 0.1, "probability": 1}]
+    return body
+
+
+def _in(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+# Contract-valid before, each crash-looped the indexer (PostgreSQL or datetime arithmetic
+# refused it) or pinned the job at the top of every list.
+POISONS: list[tuple[str, dict[str, Any], str]] = [
+    ("nul-in-text", _completed(text="hello\x00world"), "text"),
+    ("nul-in-segment-text", _with_segment_text("\x00"), "segments.0.text"),
+    ("nul-in-word", _with_word("a\x00"), "segments.0.words.0.word"),
+    ("nul-in-producer", _completed(producer="evil\x00"), "producer"),
+    ("first-day-of-the-calendar", _completed(occurred_at="0001-01-01T00:00:00+00:00"), "before"),
+    ("first-day-east-of-utc", _completed(occurred_at="0001-01-01T00:00:00+14:00"), "before"),
+    ("before-2000", _completed(occurred_at="1999-12-31T23:59:59+00:00"), "before"),
+    ("last-second-of-the-calendar", _completed(occurred_at="9999-12-31T23:59:59+00:00"), "future"),
+    ("last-second-west-of-utc", _completed(occurred_at="9999-12-31T23:59:59-14:00"), "future"),
+    ("next-year", _completed(occurred_at=_in(timedelta(days=365))), "future"),
+    ("an-hour-ahead", _completed(occurred_at=_in(timedelta(hours=1))), "future"),
+]
+
+
+@pytest.mark.parametrize(("body", "where"), [p[1:] for p in POISONS], ids=[p[0] for p in POISONS])
+def test_poison_fields_are_invalid_event_field_errors(body: dict[str, Any], where: str) -> None:
+    with pytest.raises(InvalidEventFieldError, match=where) as caught:
+        decode_event(json.dumps(body).encode(), TranscriptCompletedV1.routing_key())
+    assert caught.value.code == "invalid_event_field"
+
+
+def test_producers_cannot_build_a_poison_event() -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        TranscriptCompletedV1.model_validate(_completed(text="a\x00"))
+    with pytest.raises(ValidationError, match="NUL"):
+        TranscriptionFailedV1.model_validate(
+            EXAMPLES[TranscriptionFailedV1].model_dump() | {"message": "\x00"}
+        )
+    with pytest.raises(ValidationError, match="future"):
+        AudioUploadedV1.model_validate(_uploaded(occurred_at=_in(timedelta(days=1))))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _completed(occurred_at="2000-01-01T00:00:00+00:00"),  # the window's first instant
+        _completed(occurred_at=_in(MAX_CLOCK_SKEW - timedelta(seconds=30))),  # a fast clock
+        _completed(occurred_at=_in(timedelta(days=-3650))),  # a replay of an old event
+        _completed(occurred_at="2026-11-28T13:00:00+01:00"),  # not UTC, still aware
+        _with_segment_text("tab\tnewline\n\u2028 and emoji \U0001f600, not NUL"),
+        _completed(unknown_field="ignored even with \x00"),  # consumers stay tolerant
+        _completed(text="a backslash, then u0000: \\u0000"),  # the escape's text, no NUL
+    ],
+    ids=[
+        "earliest",
+        "skewed-clock",
+        "old-replay",
+        "offset",
+        "odd-text",
+        "unknown-field-nul",
+        "escaped-escape",
+    ],
+)
+def test_valid_events_near_the_limits_are_accepted(body: dict[str, Any]) -> None:
+    event = decode_event(json.dumps(body).encode(), TranscriptCompletedV1.routing_key())
+    assert isinstance(event, TranscriptCompletedV1)

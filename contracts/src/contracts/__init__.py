@@ -5,6 +5,7 @@ from contracts.envelope import Event, utc_now
 from contracts.errors import (
     ContractError,
     ErrorCode,
+    InvalidEventFieldError,
     MalformedEventError,
     UnknownEventTypeError,
     UnsupportedEventVersionError,
@@ -34,6 +35,7 @@ __all__ = [
     "ContractError",
     "ErrorCode",
     "Event",
+    "InvalidEventFieldError",
     "MalformedEventError",
     "Segment",
     "TranscriptCompletedV1",

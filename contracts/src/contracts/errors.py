@@ -44,6 +44,17 @@ class MalformedEventError(ContractError):
     code = "malformed_event"
 
 
+class InvalidEventFieldError(ContractError):
+    """Well-formed JSON of a known event, but a field no consumer can store or trust.
+
+    A NUL character in a string (PostgreSQL's text cannot hold one), an `occurred_at`
+    before `EARLIEST_OCCURRED_AT` or further ahead than `MAX_CLOCK_SKEW`. Retrying such an
+    event can never succeed, so it is dead-lettered at once with this code.
+    """
+
+    code = "invalid_event_field"
+
+
 class UnknownEventTypeError(ContractError):
     """The event type is not one this contract knows."""
 

@@ -11,8 +11,9 @@ from typing import Final
 from pydantic import ValidationError
 
 from contracts.audio import AudioUploadedV1
-from contracts.envelope import Event
+from contracts.envelope import INVALID_FIELD, NUL_FREE_CONTEXT, Event
 from contracts.errors import (
+    InvalidEventFieldError,
     MalformedEventError,
     UnknownEventTypeError,
     UnsupportedEventVersionError,
@@ -104,9 +105,19 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
             f"AMQP type {message_type!r} disagrees with the body's {cls.routing_key()!r}"
         )
     try:
-        return cls.model_validate(raw)
+        # Strict JSON can carry a NUL only as the escape `\u0000`: without one in the
+        # bytes, the model need not walk every string of the event looking for it.
+        nul_free = b"\\u0000" not in body
+        return cls.model_validate(raw, context={NUL_FREE_CONTEXT: nul_free})
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in errors
         )
-        raise MalformedEventError(f"invalid {cls.routing_key()}: {problems}") from None
+        # A field no consumer can store gets its own code, so an operator sees what to fix.
+        error = (
+            InvalidEventFieldError
+            if any(e["type"] == INVALID_FIELD for e in errors)
+            else MalformedEventError
+        )
+        raise error(f"invalid {cls.routing_key()}: {problems}") from None

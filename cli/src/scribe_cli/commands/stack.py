@@ -162,7 +162,7 @@ async def _up(transcribers: int) -> int:
     if code != 0:
         return code
     client = ScribeClient(CliSettings())
-    exited: asyncio.Task[Any] = asyncio.create_task(supervisor.wait_any_exit())
+    exited: asyncio.Task[Any] = asyncio.create_task(supervisor.supervise())  # crash loop
     stopping: asyncio.Task[bool] = asyncio.create_task(stop.wait())
     ready_announced = False
     try:

@@ -1,0 +1,176 @@
+"""`scribe up` survives its children's crashes and leaves nothing behind when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_cli import cli_env
+from tests.speech import SCRIPTS, synthesize
+from tests.support.stack import BIN
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every live, non-zombie process."""
+    found: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            found[int(entry.name)] = (int(fields[1]), cmdline)
+    return found
+
+
+def _children(parent: int, needle: str) -> list[int]:
+    return sorted(
+        pid for pid, (ppid, cmd) in _processes().items() if ppid == parent and needle in cmd
+    )
+
+
+def _descendants(root: int) -> set[int]:
+    table = _processes()
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, (ppid, _cmd) in table.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _wait_for(predicate: Callable[[], object], within: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}\n{log.read_text(errors='replace')}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _healthy(api: str) -> bool:
+    return _answers(f"{api}/healthz")
+
+
+def test_a_killed_service_is_restarted_and_killing_scribe_up_leaves_no_orphan(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = {**cli_env(amqp_url, database_url, tmp_path), "SCRIBE_UP_RESTART_INITIAL_SECONDS": "0.5"}
+    api = env["SCRIBE_API_URL"]
+    log_path = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "scribe"), "up", "--transcribers", "2"],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    family: set[int] = set()
+    try:
+        _wait_for(
+            lambda: up.poll() is not None or _answers(f"{api}/readyz"),
+            240,
+            "readiness",
+            log_path,
+        )
+        assert up.poll() is None, log_path.read_text()
+        transcribers = _children(up.pid, "scribe-transcriber")
+        assert len(transcribers) == 2, transcribers
+        [indexer] = _children(up.pid, "scribe-indexer")
+
+        # One of two transcribers dies like a segfault: the stack keeps serving.
+        os.kill(transcribers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            assert up.poll() is None, log_path.read_text()
+            assert _healthy(api), "the API stopped answering after a transcriber died"
+            now = _children(up.pid, "scribe-transcriber")
+            if len(now) == 2 and transcribers[0] not in now:
+                break
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        assert transcribers[1] in now  # the healthy one was left alone
+        # The indexer too.
+        os.kill(indexer, signal.SIGKILL)
+        _wait_for(
+            lambda: (c := _children(up.pid, "scribe-indexer")) and c != [indexer],
+            60,
+            "a new indexer",
+            log_path,
+        )
+        assert _healthy(api)
+
+        speech = synthesize(SCRIPTS["weather"], fmt="mp3")
+        submitted = subprocess.run(
+            [str(BIN / "scribe"), "submit", str(speech), "--wait"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        assert "weather" in submitted.stdout.lower()
+        output = log_path.read_text(errors="replace")
+        assert "transcriber-1 exited with -9 (SIGKILL); restarting in 0.5 s" in output
+        assert "indexer exited with -9 (SIGKILL); restarting in 0.5 s" in output
+
+        # The supervisor itself is SIGKILLed: no child may outlive it.
+        family = _descendants(up.pid)
+        assert len(family) >= 4, family
+        up.kill()
+        up.wait(10)
+        _wait_for(lambda: not (family & set(_processes())), 45, "children to exit", log_path)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(60)
+        for pid in family & set(_processes()):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_to_scribe_up_stops_every_child_and_exits_zero(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(amqp_url, database_url, tmp_path)
+    log_path = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "scribe"), "up"], env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
+    )
+    family: set[int] = set()
+    try:
+        _wait_for(
+            lambda: up.poll() is not None or _answers(f"{env['SCRIBE_API_URL']}/readyz"),
+            240,
+            "readiness",
+            log_path,
+        )
+        family = _descendants(up.pid)
+        assert len(family) >= 3, family
+        up.terminate()  # SIGTERM, as a service manager would
+        assert up.wait(60) == 0, log_path.read_text()
+        assert not (family & set(_processes()))
+        assert "restarting" not in log_path.read_text()  # a stop is not a crash
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in family & set(_processes()):
+            os.kill(pid, signal.SIGKILL)
