@@ -231,3 +231,14 @@ def test_a_loop_inside_a_segment_is_cut_and_non_speech_outside_speech_dropped() 
     assert seen[0].flags == ["repetition"]
     assert emitter.words_cut == 21
     assert emitter.dropped == 1
+
+
+@needs_shared
+def test_batched_mode_transcribes_a_two_minute_talk() -> None:
+    # The batched pipeline batches VAD chunks; without VAD it refused audio of 30 s or more.
+    batched = FasterWhisperEngine(
+        TranscriberSettings(health_port=None, cpu_threads=2, batched=True)
+    )
+    result = run(batched, SHARED_AUDIO / "tedlium_long_120s.flac", EngineRequest("en", False))
+    assert "energy and climate" in result.text.lower()
+    assert result.segments[-1].end > 100

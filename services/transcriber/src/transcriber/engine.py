@@ -304,6 +304,8 @@ class FasterWhisperEngine:
         }
         if loaded.pipeline is not None:
             # Batched: no fallback, no silence threshold, no conditioning (faster-whisper).
+            # It batches VAD chunks: without VAD it refuses audio of 30 s or more.
+            common["vad_filter"] = True
             return loaded.pipeline.transcribe(  # type: ignore[no-any-return]
                 samples,
                 temperature=temperature,
