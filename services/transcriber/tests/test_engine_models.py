@@ -134,12 +134,28 @@ def test_translation_and_languages_are_refused_on_an_english_only_model(
     engine: FasterWhisperEngine,
 ) -> None:
     speech = synthesize("Hello there.")
+    tiny = "tiny.en"
     with pytest.raises(JobFailure, match="English-only and cannot translate"):
-        run(engine, speech, EngineRequest(language=None, word_timestamps=False, task="translate"))
+        run(engine, speech, EngineRequest(None, False, task="translate", model=tiny))
     with pytest.raises(JobFailure, match="English-only"):
-        run(engine, speech, EngineRequest(language="de", word_timestamps=False))
+        run(engine, speech, EngineRequest(language="de", word_timestamps=False, model=tiny))
+    english_only_worker = FasterWhisperEngine(
+        TranscriberSettings(health_port=None, cpu_threads=1, models=[])
+    )
+    with pytest.raises(JobFailure, match="needs a multilingual model"):
+        run(english_only_worker, speech, EngineRequest(language="de", word_timestamps=False))
     with pytest.raises(JobFailure, match="not served by this worker"):
         run(engine, speech, EngineRequest(language=None, word_timestamps=False, model="large-v3"))
+
+
+@needs_shared
+def test_a_german_job_naming_no_model_goes_to_the_multilingual_model(
+    engine: FasterWhisperEngine,
+) -> None:
+    clip = SHARED_AUDIO / "picovoice_test_de.wav"
+    result = run(engine, clip, EngineRequest(language="de", word_timestamps=False))
+    assert result.model_name == "base"
+    assert "Raum" in result.text
 
 
 def test_the_pool_serves_each_job_with_the_model_it_asked_for(

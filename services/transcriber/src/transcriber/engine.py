@@ -175,19 +175,22 @@ class FasterWhisperEngine:
     def check(self, request: EngineRequest) -> str:
         """The model name that will serve `request`; `JobFailure` when it cannot be served.
 
-        Refused (permanent, not retryable): a model this worker does not serve; translation
-        or a language other than English on an English-only (`.en`) model, which would
-        otherwise quietly return English transcription.
+        A job that names no model but needs a multilingual one (translation, a language
+        other than English) while the default is English-only goes to the first
+        multilingual model of the pool. Refused (permanent, not retryable): a model this
+        worker does not serve; translation or a language other than English on an
+        English-only (`.en`) model, which would otherwise quietly return English.
         """
         name = request.model or self._model_name
+        needs_multilingual = request.task == "translate" or request.language not in (None, "en")
+        if request.model is None and needs_multilingual and not self._multilingual(name):
+            name = next((n for n in self._specs if self._multilingual(n)), name)
         if name not in self._specs:
             raise JobFailure(
                 ErrorCode.MODEL_ERROR,
                 f"model {name!r} is not served by this worker (it serves {', '.join(self._specs)})",
             )
-        english_only = models.is_english_only(name) or (
-            name in self._loaded and not self._loaded[name].multilingual
-        )
+        english_only = not self._multilingual(name)
         if english_only and request.task == "translate":
             raise JobFailure(
                 ErrorCode.MODEL_ERROR,
@@ -201,6 +204,11 @@ class FasterWhisperEngine:
                 "multilingual model",
             )
         return name
+
+    def _multilingual(self, name: str) -> bool:
+        if name in self._loaded:
+            return self._loaded[name].multilingual
+        return not models.is_english_only(name)
 
     def _speech_spans(self, samples: Any) -> list[tuple[float, float]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -228,11 +236,11 @@ class FasterWhisperEngine:
         with self._lock:
             try:
                 loaded = self._load(name)
+                if not loaded.multilingual:
+                    # Loaded, the model itself says what it is (a directory need not end .en).
+                    name = self.check(request)
+                    loaded = self._load(name)
                 english_only = not loaded.multilingual
-                if english_only and (
-                    request.task == "translate" or request.language not in (None, "en")
-                ):
-                    self.check(request)  # now that it is loaded, the model itself says so
                 spans: list[tuple[float, float]] | None = None
                 if settings.guardrails:
                     spans = self._speech_spans(audio.samples)

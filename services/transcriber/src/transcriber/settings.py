@@ -65,12 +65,16 @@ class TranscriberSettings(BaseSettings):
         description="Threads inference uses on CPU. Default: the CPUs this process may use.",
     )
     models: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["base"],
         description=(
             "Further models a job may ask for by name (`options.model`), besides `model`: "
             "offline registry names (`tiny.en`, `base`), hub size names or local directories. "
-            "Each is loaded on first use and kept; a job asking for another is refused. "
-            'JSON list in the environment, e.g. `["base"]`.'
+            "Each is loaded on first use and kept (base: about 150 MB more); a job asking for "
+            "another is refused. A job naming no model but asking to translate or for a "
+            "language other than English, on an English-only default, goes to the first "
+            'multilingual one. JSON list in the environment, e.g. `["base"]`; `[]` for none. '
+            "Default: the offline multilingual `base`, so detection and translation work out "
+            "of the box."
         ),
     )
     model_cache_dir: Path | None = Field(
