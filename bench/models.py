@@ -71,6 +71,7 @@ CONFIGS = [
     Config("tiny.en no fallback", "tiny.en", guardrails=True, temperature_fallback=False),
     Config("base", "base", guardrails=True),
     Config("base unguarded", "base", guardrails=False),
+    Config("base + silence 2 s", "base", guardrails=True, hallucination_silence_threshold=2),
 ]
 QUICK = {"tiny.en", "tiny.en unguarded", "base", "base unguarded"}
 
