@@ -30,6 +30,7 @@ BENCHMARKS = {
     "search": "bench.search",
     "memory": "bench.memory",
     "accuracy": "bench.wer",
+    "models": "bench.models",
 }
 
 

@@ -27,6 +27,39 @@ class TranscriptionOptions(BaseModel):
     word_timestamps: bool = Field(
         default=False, description="Include words with start/end and probability."
     )
+    task: Literal["transcribe", "translate"] | None = Field(
+        default=None,
+        description=(
+            "`translate` returns English text from speech in any language (multilingual "
+            "models only); omitted means `transcribe`."
+        ),
+    )
+    initial_prompt: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None,
+        description=(
+            "Text the model reads as if it came before the audio: spellings of names, terms, "
+            "style. Whisper keeps its last 224 tokens."
+        ),
+    )
+    hotwords: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="Words or phrases to favour, e.g. proper nouns."
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Sampling temperature; omitted or 0 decodes deterministically and re-decodes "
+            "hotter only where the text loops or is unsure (Whisper's fallback)."
+        ),
+    )
+    beam_size: int | None = Field(
+        default=None, ge=1, le=10, description="Beam search width; omitted means the worker's."
+    )
+    vad_filter: bool | None = Field(
+        default=None,
+        description="Skip non-speech with voice activity detection; omitted: the worker's.",
+    )
 
 
 class AudioUploadedV1(Event):

@@ -11,6 +11,8 @@ from contracts.envelope import Event
 from contracts.errors import ErrorCode
 
 NonNegative = Annotated[float, Field(ge=0)]
+SegmentFlag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""A quality flag; consumers ignore flags they do not know (more may be added)."""
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -43,6 +45,20 @@ class Segment(_Timed):
     no_speech_prob: Probability | None = None
     words: list[Word] | None = Field(
         default=None, description="Present when word timestamps were requested."
+    )
+    compression_ratio: NonNegative | None = Field(
+        default=None,
+        description=(
+            "gzip compression ratio of the text as decoded; above 2.4 usually means a loop."
+        ),
+    )
+    flags: list[SegmentFlag] | None = Field(
+        default=None,
+        description=(
+            "Quality signals: `repetition` (a loop was cut), `low_confidence` (average log "
+            "probability below -1), `no_speech` (no-speech probability above 0.6), "
+            "`high_compression` (compression ratio above 2.4). Absent when not computed."
+        ),
     )
 
 
@@ -91,6 +107,13 @@ class TranscriptCompletedV1(Event):
         default=None, description="Wall time the worker spent transcribing."
     )
     attempt: int = Field(default=1, ge=1)
+    empty_reason: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description=(
+            "Why the transcript has no text, when it has none: `no_speech` (voice activity "
+            "detection found no speech, or every segment was judged non-speech)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _segments_ordered(self) -> Self:

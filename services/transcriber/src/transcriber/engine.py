@@ -10,14 +10,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import structlog
 
 from contracts.errors import ErrorCode
 from contracts.transcription import Segment, Word
-from transcriber.audio import decode_audio
+from transcriber import guardrails, models
+from transcriber.audio import SAMPLE_RATE, decode_audio
 from transcriber.errors import JobCancelled, JobFailure
+from transcriber.settings import model_name_of
 
 if TYPE_CHECKING:
     from transcriber.settings import TranscriberSettings
@@ -25,12 +27,31 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+Task = Literal["transcribe", "translate"]
+TEMPERATURE_FALLBACK: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Whisper's schedule: a window whose text loops or is unsure is decoded again, hotter."""
+
+
 @dataclass(frozen=True, slots=True)
 class EngineRequest:
-    """What one transcription asks of the engine."""
+    """What one transcription asks of the engine; every option has the worker's default."""
 
     language: str | None
     word_timestamps: bool
+    task: Task = "transcribe"
+    """`translate`: English text from speech in any language (multilingual models only)."""
+    initial_prompt: str | None = None
+    """Text the model reads as if it preceded the audio: names, spelling, style."""
+    hotwords: str | None = None
+    """Words or phrases to favour (faster-whisper puts them in the prompt)."""
+    temperature: float | None = None
+    """None or 0: greedy/beam with the fallback schedule; above 0: sample at this one."""
+    beam_size: int | None = None
+    """None: the worker's `beam_size`."""
+    vad_filter: bool | None = None
+    """None: the worker's `vad_filter`."""
+    model: str | None = None
+    """A model this worker serves (`models`); None: its default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +62,16 @@ class EngineResult:
     language_probability: float
     duration_seconds: float
     segments: list[Segment]
+    model_name: str | None = None
+    """The model that produced it (a worker may serve several)."""
+    empty_reason: str | None = None
+    """Why there is no text when there is none: `no_speech` (nothing detected)."""
+    speech_seconds: float | None = None
+    """Speech detected by VAD, when the guardrails ran it."""
+    repetitions_cut: int = 0
+    """Words removed as repetition loops (within and across segments)."""
+    segments_dropped: int = 0
+    """Segments dropped as non-speech or as repeats of the segment before."""
 
     @property
     def text(self) -> str:
@@ -81,31 +112,109 @@ def resolve_device(device: str) -> str:
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
+class _Loaded:
+    """One model of the pool and its batched pipeline."""
+
+    def __init__(self, model: Any, pipeline: Any) -> None:
+        self.model = model
+        self.pipeline = pipeline
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+
 class FasterWhisperEngine:
-    """faster-whisper, loaded once; decoding classified by `transcriber.audio`."""
+    """faster-whisper: a pool of models loaded once each, guardrails around the decoding."""
 
     def __init__(self, settings: TranscriberSettings) -> None:
-        from faster_whisper import BatchedInferencePipeline, WhisperModel
-
         self._settings = settings
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("int8" if self.device == "cpu" else "float16")
         self._model_name = settings.resolved_model_name()
-        self._model = WhisperModel(
-            settings.model,
-            device=self.device,
-            compute_type=self.compute_type,
-            cpu_threads=settings.cpu_threads,
-        )
-        self._pipeline: Any = BatchedInferencePipeline(self._model) if settings.batched else None
+        # name events carry -> what to load; the default first, then `models`.
+        self._specs: dict[str, str] = {self._model_name: settings.model}
+        for spec in settings.models:
+            self._specs.setdefault(model_name_of(spec), spec)
+        self._loaded: dict[str, _Loaded] = {}
+        self._vad: Any = None
         # One WhisperModel serves one transcription at a time (prefetch 1), but a lock makes
         # that true even if a caller forgets.
         self._lock = threading.Lock()
+        self._load(self._model_name)
 
     @property
     def model_name(self) -> str:
-        """The model's name as events carry it."""
+        """The default model's name as events carry it."""
         return self._model_name
+
+    @property
+    def model_names(self) -> list[str]:
+        """Every model a job may ask for on this worker, the default first."""
+        return list(self._specs)
+
+    def _load(self, name: str) -> _Loaded:
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        spec = self._specs[name]
+        local = models.resolve(spec, self._settings.model_cache_dir)
+        model = WhisperModel(
+            str(local) if local is not None else spec,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self._settings.cpu_threads,
+        )
+        pipeline = BatchedInferencePipeline(model) if self._settings.batched else None
+        loaded = self._loaded[name] = _Loaded(model, pipeline)
+        log.info("model_loaded", model=name, multilingual=loaded.multilingual)
+        return loaded
+
+    def check(self, request: EngineRequest) -> str:
+        """The model name that will serve `request`; `JobFailure` when it cannot be served.
+
+        A job that names no model but needs a multilingual one (translation, a language
+        other than English) while the default is English-only goes to the first
+        multilingual model of the pool. Refused (permanent, not retryable): a model this
+        worker does not serve; translation or a language other than English on an
+        English-only (`.en`) model, which would otherwise quietly return English.
+        """
+        name = request.model or self._model_name
+        needs_multilingual = request.task == "translate" or request.language not in (None, "en")
+        if request.model is None and needs_multilingual and not self._multilingual(name):
+            name = next((n for n in self._specs if self._multilingual(n)), name)
+        if name not in self._specs:
+            raise JobFailure(
+                ErrorCode.MODEL_ERROR,
+                f"model {name!r} is not served by this worker (it serves {', '.join(self._specs)})",
+            )
+        english_only = not self._multilingual(name)
+        if english_only and request.task == "translate":
+            raise JobFailure(
+                ErrorCode.MODEL_ERROR,
+                f"model {name!r} is English-only and cannot translate; ask for a "
+                "multilingual model",
+            )
+        if english_only and request.language not in (None, "en"):
+            raise JobFailure(
+                ErrorCode.MODEL_ERROR,
+                f"model {name!r} is English-only; language {request.language!r} needs a "
+                "multilingual model",
+            )
+        return name
+
+    def _multilingual(self, name: str) -> bool:
+        if name in self._loaded:
+            return self._loaded[name].multilingual
+        return not models.is_english_only(name)
+
+    def _speech_spans(self, samples: Any) -> list[tuple[float, float]]:
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        chunks = get_speech_timestamps(samples, VadOptions())
+        return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
     def transcribe(
         self,
@@ -116,6 +225,7 @@ class FasterWhisperEngine:
         cancelled: threading.Event,
     ) -> EngineResult:
         """Decode, then transcribe segment by segment (see `SpeechEngine`)."""
+        name = self.check(request)
         audio = decode_audio(path, max_duration_seconds=self._settings.max_duration_seconds)
         if audio.bad_frames:
             log.warning("audio_frames_skipped", bad_frames=audio.bad_frames)
@@ -125,31 +235,39 @@ class FasterWhisperEngine:
         settings = self._settings
         with self._lock:
             try:
-                if self._pipeline is not None:
-                    segments, info = self._pipeline.transcribe(
-                        audio.samples,
-                        language=request.language,
-                        beam_size=settings.beam_size,
-                        word_timestamps=request.word_timestamps,
-                        vad_filter=settings.vad_filter,
-                        batch_size=settings.batch_size,
-                    )
-                else:
-                    segments, info = self._model.transcribe(
-                        audio.samples,
-                        language=request.language,
-                        beam_size=settings.beam_size,
-                        word_timestamps=request.word_timestamps,
-                        vad_filter=settings.vad_filter,
-                    )
-                result: list[Segment] = []
+                loaded = self._load(name)
+                if not loaded.multilingual:
+                    # Loaded, the model itself says what it is (a directory need not end .en).
+                    name = self.check(request)
+                    loaded = self._load(name)
+                english_only = not loaded.multilingual
+                spans: list[tuple[float, float]] | None = None
+                if settings.guardrails:
+                    spans = self._speech_spans(audio.samples)
+                    speech = guardrails.speech_seconds(spans)
+                    if speech < settings.min_speech_seconds:
+                        log.info("no_speech_detected", speech_seconds=round(speech, 3))
+                        return EngineResult(
+                            language=request.language or "en",
+                            language_probability=0.0 if request.language is None else 1.0,
+                            duration_seconds=duration,
+                            segments=[],
+                            model_name=name,
+                            empty_reason="no_speech",
+                            speech_seconds=speech,
+                        )
+                segments, info = self._decode(loaded, audio.samples, request, english_only)
+                emitter = _Emitter(
+                    on_segment=on_segment,
+                    duration=duration,
+                    max_repeats=settings.max_repeats if settings.guardrails else None,
+                )
                 # The generator does the work lazily: each step decodes one more window.
                 for fw_segment in segments:
-                    segment = _to_segment(len(result), fw_segment, request.word_timestamps)
-                    result.append(segment)
-                    on_segment(segment, min(segment.end, duration), duration)
+                    emitter.push(fw_segment, request.word_timestamps, spans)
                     if cancelled.is_set():
                         raise JobCancelled("shutdown during inference")
+                emitter.flush()
             except (JobCancelled, JobFailure):
                 raise
             except (RuntimeError, ValueError, MemoryError) as exc:
@@ -157,15 +275,140 @@ class FasterWhisperEngine:
                 raise JobFailure(
                     ErrorCode.MODEL_ERROR, f"the speech model failed: {exc}", retryable=True
                 ) from exc
+        result = emitter.segments
+        empty = None
+        if spans is not None and not result:
+            empty = "no_speech"
         return EngineResult(
             language=info.language,
             language_probability=min(1.0, max(0.0, float(info.language_probability))),
             duration_seconds=duration,
             segments=result,
+            model_name=name,
+            empty_reason=empty,
+            speech_seconds=None if spans is None else guardrails.speech_seconds(spans),
+            repetitions_cut=emitter.words_cut,
+            segments_dropped=emitter.dropped,
+        )
+
+    def _decode(
+        self, loaded: _Loaded, samples: Any, request: EngineRequest, english_only: bool
+    ) -> tuple[Any, Any]:
+        settings = self._settings
+        if request.temperature:
+            temperature: float | tuple[float, ...] = request.temperature
+        elif settings.temperature_fallback:
+            temperature = TEMPERATURE_FALLBACK
+        else:
+            temperature = 0.0
+        common: dict[str, Any] = {
+            # An English-only model is told so; detection on it is meaningless.
+            "language": "en" if english_only else request.language,
+            "task": request.task,
+            "beam_size": request.beam_size or settings.beam_size,
+            "initial_prompt": request.initial_prompt or None,
+            "hotwords": request.hotwords or None,
+            "vad_filter": settings.vad_filter if request.vad_filter is None else request.vad_filter,
+        }
+        if loaded.pipeline is not None:
+            # Batched: no fallback, no silence threshold, no conditioning (faster-whisper).
+            # It batches VAD chunks: without VAD it refuses audio of 30 s or more.
+            common["vad_filter"] = True
+            return loaded.pipeline.transcribe(  # type: ignore[no-any-return]
+                samples,
+                temperature=temperature,
+                word_timestamps=request.word_timestamps,
+                batch_size=settings.batch_size,
+                **common,
+            )
+        silence = settings.hallucination_silence_threshold
+        return loaded.model.transcribe(  # type: ignore[no-any-return]
+            samples,
+            temperature=temperature,
+            # faster-whisper only applies the silence threshold with word timestamps on.
+            word_timestamps=request.word_timestamps or silence is not None,
+            hallucination_silence_threshold=silence,
+            **common,
         )
 
 
-def _to_segment(index: int, fw: Any, with_words: bool) -> Segment:
+class _Emitter:
+    """Turns decoded segments into contract segments, guarded, and reports each once final.
+
+    A segment equal to the one before it is held back until its run ends: a run of more
+    than `max_repeats` is a loop and only its first segment is kept (flagged). Ids are given
+    at emission, so they stay dense and ascending when segments are dropped.
+    """
+
+    def __init__(self, *, on_segment: OnSegment, duration: float, max_repeats: int | None) -> None:
+        self._on_segment = on_segment
+        self._duration = duration
+        self._max_repeats = max_repeats
+        self._pending: list[Segment] = []
+        self._pending_key = ""
+        self.segments: list[Segment] = []
+        self.words_cut = 0
+        self.dropped = 0
+
+    def push(self, fw: Any, with_words: bool, spans: list[tuple[float, float]] | None) -> None:
+        segment = _to_segment(fw, with_words)
+        if self._max_repeats is None:
+            self._emit(segment)
+            return
+        flags = segment.flags or ()
+        if spans is not None and guardrails.NO_SPEECH in flags and _outside_speech(segment, spans):
+            self.dropped += 1
+            return
+        cut = guardrails.cut_repetitions(segment.text, max_repeats=self._max_repeats)
+        if cut.cut:
+            self.words_cut += cut.removed_words
+            segment = _apply_cut(segment, cut)
+        key = guardrails.repetition_key(segment.text)
+        if key and key == self._pending_key:
+            self._pending.append(segment)
+            return
+        self.flush()
+        self._pending = [segment]
+        self._pending_key = key
+
+    def flush(self) -> None:
+        pending, self._pending, self._pending_key = self._pending, [], ""
+        if self._max_repeats is not None and len(pending) > self._max_repeats:
+            first, rest = pending[0], pending[1:]
+            self.dropped += len(rest)
+            self.words_cut += sum(len(s.text.split()) for s in rest)
+            pending = [_flagged(first.model_copy(update={"end": rest[-1].end}))]
+        for segment in pending:
+            self._emit(segment)
+
+    def _emit(self, segment: Segment) -> None:
+        segment = segment.model_copy(update={"id": len(self.segments)})
+        self.segments.append(segment)
+        self._on_segment(segment, min(segment.end, self._duration), self._duration)
+
+
+def _outside_speech(segment: Segment, spans: list[tuple[float, float]], pad: float = 0.5) -> bool:
+    return not any(segment.start < end + pad and start - pad < segment.end for start, end in spans)
+
+
+def _flagged(segment: Segment) -> Segment:
+    flags = list(segment.flags or [])
+    if guardrails.REPETITION not in flags:
+        flags.insert(0, guardrails.REPETITION)
+    return segment.model_copy(update={"flags": flags})
+
+
+def _apply_cut(segment: Segment, cut: guardrails.Cut) -> Segment:
+    words = segment.words
+    if words is not None and len(words) == cut.total_words:
+        words = [words[i] for i in cut.kept]
+        end = words[-1].end if words else segment.end
+    else:
+        end = segment.end
+    return _flagged(segment.model_copy(update={"text": cut.text, "words": words, "end": end}))
+
+
+def _to_segment(fw: Any, with_words: bool) -> Segment:
     start = max(0.0, float(fw.start))
     end = max(start, float(fw.end))
     words: list[Word] | None = None
@@ -181,12 +424,20 @@ def _to_segment(index: int, fw: Any, with_words: bool) -> Segment:
                     probability=min(1.0, max(0.0, float(w.probability))),
                 )
             )
+    text = fw.text.strip()
+    avg_logprob = float(fw.avg_logprob)
+    no_speech_prob = min(1.0, max(0.0, float(fw.no_speech_prob)))
+    ratio = float(getattr(fw, "compression_ratio", 0.0) or guardrails.compression_ratio(text))
     return Segment(
-        id=index,
+        id=0,
         start=start,
         end=end,
-        text=fw.text.strip(),
-        avg_logprob=float(fw.avg_logprob),
-        no_speech_prob=min(1.0, max(0.0, float(fw.no_speech_prob))),
+        text=text,
+        avg_logprob=avg_logprob,
+        no_speech_prob=no_speech_prob,
         words=words,
+        compression_ratio=round(ratio, 3),
+        flags=guardrails.segment_flags(
+            text, avg_logprob=avg_logprob, no_speech_prob=no_speech_prob, compression=ratio
+        ),
     )

@@ -64,7 +64,73 @@ class TranscriberSettings(BaseSettings):
         ge=1,
         description="Threads inference uses on CPU. Default: the CPUs this process may use.",
     )
-    beam_size: int = Field(default=5, ge=1, le=20, description="Beam search width.")
+    models: list[str] = Field(
+        default_factory=lambda: ["base"],
+        description=(
+            "Further models a job may ask for by name (`options.model`), besides `model`: "
+            "offline registry names (`tiny.en`, `base`), hub size names or local directories. "
+            "Each is loaded on first use and kept (base: about 150 MB more); a job asking for "
+            "another is refused. A job naming no model but asking to translate or for a "
+            "language other than English, on an English-only default, goes to the first "
+            'multilingual one. JSON list in the environment, e.g. `["base"]`; `[]` for none. '
+            "Default: the offline multilingual `base`, so detection and translation work out "
+            "of the box."
+        ),
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where offline models split across packages (`base`) are assembled, once. "
+            "Default: `$XDG_CACHE_HOME/scribe/models` (`~/.cache/scribe/models`)."
+        ),
+    )
+    beam_size: int = Field(
+        default=5, ge=1, le=10, description="Beam search width when a job does not set one."
+    )
+    temperature_fallback: bool = Field(
+        default=True,
+        description=(
+            "Re-decode a window at temperatures 0.2, 0.4 ... 1.0 when its text compresses too "
+            "well (a loop) or its log probability is too low (Whisper's own fallback). "
+            "Applies when a job does not fix a temperature; the batched pipeline has none."
+        ),
+    )
+    guardrails: bool = Field(
+        default=True,
+        description=(
+            "Hallucination guards (`transcriber.guardrails`): no text for audio in which Silero "
+            "VAD finds no speech, segments Whisper marks as non-speech outside any detected "
+            "speech dropped, repetition loops cut, quality flags on every segment. Measured "
+            "in `bench/models.py`: WER unchanged on speech, silence and noise give no words."
+        ),
+    )
+    min_speech_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description=(
+            "With `guardrails`: audio with less detected speech than this is transcribed as "
+            "empty (`no_speech`) without running the model."
+        ),
+    )
+    max_repeats: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description=(
+            "With `guardrails`: a phrase (or a whole segment) repeated back to back more than "
+            "this many times is a loop, cut to one occurrence and flagged `repetition`."
+        ),
+    )
+    hallucination_silence_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "faster-whisper's guard: skip silences longer than this many seconds around a "
+            "likely hallucination. Needs word timestamps, which the engine then computes even "
+            "when a job does not ask for words (slower); the batched pipeline ignores it. "
+            "Default off: see `bench/README.md` (models) for the measurement."
+        ),
+    )
     vad_filter: bool = Field(
         default=False,
         description="Skip non-speech with Silero VAD before decoding (faster on sparse audio).",
@@ -73,7 +139,9 @@ class TranscriberSettings(BaseSettings):
         default=False,
         description=(
             "Use faster-whisper's BatchedInferencePipeline (VAD chunks decoded in batches; "
-            "fastest on long files, slightly different segmentation)."
+            "fastest on long files, slightly different segmentation). It ignores the "
+            "temperature fallback, `hallucination_silence_threshold` and previous-text "
+            "conditioning (always off); the engine's own guardrails still apply."
         ),
     )
     batch_size: int = Field(
@@ -160,7 +228,12 @@ class TranscriberSettings(BaseSettings):
         """The model's name as events carry it."""
         if self.model_name:
             return self.model_name
-        if self.model == offline_model_path():
-            return OFFLINE_MODEL_NAME
-        path = Path(self.model)
-        return path.name if path.is_dir() else self.model
+        return model_name_of(self.model)
+
+
+def model_name_of(model: str) -> str:
+    """The name events carry for a `model` setting: registry name, size name or dir name."""
+    if model == offline_model_path():
+        return OFFLINE_MODEL_NAME
+    path = Path(model)
+    return path.name if path.is_dir() else model
