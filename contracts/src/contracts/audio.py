@@ -27,6 +27,19 @@ class TranscriptionOptions(BaseModel):
     word_timestamps: bool = Field(
         default=False, description="Include words with start/end and probability."
     )
+    task: Literal["transcribe", "translate"] | None = Field(
+        default=None,
+        description="`translate` asks for English text from speech in any language; "
+        "omitted means `transcribe`.",
+    )
+    initial_prompt: str | None = Field(
+        default=None,
+        description="Text the model is primed with: spellings, names, style of the previous "
+        "passage (OpenAI's `prompt`).",
+    )
+    temperature: float | None = Field(
+        default=None, description="Sampling temperature; omitted means the worker's default."
+    )
 
 
 class AudioUploadedV1(Event):
