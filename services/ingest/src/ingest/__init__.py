@@ -10,6 +10,7 @@ Wiring
 HTTP layer (parse input, call a use case or the read port, shape the answer)
     submissions.py  POST /v1/transcriptions
     reads.py        jobs, listing, transcript exports, search
+    openai_compat.py  OpenAI's audio API: /v1/audio/transcriptions, /translations, /v1/models
     health.py       /healthz, /readyz        metrics.py  /metrics and the counters
     errors.py       the one map from failure class to HTTP status and headers
     openapi.py      examples and error catalogues shown at /docs

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ingest.read_models import SegmentOut
+
 MAX_LINE_CHARS: Final = 42
 MAX_LINES: Final = 2
 _MIN_CUE_SECONDS: Final = 0.001
@@ -44,6 +46,19 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+
+
+def timed_segments(segments: Iterable[SegmentOut]) -> list[TimedSegment]:
+    """A transcript's segments as the exports take them."""
+    return [
+        TimedSegment(
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            words=[TimedWord(w.word, w.start, w.end) for w in s.words] if s.words else None,
+        )
+        for s in segments
+    ]
 
 
 def format_timestamp(seconds: float, *, decimal: str) -> str:

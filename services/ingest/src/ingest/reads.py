@@ -165,15 +165,7 @@ async def export_transcript(
         )
     if fmt == "json":
         return Response(transcript.model_dump_json(), media_type="application/json")
-    timed = [
-        exports.TimedSegment(
-            start=s.start,
-            end=s.end,
-            text=s.text,
-            words=[exports.TimedWord(w.word, w.start, w.end) for w in s.words] if s.words else None,
-        )
-        for s in transcript.segments
-    ]
+    timed = exports.timed_segments(transcript.segments)
     body = {"txt": exports.to_text, "srt": exports.to_srt, "vtt": exports.to_vtt}[fmt](timed)
     return PlainTextResponse(
         body,
