@@ -14,6 +14,7 @@ HTTP layer (parse input, call a use case or the read port, shape the answer)
     health.py       /healthz, /readyz        metrics.py  /metrics and the counters
     errors.py       the one map from failure class to HTTP status and headers
     openapi.py      examples and error catalogues shown at /docs
+    docs.py         /docs and /redoc from local assets (fastapi-offline), nothing fetched elsewhere
     links.py        the one shape of a job's `links`
     multipart.py    the streaming form parser    cursors.py  opaque paging cursors
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from ingest import health, metrics, openai_compat, reads, submissions
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
+from ingest.docs import offline_docs_app
 from ingest.errors import install_error_handlers
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
@@ -60,7 +61,8 @@ def build_read_app(services: ReadServices | Opener) -> FastAPI:
 
 
 def _app(services: ReadServices | Opener, routers: Iterable[APIRouter]) -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc from local assets: they work with no internet.
+    app = offline_docs_app(
         title="Scribe ingest",
         version="0.1.0",
         summary="Submit audio for transcription; read jobs, transcripts and search.",
