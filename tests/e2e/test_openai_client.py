@@ -7,6 +7,9 @@ speech through `POST /v1/audio/transcriptions`; each request is an ordinary job,
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from tests.support.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 KEY = "dev-insecure-key"  # no keys configured in the stack: the development key works
 normalise = EnglishTextNormalizer()
 
@@ -95,3 +99,20 @@ def test_openai_client_transcribes_in_every_format_and_the_jobs_are_ordinary(
 
     models = client.models.list()
     assert [m.id for m in models.data] == ["tiny.en", "whisper-1"]
+
+    # The README's example, as printed, against this stack and this speech.
+    printed = _run_readme_example(stack.api, speech)
+    assert wer(SCRIPTS["meeting"], printed.splitlines()[0]) < 0.15
+    assert "budget" in printed.lower()
+
+
+def _run_readme_example(api: str, speech: Path) -> str:
+    section = README.read_text().split("## OpenAI-compatible API", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "the README lost its OpenAI client example"
+    code = match.group(1).replace('"http://127.0.0.1:8000/v1"', repr(f"{api}/v1"))
+    code = code.replace('"talk.flac"', repr(str(speech)))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own docs
+    return out.getvalue()
