@@ -149,6 +149,9 @@ async def test_speech_upload_publishes_exactly_one_confirmed_event(ingest: Inges
         "language": "en",
         "model": "tiny.en",
         "word_timestamps": True,
+        "task": None,
+        "initial_prompt": None,
+        "temperature": None,
     }
     stored = Path(urlsplit(str(event.audio_uri)).path)
     assert await asyncio.to_thread(stored.read_bytes) == audio

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 
 import pytest
+import srt
+import webvtt
 
 from ingest.exports import (
+    CueLimits,
     TimedSegment,
     TimedWord,
     build_cues,
     format_timestamp,
     to_srt,
     to_text,
+    to_tsv,
     to_vtt,
 )
 
@@ -75,3 +81,74 @@ def test_text_is_one_segment_a_line() -> None:
     assert to_text([TimedSegment(0, 1, " Hello  there. "), TimedSegment(1, 2, "Bye.")]) == (
         "Hello there.\nBye.\n"
     )
+
+
+# --- caption limits a caller asks for (line width, lines per cue, cue duration), and TSV
+
+SPEECH = (
+    "Today we are going to talk about the migration of the northern bald ibis, a bird that "
+    "almost vanished from Europe and was taught its route again by people flying microlights."
+)
+
+
+def _segments(with_words: bool) -> list[TimedSegment]:
+    tokens = SPEECH.split()
+    step = 0.45
+    words = [
+        TimedWord(w, 5.0 + i * step, 5.0 + (i + 1) * step - 0.05) for i, w in enumerate(tokens)
+    ]
+    return [
+        TimedSegment(0.0, 2.0, "Good morning."),
+        TimedSegment(5.0, 5.0 + step * len(tokens), SPEECH, words if with_words else None),
+        TimedSegment(40.0, 41.0, "Thank you."),
+    ]
+
+
+@pytest.mark.parametrize("with_words", [True, False], ids=["word-times", "no-word-times"])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        CueLimits(width=20, lines=1),
+        CueLimits(width=32, lines=3, max_seconds=3.0),
+        CueLimits(max_seconds=1.5),
+        CueLimits(width=60, lines=1, max_seconds=6.0),
+    ],
+    ids=["20x1", "32x3-3s", "default-width-1.5s", "60x1-6s"],
+)
+def test_captions_parse_and_respect_the_asked_limits(limits: CueLimits, with_words: bool) -> None:
+    segments = _segments(with_words)
+    as_srt = list(srt.parse(to_srt(segments, limits)))
+    as_vtt = webvtt.from_string(to_vtt(segments, limits)).captions
+
+    assert len(as_srt) == len(as_vtt) > 3  # the long segment was split
+    for cue, caption in zip(as_srt, as_vtt, strict=True):
+        lines = cue.content.split("\n")
+        assert len(lines) <= limits.lines
+        assert all(len(line) <= limits.width for line in lines)
+        if limits.max_seconds is not None:
+            assert (cue.end - cue.start).total_seconds() <= limits.max_seconds + 0.0005
+        assert caption.text == cue.content
+        assert caption.start_in_seconds == int(cue.start.total_seconds())
+    # Every word shown once, in order, and the cues follow one another.
+    shown = " ".join(" ".join(c.content.split("\n")) for c in as_srt)
+    assert shown == " ".join(" ".join(s.text.split()) for s in segments)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(as_srt))
+
+
+def test_a_duration_limit_splits_a_short_but_slow_segment() -> None:
+    cues = build_cues([TimedSegment(0.0, 9.0, "one two three")], CueLimits(max_seconds=4.0))
+    assert [c.lines for c in cues] == [("one",), ("two",), ("three",)]
+    assert max(c.end - c.start for c in cues) <= 4.0 + 1e-9
+
+
+def test_default_limits_are_the_old_ones() -> None:
+    segments = _segments(with_words=True)
+    assert to_srt(segments) == to_srt(segments, CueLimits(width=42, lines=2))
+    assert build_cues(segments) == build_cues(segments, CueLimits())
+
+
+def test_tsv_is_whisper_s_start_end_text_in_milliseconds() -> None:
+    out = to_tsv([TimedSegment(0.0, 1.5, " Hello\tthere."), TimedSegment(61.0006, 62.25, "Bye.")])
+    assert out == "start\tend\ttext\n0\t1500\tHello there.\n61001\t62250\tBye.\n"
+    rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+    assert [r["text"] for r in rows] == ["Hello there.", "Bye."]

@@ -10,9 +10,11 @@ Wiring
 HTTP layer (parse input, call a use case or the read port, shape the answer)
     submissions.py  POST /v1/transcriptions
     reads.py        jobs, listing, transcript exports, search
+    openai_compat.py  OpenAI's audio API: /v1/audio/transcriptions, /translations, /v1/models
     health.py       /healthz, /readyz        metrics.py  /metrics and the counters
     errors.py       the one map from failure class to HTTP status and headers
     openapi.py      examples and error catalogues shown at /docs
+    docs.py         /docs and /redoc from local assets (fastapi-offline), nothing fetched elsewhere
     links.py        the one shape of a job's `links`
     multipart.py    the streaming form parser    cursors.py  opaque paging cursors
 

@@ -12,9 +12,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from ingest import health, metrics, reads, submissions
+from ingest import health, metrics, openai_compat, reads, submissions
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
+from ingest.docs import offline_docs_app
 from ingest.errors import install_error_handlers
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
@@ -42,7 +43,16 @@ def build_app(
     container: IngestContainer | Callable[[], AbstractAsyncContextManager[IngestContainer]],
 ) -> FastAPI:
     """Every route over `container`: a ready one (tests), or one the lifespan opens."""
-    return _app(container, (submissions.router, health.router, reads.router, metrics.router))
+    return _app(
+        container,
+        (
+            submissions.router,
+            openai_compat.router,
+            health.router,
+            reads.router,
+            metrics.router,
+        ),
+    )
 
 
 def build_read_app(services: ReadServices | Opener) -> FastAPI:
@@ -51,7 +61,8 @@ def build_read_app(services: ReadServices | Opener) -> FastAPI:
 
 
 def _app(services: ReadServices | Opener, routers: Iterable[APIRouter]) -> FastAPI:
-    app = FastAPI(
+    # /docs and /redoc from local assets: they work with no internet.
+    app = offline_docs_app(
         title="Scribe ingest",
         version="0.1.0",
         summary="Submit audio for transcription; read jobs, transcripts and search.",

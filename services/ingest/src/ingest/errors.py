@@ -1,7 +1,9 @@
 """The HTTP face of failures: each `ingest.failures` class gets its status here, and only here.
 
 Every error response is JSON `{code, message[, details]}` with a stable code, whether it
-comes from a use case, from FastAPI's request validation or from Starlette's routing.
+comes from a use case, from FastAPI's request validation or from Starlette's routing. The
+OpenAI-compatible routes (`ingest.openai_compat`) answer the same failures in OpenAI's
+shape instead, `{"error": {message, type, param, code}}`, with the same stable codes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from ingest.failures import (
     IngestError,
     InternalError,
     InvalidInputError,
+    JobFailedError,
+    JobPendingError,
     MalformedRequestError,
+    ModelNotFoundError,
     NotFoundError,
     RetryLaterError,
     TooLargeError,
@@ -31,6 +36,7 @@ from ingest.failures import (
     UnsupportedMediaError,
     invalid_fields,
 )
+from ingest.links import job_path
 
 log = structlog.get_logger(__name__)
 
@@ -38,10 +44,13 @@ STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
     MalformedRequestError: 400,
     UnauthenticatedError: 401,
     NotFoundError: 404,
+    ModelNotFoundError: 404,
     ConflictError: 409,
     TooLargeError: 413,
     UnsupportedMediaError: 415,
     InvalidInputError: 422,
+    JobFailedError: 400,
+    JobPendingError: 504,
     TooManyUploadsError: 429,
     InternalError: 500,
     UnavailableError: 503,
@@ -78,6 +87,8 @@ class ErrorBody(BaseModel):
 
 def status_of(failure: IngestError) -> int:
     """The HTTP status `failure` is answered with; 500 for a class nobody mapped."""
+    if isinstance(failure, JobFailedError) and failure.retryable:
+        return 502  # the worker failed for a passing reason: asking again may succeed
     for cls in type(failure).__mro__:
         status = STATUS_BY_FAILURE.get(cls)
         if status is not None:
@@ -92,6 +103,10 @@ def headers_of(failure: IngestError) -> dict[str, str] | None:
     if isinstance(failure, UnauthenticatedError):
         # The challenge RFC 6750 asks for.
         return dict(_WWW_AUTHENTICATE)
+    if isinstance(failure, JobPendingError):
+        # The job goes on: poll it. Asking again would only make a second job, so the
+        # OpenAI client is told not to retry (it would on any 5xx).
+        return {"Location": job_path(failure.job_id), "x-should-retry": "false"}
     return None
 
 
@@ -116,6 +131,108 @@ def failure_response(failure: IngestError) -> JSONResponse:
         headers=headers_of(failure),
         details=failure.details,
     )
+
+
+class OpenAIError(BaseModel):
+    """An error as OpenAI's API words it; `code` is Scribe's stable code."""
+
+    message: str = Field(examples=["unknown model 'gpt-5'; this deployment serves: tiny.en"])
+    type: str = Field(
+        examples=["invalid_request_error"],
+        description="`invalid_request_error`, `authentication_error`, `rate_limit_error` or "
+        "`server_error`.",
+    )
+    param: str | None = Field(default=None, examples=["model"])
+    code: str | None = Field(default=None, examples=["model_unavailable"])
+    job_id: str | None = Field(
+        default=None, description="The job the request made, when it made one: poll it."
+    )
+
+
+class OpenAIErrorBody(BaseModel):
+    """Every error response of the OpenAI-compatible routes."""
+
+    error: OpenAIError
+
+
+def openai_status_of(failure: IngestError) -> int:
+    """The status on the OpenAI-compatible routes: OpenAI answers bad input with 400."""
+    status = status_of(failure)
+    return 400 if status in {415, 422} else status
+
+
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def _openai_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    job_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    error = OpenAIError(
+        message=message, type=_openai_type(status), param=param, code=code, job_id=job_id
+    )
+    # OpenAI sends `param` and `code` even when null; `job_id` is Scribe's, sent when known.
+    hidden = None if job_id else {"error": {"job_id"}}
+    body = OpenAIErrorBody(error=error).model_dump(exclude=hidden)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _param_of(details: list[dict[str, Any]] | None) -> str | None:
+    # OpenAI names one offending parameter; the first field the details name.
+    for detail in details or ():
+        loc = [str(p) for p in detail.get("loc", ())]
+        if len(loc) > 1:
+            return loc[-1]
+    return None
+
+
+def openai_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Any exception raised on an OpenAI-compatible route, as OpenAI's error shape."""
+    if isinstance(exc, RequestValidationError):
+        exc = invalid_fields(
+            [
+                {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                for e in jsonable_encoder(exc.errors())
+            ]
+        )
+    if isinstance(exc, IngestError):
+        status = openai_status_of(exc)
+        log.info(
+            "request_refused",
+            method=request.method,
+            path=request.url.path,
+            status=status,
+            code=exc.code,
+            reason=exc.message,
+        )
+        job_id = str(exc.job_id) if isinstance(exc, JobFailedError | JobPendingError) else None
+        return _openai_response(
+            status,
+            exc.code,
+            exc.message,
+            param=_param_of(exc.details),
+            job_id=job_id,
+            headers=headers_of(exc),
+        )
+    if isinstance(exc, HTTPException):
+        return _openai_response(
+            exc.status_code,
+            _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+    log.error("request_failed", exc_info=exc)
+    return _openai_response(500, "internal_error", "unexpected error; see logs")
 
 
 def install_error_handlers(app: FastAPI) -> None:

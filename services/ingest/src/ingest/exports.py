@@ -1,8 +1,10 @@
-"""Transcript exports: plain text, SRT and WebVTT captions readable on screen.
+"""Transcript exports: plain text, TSV, SRT and WebVTT captions readable on screen.
 
-Captions follow common subtitle guidance: at most 42 characters a line and two lines a
-cue. A segment too long for one cue is split at word boundaries; with word timestamps each
-cue takes its words' own times, otherwise the segment's time is shared out by characters.
+Captions follow common subtitle guidance by default: at most 42 characters a line and two
+lines a cue; a caller may ask for other limits (`CueLimits`: line width, lines per cue,
+and a longest cue duration). A segment too long for one cue is split at word boundaries;
+with word timestamps each cue takes its words' own times, otherwise the segment's time is
+shared out by characters.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from ingest.read_models import SegmentOut
 
 MAX_LINE_CHARS: Final = 42
 MAX_LINES: Final = 2
@@ -38,12 +42,37 @@ class TimedSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class CueLimits:
+    """How much one caption may hold: line width, lines, and (if set) seconds on screen."""
+
+    width: int = MAX_LINE_CHARS
+    lines: int = MAX_LINES
+    max_seconds: float | None = None
+
+
+DEFAULT_LIMITS: Final = CueLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Cue:
     """One caption: a time span and its (already wrapped) lines."""
 
     start: float
     end: float
     lines: tuple[str, ...]
+
+
+def timed_segments(segments: Iterable[SegmentOut]) -> list[TimedSegment]:
+    """A transcript's segments as the exports take them."""
+    return [
+        TimedSegment(
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            words=[TimedWord(w.word, w.start, w.end) for w in s.words] if s.words else None,
+        )
+        for s in segments
+    ]
 
 
 def format_timestamp(seconds: float, *, decimal: str) -> str:
@@ -63,13 +92,28 @@ def _fits(text: str, width: int, lines: int) -> bool:
     return len(_wrap(text, width)) <= lines
 
 
-def _chunks(words: Sequence[str], width: int, lines: int) -> list[list[int]]:
-    """Greedy grouping of word indexes into runs that wrap to at most `lines` lines."""
+def _chunks(
+    words: Sequence[str],
+    limits: CueLimits,
+    spans: Sequence[tuple[float, float]] | None = None,
+) -> list[list[int]]:
+    """Greedy grouping of word indexes into runs that fit a cue.
+
+    A run wraps to at most `limits.lines` lines and, with `spans` and a duration limit,
+    lasts from its first word's start to its last word's end at most `limits.max_seconds`.
+    """
     groups: list[list[int]] = []
     current: list[int] = []
     for i in range(len(words)):
         candidate = [*current, i]
-        if current and not _fits(" ".join(words[j] for j in candidate), width, lines):
+        too_long = (
+            spans is not None
+            and limits.max_seconds is not None
+            and spans[i][1] - spans[current[0] if current else i][0] > limits.max_seconds
+        )
+        if current and (
+            too_long or not _fits(" ".join(words[j] for j in candidate), limits.width, limits.lines)
+        ):
             groups.append(current)
             current = [i]
         else:
@@ -79,63 +123,79 @@ def _chunks(words: Sequence[str], width: int, lines: int) -> list[list[int]]:
     return groups
 
 
-def _cue(start: float, end: float, text: str, width: int) -> Cue:
-    return Cue(start=start, end=max(end, start + _MIN_CUE_SECONDS), lines=tuple(_wrap(text, width)))
+def _cue(start: float, end: float, text: str, limits: CueLimits) -> Cue:
+    end = max(end, start + _MIN_CUE_SECONDS)
+    if limits.max_seconds is not None:
+        # A single word said for longer than the limit: its cue ends at the limit.
+        end = min(end, start + limits.max_seconds)
+    return Cue(start=start, end=end, lines=tuple(_wrap(text, limits.width)))
 
 
-def segment_cues(
-    segment: TimedSegment, *, width: int = MAX_LINE_CHARS, lines: int = MAX_LINES
-) -> list[Cue]:
+def _estimated_words(tokens: Sequence[str], start: float, end: float) -> list[TimedWord]:
+    """Words without timestamps, the segment's time shared out by characters."""
+    total = sum(len(t) for t in tokens)
+    words, cursor, done = [], start, 0
+    for token in tokens:
+        done += len(token)
+        word_end = start + (end - start) * done / total
+        words.append(TimedWord(token, cursor, word_end))
+        cursor = word_end
+    return words
+
+
+def segment_cues(segment: TimedSegment, limits: CueLimits = DEFAULT_LIMITS) -> list[Cue]:
     """The cues showing one segment."""
     text = " ".join(segment.text.split())
     if not text:
         return []
-    if _fits(text, width, lines):
-        return [_cue(segment.start, segment.end, text, width)]
+    span = segment.end - segment.start
+    short_enough = limits.max_seconds is None or span <= limits.max_seconds
+    if short_enough and _fits(text, limits.width, limits.lines):
+        return [_cue(segment.start, segment.end, text, limits)]
     timed = [w for w in segment.words or () if w.word.strip()]
+    if not timed and limits.max_seconds is not None:
+        timed = _estimated_words(text.split(), segment.start, segment.end)
     if timed:
         tokens = [w.word.strip() for w in timed]
         cues = []
-        for group in _chunks(tokens, width, lines):
+        spans = [(w.start, w.end) for w in timed]
+        for group in _chunks(tokens, limits, spans):
             first, last = timed[group[0]], timed[group[-1]]
             start = min(max(first.start, segment.start), segment.end)
             end = min(max(last.end, start), segment.end)
-            cues.append(_cue(start, end, " ".join(tokens[i] for i in group), width))
+            cues.append(_cue(start, end, " ".join(tokens[i] for i in group), limits))
         return cues
     tokens = text.split()
-    groups = _chunks(tokens, width, lines)
+    groups = _chunks(tokens, limits)
     texts = [" ".join(tokens[i] for i in group) for group in groups]
     total = sum(len(t) for t in texts)
-    span = segment.end - segment.start
     cues, cursor = [], segment.start
     for i, chunk in enumerate(texts):
         end = segment.end if i == len(texts) - 1 else cursor + span * len(chunk) / total
-        cues.append(_cue(cursor, end, chunk, width))
+        cues.append(_cue(cursor, end, chunk, limits))
         cursor = end
     return cues
 
 
-def build_cues(
-    segments: Iterable[TimedSegment], *, width: int = MAX_LINE_CHARS, lines: int = MAX_LINES
-) -> list[Cue]:
+def build_cues(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS) -> list[Cue]:
     """Every cue of a transcript, in time order."""
-    return [cue for segment in segments for cue in segment_cues(segment, width=width, lines=lines)]
+    return [cue for segment in segments for cue in segment_cues(segment, limits)]
 
 
-def to_srt(segments: Iterable[TimedSegment]) -> str:
+def to_srt(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS) -> str:
     """SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line between."""
     blocks = [
         f"{n}\n{format_timestamp(c.start, decimal=',')} --> "
         f"{format_timestamp(c.end, decimal=',')}\n" + "\n".join(c.lines)
-        for n, c in enumerate(build_cues(segments), start=1)
+        for n, c in enumerate(build_cues(segments, limits), start=1)
     ]
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def to_vtt(segments: Iterable[TimedSegment]) -> str:
+def to_vtt(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS) -> str:
     """WebVTT: the `WEBVTT` header, then cues with `HH:MM:SS.mmm` times and escaped text."""
     blocks = ["WEBVTT"]
-    for n, c in enumerate(build_cues(segments), start=1):
+    for n, c in enumerate(build_cues(segments, limits), start=1):
         # Cue text is HTML-like in WebVTT: `<`, `&` (and `-->`) must not appear raw.
         body = "\n".join(html.escape(line, quote=False) for line in c.lines)
         blocks.append(
@@ -149,3 +209,13 @@ def to_text(segments: Iterable[TimedSegment]) -> str:
     """The transcript as plain text, one segment a line."""
     lines = [" ".join(s.text.split()) for s in segments]
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def to_tsv(segments: Iterable[TimedSegment]) -> str:
+    """Whisper's TSV: a `start`, `end`, `text` header, then a segment a row, times in ms."""
+    rows = ["start\tend\ttext"]
+    for s in segments:
+        text = " ".join(s.text.split())  # tabs and newlines would break the row
+        if text:
+            rows.append(f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{text}")
+    return "\n".join(rows) + "\n"

@@ -9,6 +9,7 @@ use case sees what failed, and reading `errors.py` sees how a client hears of it
 from __future__ import annotations
 
 from typing import Any, Final
+from uuid import UUID
 
 from contracts.errors import ErrorCode
 
@@ -18,12 +19,16 @@ IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 INVALID_AUDIO_URL: Final = "invalid_audio_url"
 INVALID_CURSOR: Final = "invalid_cursor"
 MALFORMED_REQUEST: Final = "malformed_request"
+MODEL_UNAVAILABLE: Final = "model_unavailable"
 NOT_FOUND: Final = "not_found"
 REQUEST_TOO_LARGE: Final = "request_too_large"
 TOO_MANY_UPLOADS: Final = "too_many_uploads"
 TRANSCRIPT_NOT_READY: Final = "transcript_not_ready"
+TRANSCRIPTION_PENDING: Final = "transcription_pending"
 UNAUTHENTICATED: Final = "unauthenticated"
+UNKNOWN_PARAMETER: Final = "unknown_parameter"
 UNSUPPORTED_CONTENT_TYPE: Final = "unsupported_content_type"
+UNSUPPORTED_OPTION: Final = "unsupported_option"
 VALIDATION_ERROR: Final = "validation_error"
 
 
@@ -64,6 +69,13 @@ class NotFoundError(IngestError):
         super().__init__(NOT_FOUND, f"no transcription {job_id!r}")
 
 
+class ModelNotFoundError(IngestError):
+    """No worker serves a model asked for by name (`GET /v1/models/{id}`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(MODEL_UNAVAILABLE, message)
+
+
 class ConflictError(IngestError):
     """The request contradicts the state it acts on (a reused key, a job not yet done)."""
 
@@ -94,6 +106,27 @@ class UnavailableError(RetryLaterError):
 
 class TooManyUploadsError(RetryLaterError):
     """The tenant already has every upload slot of this replica."""
+
+
+class JobFailedError(IngestError):
+    """A job a caller waited on ended failed; `code` is the job's own error code."""
+
+    def __init__(self, job_id: UUID, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(code, f"transcription {job_id} failed: {message}")
+        self.job_id = job_id
+        self.retryable = retryable
+
+
+class JobPendingError(IngestError):
+    """A job a caller waited on has not ended yet; the caller polls it by `job_id`."""
+
+    def __init__(self, job_id: UUID, waited_seconds: float) -> None:
+        super().__init__(
+            TRANSCRIPTION_PENDING,
+            f"transcription {job_id} has not finished after {waited_seconds:g} s; it goes on: "
+            f"poll GET /v1/transcriptions/{job_id}",
+        )
+        self.job_id = job_id
 
 
 class InternalError(IngestError):

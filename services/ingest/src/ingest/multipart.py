@@ -47,6 +47,8 @@ class MultipartForm:
     """What the form held: text fields, and the file's upload (already written)."""
 
     fields: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    """Fields named `name[]`, which may repeat (OpenAI's `timestamp_granularities[]`)."""
     upload: PendingUpload | None = None
     filename: str | None = None
 
@@ -73,6 +75,10 @@ def boundary_of(content_type: str) -> bytes:
     if not boundary or len(boundary) > 200:
         raise MalformedFormError("multipart/form-data without a usable boundary")
     return boundary
+
+
+def _repeatable(name: str) -> bool:
+    return name.endswith("[]")
 
 
 class _Reader:
@@ -125,7 +131,7 @@ class _Reader:
                 raw_filename.decode("utf-8", "replace") if raw_filename is not None else None
             )
             self.form.upload = self.begin()
-        elif self._name in self.form.fields:
+        elif self._name in self.form.fields and not _repeatable(self._name):
             raise FormFieldError(self._name, "field given more than once")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -139,9 +145,13 @@ class _Reader:
     def on_part_end(self) -> None:
         if not self._is_file and self._name is not None:
             try:
-                self.form.fields[self._name] = self._value.decode("utf-8")
+                value = self._value.decode("utf-8")
             except UnicodeDecodeError:
                 raise FormFieldError(self._name, "not UTF-8") from None
+            if _repeatable(self._name):
+                self.form.lists.setdefault(self._name, []).append(value)
+            else:
+                self.form.fields[self._name] = value
 
     def on_end(self) -> None:
         self.finished = True

@@ -206,10 +206,11 @@ READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 EXPORT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     **READ_ERRORS,
     200: {
-        "description": "The transcript as JSON, plain text, SRT or WebVTT.",
+        "description": "The transcript as JSON, plain text, TSV, SRT or WebVTT.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/TranscriptOut"}},
             "text/plain": {},
+            "text/tab-separated-values": {},
             "application/x-subrip": {},
             "text/vtt": {},
         },

@@ -40,7 +40,9 @@ _MEDIA_TYPES: Final = {
     "txt": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
 }
+_CAPTIONS: Final = ("srt", "vtt")
 
 
 def _parse_job_id(job_id: str) -> UUID:
@@ -144,15 +146,47 @@ async def list_transcriptions(
 @router.get(
     "/v1/transcriptions/{job_id}/transcript.{fmt}",
     responses=EXPORT_RESPONSES,
-    summary="Export a completed transcript: json, txt, srt (SubRip) or vtt (WebVTT)",
+    summary="Export a completed transcript: json, txt, tsv, srt (SubRip) or vtt (WebVTT)",
+    description=(
+        "Captions (`srt`, `vtt`) hold at most 2 lines of 42 characters a cue unless "
+        "`max_line_width` / `max_line_count` say otherwise; `max_cue_seconds` bounds how "
+        "long one cue stays on screen. `tsv` is Whisper's: `start`, `end` (ms), `text`."
+    ),
     response_model=None,
 )
 async def export_transcript(
     job_id: str,
-    fmt: Literal["json", "txt", "srt", "vtt"],
+    fmt: Literal["json", "txt", "tsv", "srt", "vtt"],
     tenant: Tenant,
     queries: Queries,
+    max_line_width: Annotated[
+        int | None, Query(ge=10, le=200, description="Characters a caption line may hold (42).")
+    ] = None,
+    max_line_count: Annotated[
+        int | None, Query(ge=1, le=10, description="Lines a caption may hold (2).")
+    ] = None,
+    max_cue_seconds: Annotated[
+        float | None,
+        Query(ge=0.5, le=600, description="Longest time one caption stays on screen (none)."),
+    ] = None,
 ) -> Response:
+    asked = {
+        "max_line_width": max_line_width,
+        "max_line_count": max_line_count,
+        "max_cue_seconds": max_cue_seconds,
+    }
+    given = [name for name, value in asked.items() if value is not None]
+    if given and fmt not in _CAPTIONS:
+        raise InvalidInputError(
+            VALIDATION_ERROR,
+            f"{', '.join(given)} apply to srt and vtt captions only",
+            details=[{"loc": ["query", name], "msg": "captions only"} for name in given],
+        )
+    limits = exports.CueLimits(
+        width=max_line_width or exports.MAX_LINE_CHARS,
+        lines=max_line_count or exports.MAX_LINES,
+        max_seconds=max_cue_seconds,
+    )
     job = _parse_job_id(job_id)
     found = await queries.transcript(tenant, job)
     if found is None:
@@ -165,16 +199,11 @@ async def export_transcript(
         )
     if fmt == "json":
         return Response(transcript.model_dump_json(), media_type="application/json")
-    timed = [
-        exports.TimedSegment(
-            start=s.start,
-            end=s.end,
-            text=s.text,
-            words=[exports.TimedWord(w.word, w.start, w.end) for w in s.words] if s.words else None,
-        )
-        for s in transcript.segments
-    ]
-    body = {"txt": exports.to_text, "srt": exports.to_srt, "vtt": exports.to_vtt}[fmt](timed)
+    timed = exports.timed_segments(transcript.segments)
+    if fmt in _CAPTIONS:
+        body = (exports.to_srt if fmt == "srt" else exports.to_vtt)(timed, limits)
+    else:
+        body = (exports.to_tsv if fmt == "tsv" else exports.to_text)(timed)
     return PlainTextResponse(
         body,
         media_type=_MEDIA_TYPES[fmt],

@@ -104,3 +104,40 @@ class IngestSettings(BaseSettings):
             "hit possibly lying outside those N (hits then say `approximate: true`)."
         ),
     )
+    # --- OpenAI-compatible API (issue 18) ---
+    served_models: tuple[str, ...] = Field(
+        default=("tiny.en",),
+        min_length=1,
+        description=(
+            "Models the transcriber fleet serves (JSON list), the default first. `GET "
+            "/v1/models` lists them; the OpenAI-compatible routes accept only these and "
+            "`openai_model_aliases`, anything else is 400 `model_unavailable`. A name ending "
+            "in `.en` is English-only: translation with it is 400 `unsupported_option`."
+        ),
+    )
+    openai_model_aliases: tuple[str, ...] = Field(
+        default=("whisper-1",),
+        description=(
+            "OpenAI model names (JSON list) that mean the default served model, so clients "
+            "that always send `whisper-1` work unchanged."
+        ),
+    )
+    openai_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How long `POST /v1/audio/transcriptions` and `/translations` wait for the job's "
+            "outcome; then 504 `transcription_pending` with the job id to poll (the job goes "
+            "on). Keep it under your reverse proxy's read timeout."
+        ),
+    )
+    openai_poll_max_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "Longest pause between two reads of a waited-on job's status (the pause starts "
+            "at 0.05 s and grows by half each time): the most latency the wait adds."
+        ),
+    )
