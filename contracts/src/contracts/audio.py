@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
 
 from contracts.envelope import Event
 
+MAX_INITIAL_PROMPT_CHARS: Final = 1000
+"""Longer than Whisper keeps (its last 224 tokens); bounded so no event carries a book."""
+
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+InitialPrompt = Annotated[str, StringConstraints(max_length=MAX_INITIAL_PROMPT_CHARS)]
 AudioUri = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "http", "https", "s3"])]
 
 
@@ -34,7 +38,7 @@ class TranscriptionOptions(BaseModel):
             "models only); omitted means `transcribe`."
         ),
     )
-    initial_prompt: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+    initial_prompt: InitialPrompt | None = Field(
         default=None,
         description=(
             "Text the model reads as if it came before the audio: spellings of names, terms, "

@@ -38,7 +38,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from contracts.audio import TranscriptionOptions
+from contracts.audio import MAX_INITIAL_PROMPT_CHARS, TranscriptionOptions
 from ingest import exports, metrics
 from ingest.deps import Queries, Settings, Slots, Tenant, Uploads
 from ingest.errors import OpenAIErrorBody, openai_error_response
@@ -203,7 +203,8 @@ class OpenAIOptions(RequestOptions):
     """The job's options, with what only OpenAI's routes ask for (carried to the worker)."""
 
     task: Task | None = None
-    initial_prompt: str | None = None
+    # The contract's own bound: a longer prompt must be a 400 here, not a failed event.
+    initial_prompt: str | None = Field(default=None, max_length=MAX_INITIAL_PROMPT_CHARS)
     temperature: float | None = Field(default=None, ge=0, le=1)
 
     def to_contract(self) -> TranscriptionOptions:
