@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -26,6 +26,9 @@ class FakeStore:
         duplicate = event in self.applied
         self.applied.append(event)
         return Applied(duplicate=duplicate, status=JobStatus.QUEUED)
+
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        return None
 
 
 class FakeTenants:
