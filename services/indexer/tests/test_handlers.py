@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
 from contracts.envelope import Event
-from indexer.handlers import UNKNOWN_TENANT, JobEventIndexer, RetryPolicy, with_retries
+from indexer.handlers import (
+    MEDIA_NOT_ERASABLE,
+    UNKNOWN_TENANT,
+    JobEventIndexer,
+    RetryPolicy,
+    with_retries,
+)
+from indexer.media import LocalMediaEraser
 from indexer.projection import JobStatus
 from indexer.store import Applied
 from scribe_runtime.amqp import Delivery
@@ -108,3 +116,30 @@ def test_backoff_grows_and_is_capped() -> None:
         3.0,
         3.0,
     ]
+
+
+class S3Store(FakeStore):
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        return "s3://bucket/default/ab/abcd"
+
+
+async def test_a_delete_whose_media_cannot_be_erased_is_dead_lettered_not_reported_done(
+    tmp_path: Path,
+) -> None:
+    store, dead, announced = S3Store(), FakeDeadLetter(), []
+
+    async def publish(event: Event) -> None:
+        announced.append(event)
+
+    indexer = JobEventIndexer(
+        store,
+        FakeTenants("default"),
+        dead,
+        NO_WAIT,
+        publish=publish,
+        media=LocalMediaEraser(tmp_path),
+    )
+    await indexer.on_job_event(ev.delete_requested(uuid4()), Delivery(body=b"{}"))
+    assert [code for _, code, _ in dead.letters] == [MEDIA_NOT_ERASABLE]
+    assert store.applied == [], "no tombstone while the media is still there"
+    assert announced == []
