@@ -24,7 +24,7 @@ import pytest
 from contracts import routing
 from contracts.envelope import Event
 from indexer.handlers import JobEventIndexer
-from indexer.main import build_indexer
+from indexer.main import build_indexer, retention
 from indexer.migrate import prepare_database
 from indexer.retention import RetentionSweep
 from indexer.settings import IndexerSettings
@@ -319,3 +319,25 @@ async def test_retention_deletes_only_what_is_older_than_its_tenants_window(
 
 async def _no_dead_letters(delivery: Delivery, *, code: str, reason: str) -> None:
     raise AssertionError(f"dead-lettered: {code}: {reason}")
+
+
+async def test_the_retention_dry_run_lists_what_would_go_and_deletes_nothing(
+    database_url: str, amqp_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await prepare_database(
+        database_url, reader_role=READER, reader_password=None, tenants=("default", "acme")
+    )
+    old, kept = uuid4(), uuid4()
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        store = PostgresProjectionStore(pool)
+        for event in [*ev.completed_job(old), *ev.completed_job(kept, tenant="acme")]:
+            await store.apply(event)
+        # T0 is days ago: a one-day window has passed for `default`, not acme's year.
+        settings = IndexerSettings.model_validate({"retain_days": "default=1,acme=365"})
+        shared = SharedSettings(amqp_url=amqp_url, database_url=database_url)
+        capsys.readouterr()  # the migrations' log lines
+        await retention(settings, shared, dry_run=True)
+        lines = [line for line in capsys.readouterr().out.splitlines() if "\t" in line]
+        assert [line.split("\t")[:3] for line in lines] == [["default", str(old), "completed"]]
+        assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
+        assert await pool.fetchval("SELECT count(*) FROM job_tombstones") == 0
