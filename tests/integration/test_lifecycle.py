@@ -4,7 +4,7 @@ Ingest (`create_app`, its whole container) and the indexer (`build_indexer`) run
 a RabbitMQ vhost and a PostgreSQL database of their own; a spy queue bound to the
 announcements counts what downstream consumers would hear. The transcriber's side of
 cancelling (never starting a marked job, stopping a running one) is
-`services/transcriber/tests/test_cancel.py`.
+`services/transcriber/tests/test_cancel.py` and `test_transcriber_cancel.py`.
 """
 
 from __future__ import annotations
