@@ -171,3 +171,8 @@ def record_metrics(event: Event, applied: Applied) -> None:
         metrics.JOB_OUTCOMES.labels("completed", "").inc()
     elif isinstance(event, TranscriptionFailedV1):
         metrics.JOB_OUTCOMES.labels("failed", str(event.code)).inc()
+    elif isinstance(applied.announce, TranscriptionCancelledV1):
+        # The cancelled event is applied with its request (its own delivery is a duplicate).
+        metrics.JOB_OUTCOMES.labels("cancelled", "").inc()
+    elif isinstance(applied.announce, TranscriptionDeletedV1):
+        metrics.JOB_OUTCOMES.labels("deleted", str(applied.announce.reason)).inc()
