@@ -86,6 +86,47 @@ def test_status_of_an_unknown_job_is_the_api_error_and_exit_1(api: FakeApi) -> N
     assert result.stdout == ""
 
 
+def test_cancel_posts_to_the_job_and_says_it_was_requested(api: FakeApi) -> None:
+    api.handler = lambda r: httpx.Response(
+        202, json={"id": "j-1", "requested": "cancel", "status": "processing", "links": {}}
+    )
+    result = scribe("cancel", "j-1")
+    assert result.exit_code == 0, result.output
+    assert (api.requests[0].method, api.requests[0].url.path) == (
+        "POST",
+        "/v1/transcriptions/j-1/cancel",
+    )
+    assert "cancel of job j-1 requested (it was processing)" in result.stdout
+
+
+def test_cancel_of_a_finished_job_is_the_api_error_and_exit_1(api: FakeApi) -> None:
+    api.handler = lambda r: error(409, "job_finished", "transcription j-1 is completed")
+    result = scribe("cancel", "j-1")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: job_finished: transcription j-1 is completed"
+    assert result.stdout == ""
+
+
+def test_delete_sends_delete_and_says_it_was_requested(api: FakeApi) -> None:
+    api.handler = lambda r: httpx.Response(
+        202, json={"id": "j-1", "requested": "delete", "status": "completed", "links": {}}
+    )
+    result = scribe("delete", "j-1")
+    assert result.exit_code == 0, result.output
+    assert (api.requests[0].method, api.requests[0].url.path) == (
+        "DELETE",
+        "/v1/transcriptions/j-1",
+    )
+    assert "deletion of job j-1 requested" in result.stdout
+
+
+def test_delete_of_an_unknown_job_is_not_found_and_exit_1(api: FakeApi) -> None:
+    api.handler = lambda r: error(404, "not_found", "no transcription j-9")
+    result = scribe("delete", "j-9")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: not_found: no transcription j-9"
+
+
 def test_an_api_that_does_not_answer_is_a_message_not_a_traceback(api: FakeApi) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)

@@ -21,6 +21,7 @@ from contracts import routing
 from scribe_runtime.topology import (
     DELIVERY_LIMIT,
     INDEXER_QUEUE,
+    INGEST_DELETIONS_QUEUE,
     QUEUES,
     TRANSCRIBER_QUEUE,
     declare_topology,
@@ -31,7 +32,9 @@ from tests.support.servers import RabbitServer
 pytestmark = pytest.mark.integration
 
 DEFINITIONS_FILE = Path(__file__).parents[2] / "infra" / "rabbitmq" / "definitions.json"
-EVERY_JOB_EVENT = {cls.routing_key() for cls in routing.EVENT_CLASSES}
+EVERY_JOB_EVENT = {cls.routing_key() for cls in routing.EVENT_CLASSES} - {
+    routing.TRANSCRIPTION_DELETED_V1  # the indexer's own announcement, for downstream
+}
 
 
 class Management:
@@ -89,6 +92,9 @@ def check_topology_as_designed(api: Management) -> None:
         for source, dest, key in bindings
         if (source, dest) == (routing.EXCHANGE, INDEXER_QUEUE.name)
     } == EVERY_JOB_EVENT
+    assert (routing.EXCHANGE, INGEST_DELETIONS_QUEUE.name, routing.TRANSCRIPTION_DELETED_V1) in (
+        bindings
+    )
     for spec in QUEUES:
         assert re.fullmatch(r"[a-z]+\.[a-z-]+", spec.name), spec.name
         arguments = queues[spec.name]["arguments"]

@@ -48,8 +48,17 @@ def _operations(document: dict[str, Any], action: str) -> dict[str, Any]:
 def test_documents_say_who_publishes_and_consumes_which_event() -> None:
     docs = {name: build() for name, build in SERVICES.items()}
     sent = {name: set(_operations(doc, "send")) for name, doc in docs.items()}
-    assert sent["ingest"] == {routing.AUDIO_UPLOADED_V1}
-    assert sent["indexer"] == {routing.TRANSCRIPTION_FAILED_V1}  # for dead-lettered jobs
+    assert sent["ingest"] == {
+        routing.AUDIO_UPLOADED_V1,
+        routing.TRANSCRIPTION_CANCEL_REQUESTED_V1,
+        routing.TRANSCRIPTION_DELETE_REQUESTED_V1,
+    }
+    assert sent["indexer"] == {
+        routing.TRANSCRIPTION_FAILED_V1,  # for dead-lettered jobs
+        routing.TRANSCRIPTION_CANCELLED_V1,  # the outcome of a cancel request
+        routing.TRANSCRIPTION_DELETED_V1,  # the outcome of a delete request
+        routing.TRANSCRIPTION_DELETE_REQUESTED_V1,  # retention
+    }
     assert sent["transcriber"] == {
         routing.TRANSCRIPTION_STARTED_V1,
         routing.TRANSCRIPTION_PROGRESS_V1,

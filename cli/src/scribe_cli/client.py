@@ -74,6 +74,18 @@ class ScribeClient:
         result: dict[str, Any] = response.json()
         return result
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        response = self.http.post(f"/v1/transcriptions/{job_id}/cancel")
+        _raise_for(response)
+        result: dict[str, Any] = response.json()
+        return result
+
+    def delete(self, job_id: str) -> dict[str, Any]:
+        response = self.http.delete(f"/v1/transcriptions/{job_id}")
+        _raise_for(response)
+        result: dict[str, Any] = response.json()
+        return result
+
     def export(self, job_id: str, fmt: str) -> str:
         response = self.http.get(f"/v1/transcriptions/{job_id}/transcript.{fmt}")
         _raise_for(response)

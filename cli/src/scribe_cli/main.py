@@ -24,6 +24,8 @@ for command in (
     stack.demo,
     jobs.submit,
     jobs.status,
+    jobs.cancel,
+    jobs.delete,
     jobs.search,
     jobs.export,
     jobs.publish,

@@ -10,6 +10,13 @@ from contracts.errors import (
     UnknownEventTypeError,
     UnsupportedEventVersionError,
 )
+from contracts.lifecycle import (
+    DeletionReason,
+    TranscriptionCancelledV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeletedV1,
+    TranscriptionDeleteRequestedV1,
+)
 from contracts.routing import (
     DEAD_LETTER_EXCHANGE,
     EVENT_CLASSES,
@@ -33,12 +40,17 @@ __all__ = [
     "EXCHANGE",
     "AudioUploadedV1",
     "ContractError",
+    "DeletionReason",
     "ErrorCode",
     "Event",
     "InvalidEventFieldError",
     "MalformedEventError",
     "Segment",
     "TranscriptCompletedV1",
+    "TranscriptionCancelRequestedV1",
+    "TranscriptionCancelledV1",
+    "TranscriptionDeleteRequestedV1",
+    "TranscriptionDeletedV1",
     "TranscriptionFailedV1",
     "TranscriptionOptions",
     "TranscriptionProgressV1",

@@ -9,6 +9,13 @@ from uuid import UUID
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from contracts.envelope import Event
 from contracts.errors import ErrorCode
+from contracts.lifecycle import (
+    DeletionReason,
+    TranscriptionCancelledV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeletedV1,
+    TranscriptionDeleteRequestedV1,
+)
 from contracts.transcription import (
     Segment,
     TranscriptCompletedV1,
@@ -110,5 +117,42 @@ EXAMPLES: Final[dict[type[Event], Event]] = {
         message="the file has no audio stream",
         retryable=False,
         attempts=1,
+    ),
+    TranscriptionCancelRequestedV1: TranscriptionCancelRequestedV1(
+        event_id=UUID("66666666-6666-4666-8666-666666666666"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-ingest/0.1.0",
+        reason="submitted the wrong recording",
+    ),
+    TranscriptionCancelledV1: TranscriptionCancelledV1(
+        event_id=UUID("77777777-7777-4777-8777-777777777777"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-indexer/0.1.0",
+        request_event_id=UUID("66666666-6666-4666-8666-666666666666"),
+    ),
+    TranscriptionDeleteRequestedV1: TranscriptionDeleteRequestedV1(
+        event_id=UUID("88888888-8888-4888-8888-888888888888"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-ingest/0.1.0",
+        reason=DeletionReason.REQUESTED,
+    ),
+    TranscriptionDeletedV1: TranscriptionDeletedV1(
+        event_id=UUID("99999999-9999-4999-8999-999999999999"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-indexer/0.1.0",
+        request_event_id=UUID("88888888-8888-4888-8888-888888888888"),
+        reason=DeletionReason.REQUESTED,
     ),
 }

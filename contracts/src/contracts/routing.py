@@ -18,6 +18,12 @@ from contracts.errors import (
     UnknownEventTypeError,
     UnsupportedEventVersionError,
 )
+from contracts.lifecycle import (
+    TranscriptionCancelledV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeletedV1,
+    TranscriptionDeleteRequestedV1,
+)
 from contracts.transcription import (
     TranscriptCompletedV1,
     TranscriptionFailedV1,
@@ -38,6 +44,10 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     TranscriptionProgressV1,
     TranscriptCompletedV1,
     TranscriptionFailedV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionCancelledV1,
+    TranscriptionDeleteRequestedV1,
+    TranscriptionDeletedV1,
 )
 
 _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
@@ -49,6 +59,10 @@ TRANSCRIPTION_STARTED_V1: Final = TranscriptionStartedV1.routing_key()
 TRANSCRIPTION_PROGRESS_V1: Final = TranscriptionProgressV1.routing_key()
 TRANSCRIPT_COMPLETED_V1: Final = TranscriptCompletedV1.routing_key()
 TRANSCRIPTION_FAILED_V1: Final = TranscriptionFailedV1.routing_key()
+TRANSCRIPTION_CANCEL_REQUESTED_V1: Final = TranscriptionCancelRequestedV1.routing_key()
+TRANSCRIPTION_CANCELLED_V1: Final = TranscriptionCancelledV1.routing_key()
+TRANSCRIPTION_DELETE_REQUESTED_V1: Final = TranscriptionDeleteRequestedV1.routing_key()
+TRANSCRIPTION_DELETED_V1: Final = TranscriptionDeletedV1.routing_key()
 
 
 def dead_letter_queue(queue: str) -> str:

@@ -94,8 +94,16 @@ INDEXER_QUEUE: Final = QueueSpec(
         routing.TRANSCRIPTION_PROGRESS_V1,
         routing.TRANSCRIPT_COMPLETED_V1,
         routing.TRANSCRIPTION_FAILED_V1,
+        routing.TRANSCRIPTION_CANCEL_REQUESTED_V1,
+        routing.TRANSCRIPTION_CANCELLED_V1,
+        routing.TRANSCRIPTION_DELETE_REQUESTED_V1,
     ),
 )
+INGEST_DELETIONS_QUEUE: Final = QueueSpec(
+    name="ingest.job-deletions", bindings=(routing.TRANSCRIPTION_DELETED_V1,)
+)
+"""Ingest erases what it keeps of a deleted job on the media volume (its idempotency record
+and cancel mark); the indexer, which erased the rest, announces the deletion."""
 DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
     name="indexer.dead-letters",
     bindings=(TRANSCRIBER_QUEUE.name,),
@@ -105,7 +113,12 @@ DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
 """A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
 `scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
 no job stays `processing` because its message was dead-lettered."""
-QUEUES: Final[tuple[QueueSpec, ...]] = (TRANSCRIBER_QUEUE, INDEXER_QUEUE, DEAD_LETTER_WATCH_QUEUE)
+QUEUES: Final[tuple[QueueSpec, ...]] = (
+    TRANSCRIBER_QUEUE,
+    INDEXER_QUEUE,
+    DEAD_LETTER_WATCH_QUEUE,
+    INGEST_DELETIONS_QUEUE,
+)
 
 EVENTS_EXCHANGE: Final = RabbitExchange(
     routing.EXCHANGE, type=ExchangeType.TOPIC, durable=True, declare=False

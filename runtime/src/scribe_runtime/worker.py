@@ -82,10 +82,12 @@ class Worker:
         ready: Fields | None = None,
         stopping: Callable[[], Fields] | None = None,
         after_stop: Callable[[], Awaitable[Fields]] | None = None,
+        started: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Consume until `stop` is set (SIGTERM/SIGINT set it when not given), then stop.
 
         `ready` goes on the `<name>_ready` line, `stopping()` on `<name>_stopping`;
+        `started` runs once the broker is started (its publishers usable);
         `after_stop` runs once the broker is closed, even after an error, and what it
         returns goes on the `<name>_stopped` line.
         """
@@ -96,6 +98,8 @@ class Worker:
         try:
             async with self.broker:
                 await self.broker.start()
+                if started is not None:
+                    await started()
                 log.info(ready_event, **(ready or {}))
                 await stop.wait()
                 log.info(stopping_event, **(stopping() if stopping else {}))

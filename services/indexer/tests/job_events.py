@@ -8,6 +8,8 @@ from uuid import UUID, uuid4
 from contracts import (
     AudioUploadedV1,
     TranscriptCompletedV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeleteRequestedV1,
     TranscriptionFailedV1,
     TranscriptionOptions,
     TranscriptionProgressV1,
@@ -155,3 +157,21 @@ def failed_job(job_id: UUID | None = None, tenant: str = "default") -> list[Even
         progress(job, 0.3, tenant, at=3.0),
         failed(job, tenant, at=4.0),
     ]
+
+
+def cancel_requested(
+    job_id: UUID, tenant: str = "default", at: float = 1.5
+) -> TranscriptionCancelRequestedV1:
+    return TranscriptionCancelRequestedV1(
+        **_envelope(job_id, tenant, at),  # type: ignore[arg-type]
+        producer="scribe-ingest/test",
+    )
+
+
+def delete_requested(
+    job_id: UUID, tenant: str = "default", at: float = 10.0
+) -> TranscriptionDeleteRequestedV1:
+    return TranscriptionDeleteRequestedV1(
+        **_envelope(job_id, tenant, at),  # type: ignore[arg-type]
+        producer="scribe-ingest/test",
+    )

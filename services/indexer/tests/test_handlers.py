@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 
 from contracts.envelope import Event
-from indexer.handlers import UNKNOWN_TENANT, JobEventIndexer, RetryPolicy, with_retries
-from indexer.projection import JobStatus
+from indexer.handlers import (
+    MEDIA_NOT_ERASABLE,
+    UNKNOWN_TENANT,
+    JobEventIndexer,
+    RetryPolicy,
+    with_retries,
+)
+from indexer.media import LocalMediaEraser
+from indexer.projection import JobStatus, decide_cancel
 from indexer.store import Applied
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.retry import TransientError
@@ -26,6 +35,9 @@ class FakeStore:
         duplicate = event in self.applied
         self.applied.append(event)
         return Applied(duplicate=duplicate, status=JobStatus.QUEUED)
+
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        return None
 
 
 class FakeTenants:
@@ -105,3 +117,58 @@ def test_backoff_grows_and_is_capped() -> None:
         3.0,
         3.0,
     ]
+
+
+class S3Store(FakeStore):
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        return "s3://bucket/default/ab/abcd"
+
+
+async def test_a_delete_whose_media_cannot_be_erased_is_dead_lettered_not_reported_done(
+    tmp_path: Path,
+) -> None:
+    store, dead, announced = S3Store(), FakeDeadLetter(), []
+
+    async def publish(event: Event) -> None:
+        announced.append(event)
+
+    indexer = JobEventIndexer(
+        store,
+        FakeTenants("default"),
+        dead,
+        NO_WAIT,
+        publish=publish,
+        media=LocalMediaEraser(tmp_path),
+    )
+    await indexer.on_job_event(ev.delete_requested(uuid4()), Delivery(body=b"{}"))
+    assert [code for _, code, _ in dead.letters] == [MEDIA_NOT_ERASABLE]
+    assert store.applied == [], "no tombstone while the media is still there"
+    assert announced == []
+
+
+class CancellingStore(FakeStore):
+    async def apply(self, event: Event) -> Applied:
+        self.applied.append(event)
+        cancelled = decide_cancel(None, event, producer="p", now=ev.T0)  # type: ignore[arg-type]
+        return Applied(duplicate=False, status=JobStatus.CANCELLED, announce=cancelled)
+
+
+async def test_an_applied_cancel_is_announced_and_counted_as_an_outcome() -> None:
+    announced: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        announced.append(event)
+
+    def cancelled_count() -> float:
+        value = REGISTRY.get_sample_value(
+            "scribe_indexer_job_outcomes_total", {"outcome": "cancelled", "code": ""}
+        )
+        return value or 0.0
+
+    before = cancelled_count()
+    indexer = JobEventIndexer(
+        CancellingStore(), FakeTenants("default"), FakeDeadLetter(), NO_WAIT, publish=publish
+    )
+    await indexer.on_job_event(ev.cancel_requested(uuid4()), Delivery(body=b"{}"))
+    assert [e.message_type for e in announced] == ["transcription.cancelled.v1"]
+    assert cancelled_count() == before + 1

@@ -9,8 +9,9 @@ from uuid import uuid4
 
 import pytest
 
+from contracts import TranscriptionCancelledV1
 from contracts.envelope import Event
-from indexer.projection import JobState, JobStatus, apply_event
+from indexer.projection import JobState, JobStatus, apply_event, decide_cancel
 from services.indexer.tests import job_events as ev
 
 
@@ -90,3 +91,49 @@ def test_a_transcript_beats_an_earlier_failure_whatever_the_order() -> None:
     events: list[Event] = [ev.uploaded(job), ev.failed(job, at=5), ev.completed(job, at=30)]
     for order in itertools.permutations(events):
         assert fold(list(order)).status is JobStatus.COMPLETED
+
+
+def _cancelled(events: list[Event]) -> TranscriptionCancelledV1:
+    """The fact a cancel request leads to, decided against the job after `events`."""
+    job_id = events[0].job_id
+    state = fold(events) if events else None
+    fact = decide_cancel(
+        state, ev.cancel_requested(job_id), producer="scribe-indexer/test", now=ev.T0
+    )
+    assert fact is not None
+    return fact
+
+
+def test_a_queued_or_running_job_is_cancelled_and_nothing_late_revives_it() -> None:
+    job_id = uuid4()
+    head = [ev.uploaded(job_id), ev.started(job_id)]
+    cancelled = _cancelled(head)
+    late = [
+        ev.progress(job_id, 0.9),
+        ev.completed(job_id),
+        ev.failed(job_id),
+        ev.started(job_id, 2),
+    ]
+    for order in itertools.permutations([cancelled, *late]):
+        job = fold([*head, *order])
+        assert job.status is JobStatus.CANCELLED
+        assert job.cancelled_event_id == cancelled.event_id
+
+
+def test_a_cancel_request_changes_no_finished_job() -> None:
+    for events in (ev.completed_job(), ev.failed_job()):
+        request = ev.cancel_requested(events[0].job_id, at=60.0)
+        assert decide_cancel(fold(events), request, producer="p", now=ev.T0) is None
+
+
+def test_a_cancel_that_overtakes_the_upload_still_ends_cancelled() -> None:
+    job_id = uuid4()
+    request = ev.cancel_requested(job_id)
+    cancelled = decide_cancel(None, request, producer="p", now=ev.T0)
+    again = decide_cancel(None, request, producer="p", now=ev.T0)
+    assert cancelled is not None
+    assert again is not None
+    assert cancelled.event_id == again.event_id, "a retried request announces the same event"
+    job = fold([cancelled, ev.uploaded(job_id), ev.started(job_id)])
+    assert job.status is JobStatus.CANCELLED
+    assert job.original_filename == "standup.wav", "the upload still describes the job"

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
 from ingest.app import build_app
 from ingest.auth import DEV_API_KEY, ApiKeyring
 from ingest.container import wire
@@ -21,6 +22,7 @@ from ingest.media import FilesystemMediaStore
 from ingest.queries import open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import PublishFailedError
+from scribe_runtime.cancellations import FilesystemCancelMarks
 from scribe_runtime.netguard import ResolvedUrl, parse_remote_url, resolve_public_url
 from services.ingest.tests import samples
 
@@ -36,9 +38,10 @@ class FakePublisher:
     fail: bool = False
     connected: bool = True
 
-    async def publish(self, event: AudioUploadedV1) -> None:
+    async def publish(self, event: Event) -> None:
         if self.fail:
             raise PublishFailedError("connection refused")
+        assert isinstance(event, AudioUploadedV1)
         self.events.append(event)
 
     async def is_connected(self) -> bool:
@@ -83,6 +86,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
     settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
     publisher = FakePublisher()
+    idempotency = FilesystemIdempotencyStore(media_root)
     # The pool connects on first use only, and these tests never read.
     async with open_reader_pool(settings) as reader_pool:
         app = build_app(
@@ -91,9 +95,11 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
                 keyring=ApiKeyring.load({}, None),
                 reader_pool=reader_pool,
                 media=FilesystemMediaStore(media_root),
-                idempotency=FilesystemIdempotencyStore(media_root),
+                idempotency=idempotency,
                 publisher=publisher,
                 url_guard=guard,
+                marks=FilesystemCancelMarks(media_root),
+                keys=idempotency,
             )
         )
         transport = httpx.ASGITransport(app=app)

@@ -39,6 +39,7 @@ from ingest.read_models import (
     WordOut,
 )
 from ingest.settings import IngestSettings
+from scribe_runtime.cancellations import FilesystemCancelMarks
 from services.ingest.tests import samples
 from services.ingest.tests.test_api import FakePublisher, guard
 
@@ -144,6 +145,7 @@ async def _harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
     settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0, **given)
     publisher = FakePublisher()
     reader = FakeReader(publisher)
+    idempotency = FilesystemIdempotencyStore(media_root)
     async with open_reader_pool(settings) as reader_pool:  # never used: the reader is faked
         app = build_app(
             wire(
@@ -151,9 +153,11 @@ async def _harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
                 keyring=ApiKeyring.load({}, None),
                 reader_pool=reader_pool,
                 media=FilesystemMediaStore(media_root),
-                idempotency=FilesystemIdempotencyStore(media_root),
+                idempotency=idempotency,
                 publisher=publisher,
                 url_guard=guard,
+                marks=FilesystemCancelMarks(media_root),
+                keys=idempotency,
             )
         )
         app.dependency_overrides[get_queries] = lambda: reader

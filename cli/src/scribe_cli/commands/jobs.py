@@ -1,4 +1,5 @@
-"""Jobs through the HTTP API (submit, status, search, export) or the broker (publish)."""
+"""Jobs through the HTTP API (submit, status, cancel, delete, search, export) or the broker
+(publish)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,31 @@ def status(job_id: str) -> None:
     for key, value in job_rows(job):
         table.add_row(key, value)
     console.print(table)
+
+
+def cancel(job_id: str) -> None:
+    """Cancel a queued or running job (a finished one cannot be: exit 1, `job_finished`)."""
+    client = ScribeClient(CliSettings())
+    try:
+        answer = client.cancel(job_id)
+    finally:
+        client.close()
+    console.print(
+        f"cancel of job [cyan]{answer['id']}[/] requested (it was {answer['status']}); "
+        "it shows as cancelled once applied"
+    )
+
+
+def delete(job_id: str) -> None:
+    """Delete a job: its audio, transcript and every copy downstream. Cannot be undone."""
+    client = ScribeClient(CliSettings())
+    try:
+        answer = client.delete(job_id)
+    finally:
+        client.close()
+    console.print(
+        f"deletion of job [cyan]{answer['id']}[/] requested; it answers not_found once applied"
+    )
 
 
 def search(

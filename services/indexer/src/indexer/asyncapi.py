@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
@@ -15,7 +16,9 @@ from scribe_runtime.asyncapi import DOCUMENTED_AMQP_URL, asyncapi_document
 def document() -> dict[str, Any]:
     """AsyncAPI 3.0 for `scribe-indexer` (committed as `docs/asyncapi/indexer.json`)."""
     pool = cast(asyncpg.Pool, None)  # wiring only: nothing touches the pool until it consumes
-    broker = build_broker(DOCUMENTED_AMQP_URL, pool, PostgresTenants(pool), IndexerSettings())
+    broker = build_broker(
+        DOCUMENTED_AMQP_URL, pool, PostgresTenants(pool), IndexerSettings(), media_root=Path("/")
+    )
     return asyncapi_document(
         broker,
         title="Scribe indexer",
@@ -23,5 +26,7 @@ def document() -> dict[str, Any]:
         "transaction each, idempotently (event ids recorded) and in any arrival order; "
         "logs one `job_event_indexed` line per event with its `job_id` and "
         "`correlation_id`. Events of an unknown tenant go to `indexer.job-events.dlq` "
-        "(`unknown_tenant`).",
+        "(`unknown_tenant`). Applies cancel and delete requests and announces their "
+        "outcome (`transcription.cancelled.v1`, `transcription.deleted.v1`); requests the "
+        "deletion of jobs past their tenant's `retain_days` (`reason: retention`).",
     )

@@ -7,13 +7,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import structlog
 
 from contracts.envelope import Event
+from contracts.lifecycle import (
+    TranscriptionCancelledV1,
+    TranscriptionDeletedV1,
+    TranscriptionDeleteRequestedV1,
+)
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
+from indexer.media import MediaEraser, UnerasableMediaError
 from indexer.store import Applied, ProjectionStore, TenantDirectory
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.database import TRANSIENT_ERRORS
@@ -23,6 +29,14 @@ log = structlog.get_logger(__name__)
 
 UNKNOWN_TENANT: Final = "unknown_tenant"
 """Dead-letter code of an event whose tenant is not in the tenants table."""
+MEDIA_NOT_ERASABLE: Final = "media_not_erasable"
+"""Dead-letter code of a delete request whose media no adapter can erase (replay it later)."""
+
+PUBLISHES: tuple[type[Event], ...] = (TranscriptionCancelledV1, TranscriptionDeletedV1)
+"""What the indexer announces after applying a cancel or delete request."""
+
+A = TypeVar("A")
+Publish = Callable[[Event], Awaitable[None]]
 
 
 class DeadLetter(Protocol):
@@ -47,10 +61,10 @@ class RetryPolicy:
 
 
 async def with_retries(
-    operation: Callable[[], Awaitable[Applied]],
+    operation: Callable[[], Awaitable[A]],
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Applied:
+) -> A:
     """Run `operation`, retrying transient errors in-process for a blip.
 
     Past the policy's tries it raises `TransientError`: the consumer then moves the message
@@ -80,11 +94,16 @@ class JobEventIndexer:
         tenants: TenantDirectory,
         dead_letter: DeadLetter,
         retry: RetryPolicy | None = None,
+        *,
+        publish: Publish | None = None,
+        media: MediaEraser | None = None,
     ) -> None:
         self._store = store
         self._tenants = tenants
         self._dead_letter = dead_letter
         self._retry = retry or RetryPolicy()
+        self._publish = publish
+        self._media = media
 
     async def on_job_event(self, event: Event, delivery: Delivery) -> None:
         """Apply the event and return (the consumer then acks); raise to have it redelivered."""
@@ -101,7 +120,19 @@ class JobEventIndexer:
                 "(SCRIBE_INDEXER_TENANTS)",
             )
             return
+        if isinstance(event, TranscriptionDeleteRequestedV1):
+            try:
+                await self._erase_media(event)
+            except UnerasableMediaError as exc:
+                await self._dead_letter(delivery, code=MEDIA_NOT_ERASABLE, reason=str(exc))
+                return
         applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        if applied.announce is not None:
+            if self._publish is None:
+                raise RuntimeError("this indexer was built without a publisher")
+            # Confirmed before the ack: a lost announcement means a redelivered request,
+            # whose duplicate path announces the same event again.
+            await self._publish(applied.announce)
         record_metrics(event, applied)
         log.info(
             "job_event_indexed",
@@ -110,8 +141,22 @@ class JobEventIndexer:
             duplicate=applied.duplicate,
             status=str(applied.status) if applied.status else None,
             segments=applied.segments_written,
+            announced=applied.announce.message_type if applied.announce else None,
+            tombstoned=applied.tombstoned or None,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    async def _erase_media(self, request: TranscriptionDeleteRequestedV1) -> None:
+        """Erase the media before the tombstone commits: a retry then finds it still to do."""
+        uri = await with_retries(
+            lambda: self._store.media_of(request.tenant_id, request.job_id), self._retry
+        )
+        if uri is None:
+            return
+        if self._media is None:
+            raise RuntimeError("this indexer was built without a media eraser")
+        await self._media.delete_media(uri)
+        log.info("job_media_erased", job_id=str(request.job_id))
 
 
 def record_metrics(event: Event, applied: Applied) -> None:
@@ -126,3 +171,8 @@ def record_metrics(event: Event, applied: Applied) -> None:
         metrics.JOB_OUTCOMES.labels("completed", "").inc()
     elif isinstance(event, TranscriptionFailedV1):
         metrics.JOB_OUTCOMES.labels("failed", str(event.code)).inc()
+    elif isinstance(applied.announce, TranscriptionCancelledV1):
+        # The cancelled event is applied with its request (its own delivery is a duplicate).
+        metrics.JOB_OUTCOMES.labels("cancelled", "").inc()
+    elif isinstance(applied.announce, TranscriptionDeletedV1):
+        metrics.JOB_OUTCOMES.labels("deleted", str(applied.announce.reason)).inc()

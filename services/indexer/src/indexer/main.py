@@ -10,15 +10,20 @@ import argparse
 import asyncio
 import functools
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 
+from contracts.lifecycle import TranscriptionDeleteRequestedV1
 from contracts.routing import EVENT_CLASSES
 from indexer.dead_letters import PUBLISHES, DeadLetterWatcher
+from indexer.handlers import PUBLISHES as ANNOUNCES
 from indexer.handlers import JobEventIndexer, RetryPolicy
+from indexer.media import LocalMediaEraser
 from indexer.migrate import prepare_database
+from indexer.retention import Publish, RetentionSweep
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
 from scribe_runtime import aio
@@ -63,21 +68,42 @@ def build_broker(
     pool: asyncpg.Pool,
     tenants: PostgresTenants,
     settings: IndexerSettings,
+    *,
+    media_root: Path | None = None,
 ) -> RabbitBroker:
-    """The broker with the indexer's subscriber wired to the PostgreSQL adapters."""
+    """The broker with the indexer's subscribers wired to the PostgreSQL adapters."""
+    return build_indexer(amqp_url, pool, tenants, settings, media_root=media_root)[0]
+
+
+def build_indexer(
+    amqp_url: str,
+    pool: asyncpg.Pool,
+    tenants: PostgresTenants,
+    settings: IndexerSettings,
+    *,
+    media_root: Path | None = None,
+) -> tuple[RabbitBroker, Publish]:
+    """`build_broker`, and the publisher of the indexer's own events (for retention).
+
+    `media_root` is where deleted jobs' media is erased (default: the shared setting's).
+    """
     broker = make_broker(amqp_url, service=SERVICE, prefetch=settings.prefetch)
+    producer = producer_name(SERVICE)
+    events = EventPublisher(broker, (*ANNOUNCES, TranscriptionDeleteRequestedV1))
 
     async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
         await dead_letter(broker, delivery, queue=INDEXER_QUEUE.name, code=code, reason=reason)
 
     indexer = JobEventIndexer(
-        PostgresProjectionStore(pool),
+        PostgresProjectionStore(pool, producer=producer),
         tenants,
         dead_letter_here,
         RetryPolicy(attempts=settings.retry_attempts),
+        publish=events.publish,
+        media=LocalMediaEraser(media_root or SharedSettings().media_root),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
-    watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer_name(SERVICE))
+    watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer)
     subscribe_deliveries(
         broker,
         DEAD_LETTER_WATCH_QUEUE,
@@ -86,7 +112,7 @@ def build_broker(
         f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
         "again as `transcription.failed.v1` with code `dead_lettered`.",
     )
-    return broker
+    return broker, events.publish
 
 
 async def run(
@@ -105,13 +131,68 @@ async def run(
         async def database_answers() -> bool:
             return bool(await pool.fetchval("SELECT true", timeout=2.0))
 
-        await Worker(
-            SERVICE,
-            build_broker(shared.amqp_url, pool, tenants, settings),
-            health_host=settings.health_host,
-            health_port=settings.health_port,
-            checks={"database": database_answers},
-        ).run(stop, ready={"queue": INDEXER_QUEUE.name, "prefetch": settings.prefetch})
+        broker, publish = build_indexer(
+            shared.amqp_url, pool, tenants, settings, media_root=shared.media_root
+        )
+        sweep = RetentionSweep(
+            pool, settings.retain_days, publish=publish, producer=producer_name(SERVICE)
+        )
+        sweeping = asyncio.Event()
+        retention: asyncio.Task[None] | None = None
+
+        async def start_retention() -> None:
+            nonlocal retention
+            if settings.retain_days:
+                retention = asyncio.create_task(
+                    sweep.run(settings.retention_interval_seconds, sweeping)
+                )
+
+        try:
+            await Worker(
+                SERVICE,
+                broker,
+                health_host=settings.health_host,
+                health_port=settings.health_port,
+                checks={"database": database_answers},
+            ).run(
+                stop,
+                ready={
+                    "queue": INDEXER_QUEUE.name,
+                    "prefetch": settings.prefetch,
+                    "retain_days": settings.retain_days,
+                },
+                started=start_retention,
+            )
+        finally:
+            sweeping.set()
+            if retention is not None:
+                await retention
+    finally:
+        await pool.close()
+
+
+async def retention(settings: IndexerSettings, shared: SharedSettings, *, dry_run: bool) -> None:
+    """List the jobs past their tenant's retention (`--dry-run`), or request their deletion."""
+    pool = await asyncpg.create_pool(shared.database_url, min_size=1, max_size=2, timeout=10)
+    try:
+        sweep = RetentionSweep(pool, settings.retain_days, producer=producer_name(SERVICE))
+        if dry_run:
+            for job in await sweep.due():
+                print(
+                    f"{job.tenant_id}\t{job.job_id}\t{job.status}\t"
+                    f"{job.finished_at.isoformat(timespec='seconds')}"
+                )
+            return
+        await declare_topology(shared.amqp_url)
+        broker, publish = build_indexer(
+            shared.amqp_url, pool, PostgresTenants(pool), settings, media_root=shared.media_root
+        )
+        async with broker:
+            await broker.connect()
+            swept = await RetentionSweep(
+                pool, settings.retain_days, publish=publish, producer=producer_name(SERVICE)
+            ).sweep()
+        print(f"requested the deletion of {swept} jobs")
     finally:
         await pool.close()
 
@@ -125,14 +206,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=("run", "migrate"),
+        choices=("run", "migrate", "retention"),
         default="run",
-        help="run: migrate, then consume events (default); migrate: migrate and exit",
+        help="run: migrate, then consume events (default); migrate: migrate and exit; "
+        "retention: request the deletion of every job past its tenant's retain_days",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with retention: list (tenant, job, status, finished at) what would go; delete none",
     )
     args = parser.parse_args(argv)
     shared = SharedSettings()
     settings = IndexerSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
+    if args.command == "retention":
+        aio.run(retention(settings, shared, dry_run=args.dry_run))
+        return
     command = functools.partial(migrate if args.command == "migrate" else run, shared, settings)
     aio.run(command())
 

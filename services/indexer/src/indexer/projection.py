@@ -3,9 +3,10 @@
 Every rule below is chosen so that the same set of events gives the same row whatever
 their arrival order or duplication (a commutative, idempotent merge):
 
-- status only moves up `queued < processing < failed < completed`: a late `started` or
-  `progress` never demotes a finished job, and a transcript beats an earlier failure (a
-  dead-lettered job that is replayed and then completes is completed);
+- status only moves up `queued < processing < failed < completed < cancelled`: a late
+  `started` or `progress` never demotes a finished job, a transcript beats an earlier
+  failure (a dead-lettered job that is replayed and then completes is completed), and
+  nothing revives a cancelled job;
 - counters (`progress`, `processed_seconds`, `attempts`) take the maximum;
 - timestamps are the events' own `occurred_at`: `first_event_at` the minimum,
   `updated_at` the maximum; never the wall clock;
@@ -13,6 +14,10 @@ their arrival order or duplication (a commutative, idempotent merge):
   started attempt, the latest failure and the latest completion (ties by event id);
 - audio metadata fills from the upload whenever it arrives, so a `completed` that overtook
   its `uploaded` still ends in a complete job.
+
+A cancel *request* is not a fact but a question put to the current state: `decide_cancel`
+answers it once (a job that already finished is not cancelled) and its answer, the fact
+`transcription.cancelled`, is what the rules above merge in any order.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from contracts import (
     AudioUploadedV1,
     TranscriptCompletedV1,
+    TranscriptionCancelledV1,
+    TranscriptionCancelRequestedV1,
     TranscriptionFailedV1,
     TranscriptionProgressV1,
     TranscriptionStartedV1,
@@ -41,6 +48,7 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     FAILED = "failed"
     COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
 
 _RANK = {
@@ -48,7 +56,13 @@ _RANK = {
     JobStatus.PROCESSING: 1,
     JobStatus.FAILED: 2,
     JobStatus.COMPLETED: 3,
+    JobStatus.CANCELLED: 4,
 }
+
+FINISHED: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+"""Terminal statuses: a cancel request changes none of them; retention erases them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,8 @@ class JobState:
     error_retryable: bool | None = None
     failed_event_id: UUID | None = None
     failed_at: datetime | None = None
+    cancelled_event_id: UUID | None = None
+    cancelled_at: datetime | None = None
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
@@ -118,6 +134,8 @@ def _status_for(event: Event) -> JobStatus:
         return JobStatus.COMPLETED
     if isinstance(event, TranscriptionFailedV1):
         return JobStatus.FAILED
+    if isinstance(event, TranscriptionCancelledV1):
+        return JobStatus.CANCELLED
     raise TypeError(f"the job projection does not handle {type(event).__name__}")
 
 
@@ -161,8 +179,54 @@ def apply_event(state: JobState | None, event: Event) -> JobState:
         )
     if isinstance(event, TranscriptCompletedV1):
         return _on_completed(state, event)
+    if isinstance(event, TranscriptionCancelledV1):
+        return _on_cancelled(state, event)
     assert isinstance(event, TranscriptionFailedV1)
     return _on_failed(state, event)
+
+
+def cancelled_event_id(request: TranscriptionCancelRequestedV1) -> UUID:
+    """The id of the `transcription.cancelled` a request leads to: the same on every retry."""
+    return uuid5(request.event_id, "transcription.cancelled.v1")
+
+
+def decide_cancel(
+    state: JobState | None,
+    request: TranscriptionCancelRequestedV1,
+    *,
+    producer: str,
+    now: datetime,
+) -> TranscriptionCancelledV1 | None:
+    """The fact a cancel request leads to, or None when the job already finished.
+
+    A job not seen yet (the request overtook its upload) is cancelled too: its upload,
+    arriving later, cannot revive it.
+    """
+    if state is not None and state.status in FINISHED:
+        return None
+    return TranscriptionCancelledV1(
+        event_id=cancelled_event_id(request),
+        occurred_at=max(now, request.occurred_at),
+        job_id=request.job_id,
+        tenant_id=request.tenant_id,
+        correlation_id=request.correlation_id,
+        producer=producer,
+        request_event_id=request.event_id,
+    )
+
+
+def _on_cancelled(state: JobState, event: TranscriptionCancelledV1) -> JobState:
+    earlier = _newer(
+        state.cancelled_at or event.occurred_at,
+        state.cancelled_event_id or event.event_id,
+        event.occurred_at,
+        event.event_id,
+    )
+    if state.cancelled_at is not None and not earlier:
+        return state  # the earliest cancellation of a job describes it
+    return dataclasses.replace(
+        state, cancelled_event_id=event.event_id, cancelled_at=event.occurred_at
+    )
 
 
 def _on_uploaded(state: JobState, event: AudioUploadedV1) -> JobState:

@@ -46,6 +46,20 @@ class IndexerSettings(BaseSettings):
         ),
     )
 
+    retain_days: Annotated[dict[TenantId, Annotated[int, Field(ge=1)]], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Per-tenant retention, `tenant=days` comma-separated (e.g. `acme=30,beta=365`): "
+            "completed, failed and cancelled jobs are deleted that many days after they "
+            "finished. A tenant not named keeps its jobs forever (the default)."
+        ),
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the indexer looks for jobs past their tenant's retention.",
+    )
+
     health_host: str = Field(
         default="127.0.0.1",
         description="Address of the `/healthz`, `/readyz`, `/metrics` endpoint (compose: 0.0.0.0).",
@@ -56,6 +70,21 @@ class IndexerSettings(BaseSettings):
         le=65535,
         description="Port of the health endpoint; 0 picks a free one, empty turns it off.",
     )
+
+    @field_validator("retain_days", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            tenant, sep, days = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part!r} is not `tenant=days`")
+            pairs[tenant.strip()] = days.strip()
+        return pairs
 
     @field_validator("tenants", mode="before")
     @classmethod

@@ -3,20 +3,32 @@
 One transaction per event: the tracking record (`processed_events`), the job row and, for
 a winning `transcript.completed`, the transcript and its segments commit together or not
 at all. A duplicate delivery finds its tracking record and changes nothing.
+
+A cancel request records, in its own transaction, the `transcription.cancelled` it leads
+to (row and tracking record), which the caller then announces. A delete request replaces
+everything of the job with a tombstone; every later event of a tombstoned job is dropped.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Protocol
+from uuid import UUID, uuid5
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from contracts import TranscriptCompletedV1
-from contracts.envelope import Event
-from indexer.projection import JobState, JobStatus, apply_event
+from contracts import (
+    TranscriptCompletedV1,
+    TranscriptionCancelledV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeletedV1,
+    TranscriptionDeleteRequestedV1,
+)
+from contracts.envelope import Event, utc_now
+from indexer.projection import JobState, JobStatus, apply_event, cancelled_event_id, decide_cancel
 
 _COLUMNS: Final = JobState.columns()
 _SELECT_JOB: Final = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND job_id = $2"
@@ -47,12 +59,25 @@ class Applied:
     duplicate: bool
     status: JobStatus | None = None
     segments_written: int = 0
+    announce: Event | None = None
+    """The fact the event led to (`cancelled`, `deleted`), for the caller to publish."""
+    tombstoned: bool = False
+    """The job was deleted before: the event changed nothing."""
 
 
 class ProjectionStore(Protocol):
     """Applies an event to the read model, durably, exactly once."""
 
     async def apply(self, event: Event) -> Applied: ...
+
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        """The job's audio URI when no other job of the tenant shares it (else None)."""
+        ...
+
+
+def deleted_event_id(request: TranscriptionDeleteRequestedV1) -> UUID:
+    """The id of the `transcription.deleted` a request leads to: the same on every retry."""
+    return uuid5(request.event_id, "transcription.deleted.v1")
 
 
 class TenantDirectory(Protocol):
@@ -69,11 +94,25 @@ def job_lock_key(event: Event) -> int:
 class PostgresProjectionStore:
     """`ProjectionStore` over an asyncpg pool of the writer role."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, producer: str = "scribe-indexer") -> None:
         self._pool = pool
+        self._producer = producer
+
+    async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
+        # Uploads are content-addressed per tenant: the same bytes submitted twice share
+        # one file, which must outlive the first job's deletion.
+        return await self._pool.fetchval(  # type: ignore[no-any-return]
+            "SELECT j.audio_uri FROM jobs j WHERE j.tenant_id = $1 AND j.job_id = $2 "
+            "AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.tenant_id = j.tenant_id "
+            "AND o.audio_uri = j.audio_uri AND o.job_id <> j.job_id)",
+            tenant_id,
+            job_id,
+        )
 
     async def apply(self, event: Event) -> Applied:
         async with self._pool.acquire() as conn, conn.transaction():
+            if isinstance(event, TranscriptionDeleteRequestedV1):
+                return await self._delete(conn, event)
             recorded = await conn.fetchval(
                 "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, "
                 "occurred_at) VALUES ($1, $2, $3, $4, $5) "
@@ -85,12 +124,20 @@ class PostgresProjectionStore:
                 event.occurred_at,
             )
             if not recorded:
-                return Applied(duplicate=True)
+                return await self._duplicate(conn, event)
             # Events of one job may be applied by several consumers at once; the row is
             # read, merged and written back under this lock so no merge is lost.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", job_lock_key(event))
+            if await _tombstone(conn, event) is not None:
+                # Nothing of a deleted job is kept, its tracking records included.
+                await conn.execute(
+                    "DELETE FROM processed_events WHERE event_id = $1", event.event_id
+                )
+                return Applied(duplicate=False, tombstoned=True)
             record = await conn.fetchrow(_SELECT_JOB, event.tenant_id, event.job_id)
             before = JobState.from_record(record) if record is not None else None
+            if isinstance(event, TranscriptionCancelRequestedV1):
+                return await self._cancel(conn, before, event)
             after = apply_event(before, event)
             await conn.execute(_UPSERT_JOB, *after.values())
             written = 0
@@ -101,6 +148,122 @@ class PostgresProjectionStore:
             ):
                 written = await _replace_transcript(conn, event)
             return Applied(duplicate=False, status=after.status, segments_written=written)
+
+    async def _cancel(
+        self,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        before: JobState | None,
+        request: TranscriptionCancelRequestedV1,
+    ) -> Applied:
+        cancelled = decide_cancel(before, request, producer=self._producer, now=utc_now())
+        if cancelled is None:
+            return Applied(duplicate=False, status=before.status if before else None)
+        after = apply_event(before, cancelled)
+        await conn.execute(_UPSERT_JOB, *after.values())
+        # The announcement comes back through this indexer's own queue: already applied.
+        await _record(conn, cancelled)
+        return Applied(duplicate=False, status=after.status, announce=cancelled)
+
+    async def _duplicate(self, conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> Applied:
+        """A redelivery changes nothing, but re-announces what its first delivery decided.
+
+        The first delivery may have committed and then lost its connection before its
+        announcement was confirmed; the same event id makes the repeat harmless.
+        """
+        if not isinstance(event, TranscriptionCancelRequestedV1):
+            return Applied(duplicate=True)
+        row = await conn.fetchrow(
+            "SELECT status, cancelled_at FROM jobs WHERE tenant_id = $1 AND job_id = $2 "
+            "AND cancelled_event_id = $3",
+            event.tenant_id,
+            event.job_id,
+            cancelled_event_id(event),
+        )
+        if row is None:
+            return Applied(duplicate=True)
+        return Applied(
+            duplicate=True,
+            status=JobStatus(row["status"]),
+            announce=TranscriptionCancelledV1(
+                event_id=cancelled_event_id(event),
+                occurred_at=row["cancelled_at"],
+                job_id=event.job_id,
+                tenant_id=event.tenant_id,
+                correlation_id=event.correlation_id,
+                producer=self._producer,
+                request_event_id=event.event_id,
+            ),
+        )
+
+    async def _delete(
+        self, conn: PoolConnectionProxy[asyncpg.Record], request: TranscriptionDeleteRequestedV1
+    ) -> Applied:
+        """Replace everything of the job with its tombstone (the media is already gone)."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", job_lock_key(request))
+        tombstone = await _tombstone(conn, request)
+        if tombstone is None:
+            deleted_at: datetime = max(utc_now(), request.occurred_at)
+            # Transcripts and segments go with the row (ON DELETE CASCADE).
+            await conn.execute(
+                "DELETE FROM jobs WHERE tenant_id = $1 AND job_id = $2",
+                request.tenant_id,
+                request.job_id,
+            )
+            await conn.execute(
+                "DELETE FROM processed_events WHERE tenant_id = $1 AND job_id = $2",
+                request.tenant_id,
+                request.job_id,
+            )
+            await conn.execute(
+                "INSERT INTO job_tombstones (tenant_id, job_id, deleted_at, request_event_id, "
+                "reason) VALUES ($1, $2, $3, $4, $5)",
+                request.tenant_id,
+                request.job_id,
+                deleted_at,
+                request.event_id,
+                str(request.reason),
+            )
+        elif tombstone["request_event_id"] == request.event_id:
+            deleted_at = tombstone["deleted_at"]  # a redelivery: announce the same again
+        else:
+            return Applied(duplicate=True, tombstoned=True)  # deleted by another request
+        return Applied(
+            duplicate=tombstone is not None,
+            tombstoned=tombstone is not None,
+            announce=TranscriptionDeletedV1(
+                event_id=deleted_event_id(request),
+                occurred_at=deleted_at,
+                job_id=request.job_id,
+                tenant_id=request.tenant_id,
+                correlation_id=request.correlation_id,
+                producer=self._producer,
+                request_event_id=request.event_id,
+                reason=request.reason,
+            ),
+        )
+
+
+async def _record(conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> None:
+    await conn.execute(
+        "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, occurred_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        event.event_id,
+        event.tenant_id,
+        event.job_id,
+        event.message_type,
+        event.occurred_at,
+    )
+
+
+async def _tombstone(
+    conn: PoolConnectionProxy[asyncpg.Record], event: Event
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT deleted_at, request_event_id FROM job_tombstones "
+        "WHERE tenant_id = $1 AND job_id = $2",
+        event.tenant_id,
+        event.job_id,
+    )
 
 
 async def _replace_transcript(

@@ -9,6 +9,7 @@ Wiring
 
 HTTP layer (parse input, call a use case or the read port, shape the answer)
     submissions.py  POST /v1/transcriptions
+    lifecycle.py    POST /v1/transcriptions/{id}/cancel, DELETE /v1/transcriptions/{id}
     reads.py        jobs, listing, transcript exports, search
     openai_compat.py  OpenAI's audio API: /v1/audio/transcriptions, /translations, /v1/models
     health.py       /healthz, /readyz        metrics.py  /metrics and the counters
@@ -21,6 +22,8 @@ HTTP layer (parse input, call a use case or the read port, shape the answer)
 Use cases and their ports
     failures.py     every failure class, with its stable code
     uploads.py      `UploadService`: probe, store, publish `audio.uploaded.v1`
+    job_requests.py `JobLifecycle`: cancel and delete requests; erase ingest's files of a
+                    deleted job (consumer of `transcription.deleted.v1`)
     probe.py        is it audio, and how long (PyAV)       options.py  transcription options
     limits.py       per-tenant upload slots                auth.py     API keys and tenants
     media.py        the media store (port + filesystem adapter)

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from ingest import health, metrics, openai_compat, reads, submissions
+from ingest import health, lifecycle, metrics, openai_compat, reads, submissions
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
 from ingest.docs import offline_docs_app
@@ -47,6 +47,7 @@ def build_app(
         container,
         (
             submissions.router,
+            lifecycle.router,
             openai_compat.router,
             health.router,
             reads.router,

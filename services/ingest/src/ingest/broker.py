@@ -1,4 +1,8 @@
-"""The broker adapter: publish `audio.uploaded.v1` and wait for RabbitMQ's confirm."""
+"""The broker adapter: publish ingest's events and wait for RabbitMQ's confirm.
+
+`audio.uploaded.v1` for submissions; `transcription.cancel_requested.v1` and
+`transcription.delete_requested.v1` for `ingest.lifecycle`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import structlog
 from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
+from contracts.lifecycle import TranscriptionCancelRequestedV1, TranscriptionDeleteRequestedV1
 from ingest.uploads import PublishFailedError
 from scribe_runtime.publishing import EventPublisher
 
@@ -24,9 +30,12 @@ class BrokerPublisher:
         self.broker = broker
         self.timeout_seconds = timeout_seconds
         # Declared here, before the broker starts, so ingest's AsyncAPI document lists it.
-        self._events = EventPublisher(broker, (AudioUploadedV1,))
+        self._events = EventPublisher(
+            broker,
+            (AudioUploadedV1, TranscriptionCancelRequestedV1, TranscriptionDeleteRequestedV1),
+        )
 
-    async def publish(self, event: AudioUploadedV1) -> None:
+    async def publish(self, event: Event) -> None:
         # A lost connection is given a moment to come back (a broker restart, a blip);
         # longer than that, the client hears 503 now rather than after the full timeout.
         if not await self.broker.ping(timeout=min(RECONNECT_GRACE_SECONDS, self.timeout_seconds)):

@@ -16,14 +16,17 @@ from typing import Final, Protocol
 import asyncpg
 import structlog
 
+from contracts.envelope import Event
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
+from ingest.job_requests import JobKeys, JobLifecycle, subscribe_deletions
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from scribe_runtime.cancellations import CancelMarks, FilesystemCancelMarks
 from scribe_runtime.messaging import make_broker
 from scribe_runtime.netguard import resolve_public_url
 from scribe_runtime.settings import SharedSettings
@@ -37,6 +40,10 @@ STALE_UPLOAD_SECONDS: Final = 24 * 3600.0
 
 class Publisher(UploadedPublisher, Protocol):
     """The broker as ingest sees it: publish with confirms, and say whether it is up."""
+
+    async def publish(self, event: Event) -> None:
+        """Publish any of ingest's events and await the confirm (`PublishFailedError`)."""
+        ...
 
     async def is_connected(self) -> bool:
         """True while the broker's connection is up (`/readyz`)."""
@@ -60,6 +67,7 @@ class IngestContainer(ReadServices):
     media: MediaStore
     publisher: Publisher
     uploads: UploadService
+    lifecycle: JobLifecycle
 
 
 def load_keyring(settings: IngestSettings) -> ApiKeyring:
@@ -79,12 +87,15 @@ def wire(
     publisher: Publisher,
     url_guard: UrlGuard,
     prober: Prober = probe_in_thread,
+    marks: CancelMarks,
+    keys: JobKeys,
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
+    queries = JobReader.from_settings(reader_pool, settings)
     return IngestContainer(
         settings=settings,
         keyring=keyring,
-        queries=JobReader.from_settings(reader_pool, settings),
+        queries=queries,
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -97,6 +108,7 @@ def wire(
             max_upload_bytes=settings.max_upload_bytes,
             max_duration_seconds=settings.max_duration_seconds,
         ),
+        lifecycle=JobLifecycle(queries=queries, marks=marks, publisher=publisher, keys=keys),
     )
 
 
@@ -116,18 +128,23 @@ async def open_container(
     if swept:
         log.warning("stale_uploads_removed", count=swept)
     publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
-    async with broker:
-        await broker.start()
-        async with open_reader_pool(settings) as reader_pool:
-            container = wire(
-                settings,
-                keyring=keyring,
-                reader_pool=reader_pool,
-                media=media,
-                idempotency=FilesystemIdempotencyStore(shared.media_root),
-                publisher=publisher,
-                url_guard=resolve_public_url,
-            )
+    idempotency = FilesystemIdempotencyStore(shared.media_root)
+    async with open_reader_pool(settings) as reader_pool:
+        container = wire(
+            settings,
+            keyring=keyring,
+            reader_pool=reader_pool,
+            media=media,
+            idempotency=idempotency,
+            publisher=publisher,
+            url_guard=resolve_public_url,
+            marks=FilesystemCancelMarks(shared.media_root),
+            keys=idempotency,
+        )
+        # Subscribed before the broker starts, as FastStream wants.
+        subscribe_deletions(broker, container.lifecycle)
+        async with broker:
+            await broker.start()
             log.info(
                 "ingest_started",
                 media_root=str(media.root),

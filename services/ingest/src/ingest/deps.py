@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ingest.auth import ApiKeyring
 from ingest.container import IngestContainer, Publisher, ReadServices
 from ingest.failures import UnauthenticatedError
+from ingest.job_requests import JobLifecycle
 from ingest.limits import UploadSlots
 from ingest.media import MediaStore
 from ingest.queries import JobReader
@@ -97,6 +98,11 @@ def get_media(container: Annotated[IngestContainer, Depends(get_container)]) -> 
     return container.media
 
 
+def get_lifecycle(container: Annotated[IngestContainer, Depends(get_container)]) -> JobLifecycle:
+    """The cancel and delete use case."""
+    return container.lifecycle
+
+
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Keyring = Annotated[ApiKeyring, Depends(get_keyring)]
 Queries = Annotated[JobReader, Depends(get_queries)]
@@ -104,6 +110,7 @@ Uploads = Annotated[UploadService, Depends(get_uploads)]
 Slots = Annotated[UploadSlots, Depends(get_slots)]
 Broker = Annotated[Publisher, Depends(get_publisher)]
 Media = Annotated[MediaStore, Depends(get_media)]
+Lifecycle = Annotated[JobLifecycle, Depends(get_lifecycle)]
 
 
 async def authenticated_tenant(

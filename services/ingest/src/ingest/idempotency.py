@@ -8,7 +8,10 @@ was confirmed: a confirmed key is answered again without publishing; a key reuse
 different content is refused (409 `idempotency_key_reused`).
 
 Records live on the media volume (`<root>/<tenant>/.idempotency/<sha256(key)>.json`),
-shared by every ingest replica; they are never expired.
+shared by every ingest replica, with an index by job (`.idempotency/jobs/<job id>`, the
+key's digest) so that deleting a job (`transcription.deleted.v1`) removes its record;
+they are never expired otherwise. Records written before the index existed are not found
+by job and stay until removed by hand.
 """
 
 from __future__ import annotations
@@ -92,8 +95,29 @@ class FilesystemIdempotencyStore:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.root / tenant / ".idempotency" / f"{digest}.json"
 
+    def _job_index(self, tenant: str, job_id: uuid.UUID) -> Path:
+        return self.root / tenant / ".idempotency" / "jobs" / str(job_id)
+
+    async def forget_job(self, tenant: str, job_id: uuid.UUID) -> None:
+        """Remove the record of the key that named `job_id` (deleted job). Idempotent."""
+        await asyncio.to_thread(self._forget_job, self._job_index(tenant, job_id))
+
+    def _forget_job(self, index: Path) -> None:
+        try:
+            digest = index.read_text().strip()
+        except FileNotFoundError:
+            return  # no key named this job, or already forgotten
+        if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            _unlink(index.parent.parent / f"{digest}.json")
+        _unlink(index)
+
     async def claim(self, tenant: str, key: str, record: KeyRecord) -> Claim:
-        return await asyncio.to_thread(self._claim, self._path(tenant, key), record)
+        claim = await asyncio.to_thread(self._claim, self._path(tenant, key), record)
+        if claim is Claim.NEW:
+            index = self._job_index(tenant, record.job_id)
+            digest = self._path(tenant, key).stem
+            await asyncio.to_thread(_write_index, index, digest)
+        return claim
 
     def _claim(self, path: Path, record: KeyRecord) -> Claim:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +145,7 @@ class FilesystemIdempotencyStore:
     async def abandon(self, tenant: str, key: str) -> None:
         path = self._path(tenant, key)
         await asyncio.to_thread(_unlink, path)
+        await asyncio.to_thread(_unlink, self._job_index(tenant, job_id_for(tenant, key)))
 
 
 def _dump(record: KeyRecord) -> str:
@@ -145,6 +170,11 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def _write_index(index: Path, digest: str) -> None:
+    index.parent.mkdir(parents=True, exist_ok=True)
+    _replace(index, digest)
 
 
 def _unlink(path: Path) -> None:

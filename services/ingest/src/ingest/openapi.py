@@ -199,7 +199,11 @@ NOT_READY_EXAMPLE: Final[dict[str, Any]] = {
 
 READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
-    404: {"model": ErrorBody, "description": "`not_found`: no such job for this tenant."},
+    404: {
+        "model": ErrorBody,
+        "description": "`not_found`: no such job for this tenant (a deleted job too: it "
+        "answers exactly like one never submitted).",
+    },
     422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
     503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
 }

@@ -160,6 +160,14 @@ class JobReader:
             transcript = await _transcript(conn, tenant, job_id) if completed else None
         return _transcription(row, transcript)
 
+    async def status(self, tenant: str, job_id: UUID) -> str | None:
+        """A job's status; None if unknown (or deleted, or another tenant's)."""
+        async with self._connection(tenant) as conn:
+            status: str | None = await conn.fetchval(
+                "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2", tenant, job_id
+            )
+        return status
+
     async def transcript(self, tenant: str, job_id: UUID) -> TranscriptLookup | None:
         """A job's status and transcript; None if the job is unknown."""
         async with self._connection(tenant) as conn:
@@ -284,6 +292,7 @@ def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> Tra
         started_at=row["started_at"],
         completed_at=row["completed_at"] if row["status"] == "completed" else None,
         failed_at=row["failed_at"] if row["status"] == "failed" else None,
+        cancelled_at=row["cancelled_at"] if row["status"] == "cancelled" else None,
         correlation_id=row["correlation_id"],
         transcript=transcript,
         links=job_links(row["job_id"], row["status"]),

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.links import JobLinks
 
-JobStatusName = Literal["queued", "processing", "completed", "failed"]
+JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]
+"""`cancelled` is terminal, like `completed` and `failed`: `POST .../cancel` ended the job."""
 
 _JOB = "0b9f6a52-3c1e-4d5f-9a8b-7c6d5e4f3a21"
 
@@ -120,6 +121,9 @@ class TranscriptionOut(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     failed_at: datetime | None = None
+    cancelled_at: datetime | None = Field(
+        default=None, description="Set when `status` is `cancelled`."
+    )
     correlation_id: UUID | None = None
     transcript: TranscriptOut | None = Field(
         default=None, description="The transcript, once `status` is `completed`."

@@ -4,6 +4,8 @@
   or forbidden source, model failure). Published as `transcription.failed.v1`, then acked:
   never redelivered.
 - `JobCancelled`: the worker is shutting down; the job goes back to the queue unacked.
+- `CancelledByRequest`: the job's tenant cancelled (or deleted) it; the worker stops at
+  the next segment, publishes nothing (the indexer announces the cancel) and acks.
 - Anything else is unexpected: the handler raises, the message is nacked and redelivered,
   and the queue's delivery limit moves a crash loop to the dead-letter queue.
 """
@@ -25,3 +27,7 @@ class JobFailure(Exception):
 
 class JobCancelled(Exception):
     """Inference stopped because the worker is shutting down; the job must be redelivered."""
+
+
+class CancelledByRequest(Exception):
+    """The job was cancelled or deleted by request: stop, ack, publish no outcome."""

@@ -21,6 +21,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
 from scribe_runtime import aio
+from scribe_runtime.cancellations import FilesystemCancelMarks
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import make_broker
@@ -77,7 +78,9 @@ def build(
             progress_min_fraction=settings.progress_min_fraction,
             progress_min_interval_seconds=settings.progress_min_interval_seconds,
             delivery_limit=TRANSCRIBER_QUEUE.delivery_limit,
+            cancel_poll_seconds=settings.cancel_poll_seconds,
         ),
+        marks=FilesystemCancelMarks(shared.media_root),
     )
     # One job at a time per process: a second message would only wait behind the model.
     subscribe_events(

@@ -38,6 +38,11 @@ PROCESSING_SECONDS: Final = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 IN_FLIGHT: Final = Gauge("scribe_transcriber_jobs_in_flight", "Jobs being transcribed now.")
+CANCELLED: Final = Counter(
+    "scribe_transcriber_jobs_cancelled_total",
+    "Jobs this worker skipped or stopped because their tenant cancelled or deleted them.",
+    ["when"],
+)
 HANDED_BACK: Final = Counter(
     "scribe_transcriber_jobs_handed_back_total",
     "Jobs returned to the queue unfinished (shutdown past its grace period).",

@@ -30,11 +30,12 @@ from contracts.transcription import (
     TranscriptionStartedV1,
 )
 from scribe_runtime.amqp import Delivery
+from scribe_runtime.cancellations import CancelMarks
 from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
 from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
-from transcriber.errors import JobCancelled, JobFailure
+from transcriber.errors import CancelledByRequest, JobCancelled, JobFailure
 from transcriber.progress import ProgressThrottle
 from transcriber.sources import AudioSource
 
@@ -62,6 +63,7 @@ class JobPolicy:
     progress_min_fraction: float = 0.05
     progress_min_interval_seconds: float = 2.0
     delivery_limit: int = DELIVERY_LIMIT
+    cancel_poll_seconds: float = 1.0
 
 
 def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
@@ -123,6 +125,7 @@ class Transcriber:
         producer: str,
         policy: JobPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        marks: CancelMarks | None = None,
     ) -> None:
         self._engine = engine
         self._source = source
@@ -131,6 +134,7 @@ class Transcriber:
         self._producer = producer
         self._policy = policy or JobPolicy()
         self._clock = clock
+        self._marks = marks
         self._cancels: set[threading.Event] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -169,11 +173,49 @@ class Transcriber:
             cancel.set()
 
     async def on_audio_uploaded(self, event: AudioUploadedV1, delivery: Delivery) -> None:
-        """The subscriber: returning acks, raising nacks for redelivery."""
-        await self.transcribe(event, attempt=delivery.attempt)
+        """The subscriber: returning acks, raising nacks for redelivery.
+
+        A job cancelled (or deleted) by request is acked without an outcome: never started
+        when its mark is there on arrival, stopped at the next segment when it appears
+        later. The indexer, which decided the cancel, announces it.
+        """
+        if await self._cancel_requested(event):
+            metrics.CANCELLED.labels("queued").inc()
+            log.info("cancelled_job_skipped", attempt=delivery.attempt)
+            return
+        try:
+            await self.transcribe(event, attempt=delivery.attempt)
+        except CancelledByRequest:
+            metrics.CANCELLED.labels("running").inc()
+            log.info("transcription_cancelled", attempt=delivery.attempt)
+
+    async def _cancel_requested(self, event: AudioUploadedV1) -> bool:
+        if self._marks is None:
+            return False
+        try:
+            return await self._marks.is_marked(event.tenant_id, event.job_id)
+        except OSError as exc:
+            # The media volume is away: the job could not be fetched either. Back off.
+            raise TransientError(f"cannot read the cancel mark: {exc!r}") from exc
+
+    async def _watch_for_cancel(self, event: AudioUploadedV1, cancel: threading.Event) -> bool:
+        """Poll the job's cancel mark until it appears (then stop the engine) or the job ends."""
+        while not cancel.is_set():
+            await asyncio.sleep(self._policy.cancel_poll_seconds)
+            try:
+                if await self._cancel_requested(event):
+                    cancel.set()
+                    return True
+            except TransientError as exc:
+                log.warning("cancel_mark_unreadable", error=str(exc))
+        return False
 
     async def transcribe(self, event: AudioUploadedV1, *, attempt: int) -> Event:
-        """Run the job and publish its outcome; returns the confirmed outcome event."""
+        """Run the job and publish its outcome; returns the confirmed outcome event.
+
+        Raises `CancelledByRequest` (nothing published) when the job's cancel mark appears
+        while it runs.
+        """
         started_at = self._clock()
         background: list[asyncio.Task[None]] = []
         model = self._engine.model_name
@@ -205,6 +247,9 @@ class Transcriber:
                     retryable=failure.retryable,
                     attempts=attempt,
                 )
+            except CancelledByRequest:
+                await _settle(background)
+                raise
             except TransientError:
                 # Storage briefly gone: the consumer backs off through the retry stages.
                 await _settle(background)
@@ -300,11 +345,23 @@ class Transcriber:
             )
             self._threads.add(thread)
             inference_started = self._clock()
+            watcher = (
+                asyncio.create_task(self._watch_for_cancel(event, cancel))
+                if self._marks is not None
+                else None
+            )
             try:
                 result = await future
             except asyncio.CancelledError:
                 cancel.set()
                 raise
+            except JobCancelled:
+                if watcher is not None and watcher.done() and watcher.result():
+                    raise CancelledByRequest(str(event.job_id)) from None
+                raise
+            finally:
+                if watcher is not None and not watcher.done():
+                    watcher.cancel()
             self._threads.discard(thread)
             inference = self._clock() - inference_started
             metrics.TRANSCRIPTION_SECONDS.observe(inference)

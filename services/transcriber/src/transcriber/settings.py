@@ -197,6 +197,12 @@ class TranscriberSettings(BaseSettings):
         ge=0,
         description="...or when this long has passed since the last progress event.",
     )
+    cancel_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="While a job runs, how often the worker looks for its cancel mark; a "
+        "cancelled job stops at the first segment boundary after that.",
+    )
     graceful_shutdown_seconds: float = Field(
         default=30.0,
         ge=0,
