@@ -24,6 +24,11 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from contracts.webhooks import (
+    WEBHOOK_EVENT_CLASSES,
+    WebhookDeliveryAttemptedV1,
+    WebhookDeliveryRequestedV1,
+)
 
 EXCHANGE: Final = "scribe.events"
 """Durable topic exchange every event is published to."""
@@ -40,8 +45,12 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     TranscriptionFailedV1,
 )
 
+"""The job events (what the job projection consumes)."""
+ALL_EVENT_CLASSES: Final[tuple[type[Event], ...]] = EVENT_CLASSES + WEBHOOK_EVENT_CLASSES
+"""Every event Scribe knows: the job events and the webhook events."""
+
 _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
-    (cls.TYPE, cls.VERSION): cls for cls in EVENT_CLASSES
+    (cls.TYPE, cls.VERSION): cls for cls in ALL_EVENT_CLASSES
 }
 
 AUDIO_UPLOADED_V1: Final = AudioUploadedV1.routing_key()
@@ -49,6 +58,8 @@ TRANSCRIPTION_STARTED_V1: Final = TranscriptionStartedV1.routing_key()
 TRANSCRIPTION_PROGRESS_V1: Final = TranscriptionProgressV1.routing_key()
 TRANSCRIPT_COMPLETED_V1: Final = TranscriptCompletedV1.routing_key()
 TRANSCRIPTION_FAILED_V1: Final = TranscriptionFailedV1.routing_key()
+WEBHOOK_DELIVERY_REQUESTED_V1: Final = WebhookDeliveryRequestedV1.routing_key()
+WEBHOOK_DELIVERY_ATTEMPTED_V1: Final = WebhookDeliveryAttemptedV1.routing_key()
 
 
 def dead_letter_queue(queue: str) -> str:
