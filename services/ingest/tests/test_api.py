@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
 from ingest.app import build_app
 from ingest.auth import DEV_API_KEY, ApiKeyring
 from ingest.container import wire
@@ -40,6 +41,9 @@ class FakePublisher:
         if self.fail:
             raise PublishFailedError("connection refused")
         self.events.append(event)
+
+    async def publish_declared(self, event: Event) -> None:
+        raise AssertionError(f"these tests publish uploads only, not {event.message_type}")
 
     async def is_connected(self) -> bool:
         return self.connected

@@ -1,4 +1,4 @@
-"""The broker adapter: publish `audio.uploaded.v1` and wait for RabbitMQ's confirm."""
+"""The broker adapter: publish `audio.uploaded.v1` (and the webhook commands) with confirms."""
 
 from __future__ import annotations
 
@@ -9,12 +9,27 @@ import structlog
 from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
+from contracts.envelope import Event
+from contracts.webhooks import (
+    WebhookDeliveryRequestedV1,
+    WebhookEndpointDeletedV1,
+    WebhookEndpointRegisteredV1,
+    WebhookEndpointSecretRotatedV1,
+)
 from ingest.uploads import PublishFailedError
 from scribe_runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_GRACE_SECONDS: Final = 2.0
+PUBLISHES: Final[tuple[type[Event], ...]] = (
+    AudioUploadedV1,
+    WebhookEndpointRegisteredV1,
+    WebhookEndpointSecretRotatedV1,
+    WebhookEndpointDeletedV1,
+    WebhookDeliveryRequestedV1,
+)
+"""Uploads, and the webhook endpoint changes and replays (the indexer writes them)."""
 
 
 class BrokerPublisher:
@@ -24,9 +39,13 @@ class BrokerPublisher:
         self.broker = broker
         self.timeout_seconds = timeout_seconds
         # Declared here, before the broker starts, so ingest's AsyncAPI document lists it.
-        self._events = EventPublisher(broker, (AudioUploadedV1,))
+        self._events = EventPublisher(broker, PUBLISHES)
 
     async def publish(self, event: AudioUploadedV1) -> None:
+        await self.publish_declared(event)
+
+    async def publish_declared(self, event: Event) -> None:
+        """Publish any declared event; `PublishFailedError` unless the broker confirmed it."""
         # A lost connection is given a moment to come back (a broker restart, a blip);
         # longer than that, the client hears 503 now rather than after the full timeout.
         if not await self.broker.ping(timeout=min(RECONNECT_GRACE_SECONDS, self.timeout_seconds)):

@@ -16,6 +16,7 @@ from typing import Final, Protocol
 import asyncpg
 import structlog
 
+from contracts.envelope import Event
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
@@ -24,6 +25,7 @@ from ingest.media import FilesystemMediaStore, MediaStore
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from ingest.webhook_registry import WebhookRegistry
 from scribe_runtime.messaging import make_broker
 from scribe_runtime.netguard import resolve_public_url
 from scribe_runtime.settings import SharedSettings
@@ -40,6 +42,10 @@ class Publisher(UploadedPublisher, Protocol):
 
     async def is_connected(self) -> bool:
         """True while the broker's connection is up (`/readyz`)."""
+        ...
+
+    async def publish_declared(self, event: Event) -> None:
+        """Publish a declared event (webhook commands); `PublishFailedError` otherwise."""
         ...
 
 
@@ -60,6 +66,7 @@ class IngestContainer(ReadServices):
     media: MediaStore
     publisher: Publisher
     uploads: UploadService
+    webhooks: WebhookRegistry
 
 
 def load_keyring(settings: IngestSettings) -> ApiKeyring:
@@ -79,12 +86,17 @@ def wire(
     publisher: Publisher,
     url_guard: UrlGuard,
     prober: Prober = probe_in_thread,
+    webhook_allowed_hosts: frozenset[str] = frozenset(),
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
+    queries = JobReader.from_settings(reader_pool, settings)
     return IngestContainer(
         settings=settings,
         keyring=keyring,
-        queries=JobReader.from_settings(reader_pool, settings),
+        queries=queries,
+        webhooks=WebhookRegistry(
+            publisher.publish_declared, queries, allowed_hosts=webhook_allowed_hosts
+        ),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -127,6 +139,7 @@ async def open_container(
                 idempotency=FilesystemIdempotencyStore(shared.media_root),
                 publisher=publisher,
                 url_guard=resolve_public_url,
+                webhook_allowed_hosts=shared.webhooks_allowed_hosts,
             )
             log.info(
                 "ingest_started",

@@ -17,6 +17,7 @@ DATABASE_UNAVAILABLE: Final = "database_unavailable"
 IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 INVALID_AUDIO_URL: Final = "invalid_audio_url"
 INVALID_CURSOR: Final = "invalid_cursor"
+INVALID_WEBHOOK_URL: Final = "invalid_webhook_url"
 MALFORMED_REQUEST: Final = "malformed_request"
 NOT_FOUND: Final = "not_found"
 REQUEST_TOO_LARGE: Final = "request_too_large"
@@ -62,6 +63,13 @@ class NotFoundError(IngestError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(NOT_FOUND, f"no transcription {job_id!r}")
+
+
+class WebhookNotFoundError(NotFoundError):
+    """No such webhook endpoint (or delivery) for this tenant; another tenant's is unknown."""
+
+    def __init__(self, message: str) -> None:
+        IngestError.__init__(self, NOT_FOUND, message)
 
 
 class ConflictError(IngestError):
