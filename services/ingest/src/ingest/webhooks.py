@@ -26,6 +26,7 @@ from ingest.webhook_models import (
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    400: {"model": ErrorBody, "description": "`malformed_request`: the body is not JSON."},
     401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
     404: {"model": ErrorBody, "description": "`not_found`: no such webhook for this tenant."},
     422: {
