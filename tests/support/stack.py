@@ -1,8 +1,8 @@
 """Scribe's services as real processes against an isolated vhost and database.
 
 The one launcher of the end-to-end tests, the fault suite and the benchmarks: migrate,
-then the indexer, the transcriber(s) and ingest, each with its log file; wait until all
-answer /readyz; stop them all (SIGTERM, then SIGKILL) afterwards.
+then the indexer, the transcriber(s), the webhook dispatcher and ingest, each with its
+log file; wait until all answer /readyz; stop them all (SIGTERM, then SIGKILL) afterwards.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def running_stack(
     env: dict[str, str] | None = None,
     ready_timeout: float = 120.0,
 ) -> Iterator[Stack]:
-    """Migrate, start indexer, transcriber(s) and ingest; stop them all afterwards.
+    """Migrate, start indexer, transcriber(s), webhooks and ingest; stop them all afterwards.
 
     `transcribers` is a count (named by `transcriber_names`) or the workers' names;
     `transcriber_argv` another transcriber command (the benchmarks' instant engine, the
@@ -150,7 +150,9 @@ def running_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     names = transcriber_names(transcribers) if isinstance(transcribers, int) else list(transcribers)
-    health = {"indexer": free_port()} | {name: free_port() for name in names}
+    health = {"indexer": free_port(), "webhooks": free_port()} | {
+        name: free_port() for name in names
+    }
     base_env = {
         **os.environ,
         "SCRIBE_AMQP_URL": amqp_url,
@@ -161,6 +163,8 @@ def running_stack(
         "SCRIBE_INGEST_PORT": str(port),
         "SCRIBE_INGEST_DATABASE_URL": as_role(database_url, READER),
         "SCRIBE_INDEXER_HEALTH_PORT": str(health["indexer"]),
+        "SCRIBE_WEBHOOKS_DATABASE_URL": as_role(database_url, READER),
+        "SCRIBE_WEBHOOKS_HEALTH_PORT": str(health["webhooks"]),
         "SCRIBE_TRANSCRIBER_CPU_THREADS": "2",
         "HF_HUB_OFFLINE": "1",
         # So that `python -m tests.support...` / `python -m bench...` commands import.
@@ -182,6 +186,7 @@ def running_stack(
     assert migrate.returncode == 0, migrate.stdout.decode() + migrate.stderr.decode()
     try:
         stack.start("indexer", [str(BIN / "scribe-indexer"), "run"])
+        stack.start("webhooks", [str(BIN / "scribe-webhooks")])
         for name in names:
             stack.start_transcriber(name)
         stack.start("ingest", [str(BIN / "scribe-ingest")])

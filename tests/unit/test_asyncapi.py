@@ -18,6 +18,7 @@ from contracts import routing
 from indexer.asyncapi import document as indexer_document
 from ingest.asyncapi import document as ingest_document
 from transcriber.asyncapi import document as transcriber_document
+from webhooks.asyncapi import document as webhooks_document
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_DIR = ROOT / "docs" / "asyncapi"
@@ -25,6 +26,7 @@ SERVICES: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": ingest_document,
     "transcriber": transcriber_document,
     "indexer": indexer_document,
+    "webhooks": webhooks_document,
 }
 REGENERATE = "uv run python -m tests.unit.test_asyncapi"
 
@@ -52,6 +54,14 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
         routing.AUDIO_UPLOADED_V1,
         routing.TRANSCRIPTION_CANCEL_REQUESTED_V1,
         routing.TRANSCRIPTION_DELETE_REQUESTED_V1,
+        "webhook.endpoint.registered.v1",
+        "webhook.endpoint.secret_rotated.v1",
+        "webhook.endpoint.deleted.v1",
+        routing.WEBHOOK_DELIVERY_REQUESTED_V1,  # a replay
+    }
+    assert sent["webhooks"] == {
+        routing.WEBHOOK_DELIVERY_REQUESTED_V1,
+        routing.WEBHOOK_DELIVERY_ATTEMPTED_V1,
     }
     assert sent["indexer"] == {
         routing.TRANSCRIPTION_FAILED_V1,  # for dead-lettered jobs
@@ -84,7 +94,7 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
 def _events_built_in(package: Path) -> set[str]:
     """Routing keys of the events a package's code constructs: a service builds only the
     events it publishes (a consumer decodes, it never constructs)."""
-    names = {cls.__name__: cls.routing_key() for cls in routing.EVENT_CLASSES}
+    names = {cls.__name__: cls.routing_key() for cls in routing.ALL_EVENT_CLASSES}
     found: set[str] = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -27,6 +27,7 @@ from indexer.settings import IndexerSettings
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from transcriber.settings import TranscriberSettings
+from webhooks.settings import WebhooksSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -34,6 +35,7 @@ APP_SERVICES: dict[str, tuple[type[BaseSettings], ...]] = {
     "ingest": (SharedSettings, IngestSettings),
     "transcriber": (SharedSettings, TranscriberSettings),
     "indexer": (SharedSettings, IndexerSettings),
+    "webhooks": (SharedSettings, WebhooksSettings),
 }
 WORKER_ROUTES = {"/healthz", "/readyz", "/metrics"}
 

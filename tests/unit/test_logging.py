@@ -90,6 +90,17 @@ def test_secret_values_are_redacted_in_any_line(logged: StringIO) -> None:
     assert "[REDACTED]" in text
 
 
+@pytest.mark.parametrize("logged", ["json", "console"], indirect=True)
+def test_a_webhook_signing_secret_is_redacted_wherever_it_appears(logged: StringIO) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    structlog.get_logger("scribe.test").warning(
+        "event_rejected", detail=f"signing msg_1 with {secret} for http://127.0.0.1/h"
+    )
+    text = logged.getvalue()
+    assert "event_rejected" in text
+    assert secret.removeprefix("whsec_") not in text
+
+
 @pytest.mark.parametrize("logged", ["json"], indirect=True)
 def test_a_broken_log_call_does_not_print_its_secret_arguments(
     logged: StringIO, capsys: pytest.CaptureFixture[str]

@@ -58,3 +58,14 @@ def test_schemes_and_credentials_are_refused(url: str) -> None:
 async def test_loopback_private_and_metadata_hosts_are_refused(url: str) -> None:
     with pytest.raises(ForbiddenUrlError, match="non-public"):
         await resolve_public_url(url)
+
+
+async def test_an_allow_listed_host_may_be_private_and_others_stay_refused() -> None:
+    from scribe_runtime.netguard import resolve_allowed_url
+
+    resolved = await resolve_allowed_url("http://127.0.0.1:9/hook", frozenset({"127.0.0.1"}))
+    assert resolved.addresses == ("127.0.0.1",)
+    with pytest.raises(ForbiddenUrlError):
+        await resolve_allowed_url("http://10.0.0.1/hook", frozenset({"127.0.0.1"}))
+    with pytest.raises(ForbiddenUrlError):
+        await resolve_allowed_url("file:///etc/passwd", frozenset({"127.0.0.1"}))

@@ -24,10 +24,20 @@ from contracts.transcription import (
     TranscriptionStartedV1,
     Word,
 )
+from contracts.webhooks import (
+    WebhookDeliveryAttemptedV1,
+    WebhookDeliveryRequestedV1,
+    WebhookEndpointDeletedV1,
+    WebhookEndpointRegisteredV1,
+    WebhookEndpointSecretRotatedV1,
+)
 
 _JOB = UUID("0b9f6a52-3c1e-4d5f-9a8b-7c6d5e4f3a21")
 _CORRELATION = UUID("5f0e8d7c-6b5a-4938-8271-605f4e3d2c1b")
 _AT = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+_ENDPOINT = UUID("7d3c2b1a-0f9e-4d8c-b7a6-958473625140")
+_DELIVERY = UUID("2a1b0c9d-8e7f-5a6b-9c8d-7e6f5a4b3c2d")
+_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  (an example, published)
 _SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 EXAMPLES: Final[dict[type[Event], Event]] = {
@@ -154,5 +164,63 @@ EXAMPLES: Final[dict[type[Event], Event]] = {
         producer="scribe-indexer/0.1.0",
         request_event_id=UUID("88888888-8888-4888-8888-888888888888"),
         reason=DeletionReason.REQUESTED,
+    ),
+    WebhookEndpointRegisteredV1: WebhookEndpointRegisteredV1(
+        event_id=UUID("bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"),
+        occurred_at=_AT,
+        job_id=_ENDPOINT,
+        tenant_id="acme",
+        producer="scribe-ingest/0.1.0",
+        url="https://hooks.example.com/scribe",
+        event_types=["transcript.completed", "transcription.failed"],
+        secret=_SECRET,
+        description="CRM sync",
+    ),
+    WebhookEndpointSecretRotatedV1: WebhookEndpointSecretRotatedV1(
+        event_id=UUID("cccccccc-cccc-4ccc-8ccc-cccccccccccc"),
+        occurred_at=_AT,
+        job_id=_ENDPOINT,
+        tenant_id="acme",
+        producer="scribe-ingest/0.1.0",
+        secret="whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",  # noqa: S106  (an example)
+    ),
+    WebhookEndpointDeletedV1: WebhookEndpointDeletedV1(
+        event_id=UUID("dddddddd-dddd-4ddd-8ddd-dddddddddddd"),
+        occurred_at=_AT,
+        job_id=_ENDPOINT,
+        tenant_id="acme",
+        producer="scribe-ingest/0.1.0",
+    ),
+    WebhookDeliveryRequestedV1: WebhookDeliveryRequestedV1(
+        event_id=UUID("eeeeeeee-eeee-4eee-8eee-eeeeeeeeeeee"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-webhooks/0.1.0",
+        endpoint_id=_ENDPOINT,
+        delivery_id=_DELIVERY,
+        message_id=f"msg_{_DELIVERY.hex}",
+        event_type="transcription.failed",
+        payload={
+            "type": "transcription.failed",
+            "timestamp": "2026-11-28T12:00:00Z",
+            "data": {"job_id": str(_JOB), "code": "unsupported_media"},
+        },
+    ),
+    WebhookDeliveryAttemptedV1: WebhookDeliveryAttemptedV1(
+        event_id=UUID("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-webhooks/0.1.0",
+        endpoint_id=_ENDPOINT,
+        delivery_id=_DELIVERY,
+        attempt=1,
+        outcome="retrying",
+        error="ConnectError: connection refused",
+        duration_ms=2.1,
+        next_attempt_at=datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
     ),
 }

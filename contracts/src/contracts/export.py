@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.examples import EXAMPLES
-from contracts.routing import EVENT_CLASSES
+from contracts.routing import ALL_EVENT_CLASSES
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -17,7 +17,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 def render_schemas() -> dict[str, str]:
     """Every exported file's name and exact text, generated from the models."""
     files: dict[str, str] = {}
-    for cls in EVENT_CLASSES:
+    for cls in ALL_EVENT_CLASSES:
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://scribe.dev/schemas/{cls.routing_key()}.json",

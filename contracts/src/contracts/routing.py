@@ -30,6 +30,11 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from contracts.webhooks import (
+    WEBHOOK_EVENT_CLASSES,
+    WebhookDeliveryAttemptedV1,
+    WebhookDeliveryRequestedV1,
+)
 
 EXCHANGE: Final = "scribe.events"
 """Durable topic exchange every event is published to."""
@@ -50,8 +55,12 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     TranscriptionDeletedV1,
 )
 
+"""The job events (what the job projection consumes)."""
+ALL_EVENT_CLASSES: Final[tuple[type[Event], ...]] = EVENT_CLASSES + WEBHOOK_EVENT_CLASSES
+"""Every event Scribe knows: the job events and the webhook events."""
+
 _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
-    (cls.TYPE, cls.VERSION): cls for cls in EVENT_CLASSES
+    (cls.TYPE, cls.VERSION): cls for cls in ALL_EVENT_CLASSES
 }
 
 AUDIO_UPLOADED_V1: Final = AudioUploadedV1.routing_key()
@@ -63,6 +72,8 @@ TRANSCRIPTION_CANCEL_REQUESTED_V1: Final = TranscriptionCancelRequestedV1.routin
 TRANSCRIPTION_CANCELLED_V1: Final = TranscriptionCancelledV1.routing_key()
 TRANSCRIPTION_DELETE_REQUESTED_V1: Final = TranscriptionDeleteRequestedV1.routing_key()
 TRANSCRIPTION_DELETED_V1: Final = TranscriptionDeletedV1.routing_key()
+WEBHOOK_DELIVERY_REQUESTED_V1: Final = WebhookDeliveryRequestedV1.routing_key()
+WEBHOOK_DELIVERY_ATTEMPTED_V1: Final = WebhookDeliveryAttemptedV1.routing_key()
 
 
 def dead_letter_queue(queue: str) -> str:

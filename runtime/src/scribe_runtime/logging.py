@@ -40,6 +40,12 @@ _SECRET_WORDS = ("authorization", "password", "passwd", "secret", "token", "apik
 # Each pattern with a cheap test that must pass before the regex runs: lines are logged
 # per handled message, and running every regex over every value cost 7x the rendering.
 _PATTERNS: tuple[tuple[Callable[[str, str], bool], re.Pattern[str], str], ...] = (
+    # A webhook signing secret (`whsec_<base64>`) anywhere, e.g. in an event's repr.
+    (
+        lambda text, _lower: "whsec_" in text,
+        re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+        f"whsec_{REDACTED}",
+    ),
     # `Bearer <token>` / `Basic <credentials>` in headers, reprs and messages.
     (
         lambda _text, lower: "bearer" in lower,

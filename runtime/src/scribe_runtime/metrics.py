@@ -13,9 +13,9 @@ from typing import Final
 
 from prometheus_client import Counter, Histogram
 
-from contracts.routing import EVENT_CLASSES
+from contracts.routing import ALL_EVENT_CLASSES
 
-KNOWN_TYPES: Final = frozenset(cls.routing_key() for cls in EVENT_CLASSES)
+KNOWN_TYPES: Final = frozenset(cls.routing_key() for cls in ALL_EVENT_CLASSES)
 UNKNOWN_TYPE: Final = "unknown"
 
 EVENTS_PUBLISHED: Final = Counter(

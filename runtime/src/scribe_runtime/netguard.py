@@ -85,3 +85,22 @@ async def resolve_public_url(url: str) -> ResolvedUrl:
             f"host {host!r} resolves to a non-public address ({', '.join(refused)})"
         )
     return ResolvedUrl(url=url, scheme=scheme, host=host, port=port, addresses=addresses)
+
+
+async def resolve_allowed_url(url: str, allowed_hosts: frozenset[str]) -> ResolvedUrl:
+    """`resolve_public_url`, except that a host in `allowed_hosts` may be private.
+
+    The allow-list names hosts as the URL writes them (`127.0.0.1`, `hooks.internal`), so
+    a test or a private deployment reaches chosen internal receivers and nothing else.
+    """
+    scheme, host, port = parse_remote_url(url)
+    if host.lower() not in allowed_hosts:
+        return await resolve_public_url(url)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except socket.gaierror as exc:
+        raise ForbiddenUrlError(f"host {host!r} does not resolve: {exc.strerror}") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    return ResolvedUrl(url=url, scheme=scheme, host=host, port=port, addresses=addresses)

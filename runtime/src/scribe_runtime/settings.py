@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SharedSettings(BaseSettings):
@@ -32,3 +32,19 @@ class SharedSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="`auto`: console on a TTY, JSON otherwise."
     )
+    webhooks_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description=(
+            "Comma-separated hosts (names or addresses, as written in the URL) a webhook "
+            "endpoint may name although they are not public: the SSRF guard lets these "
+            "through, at registration (ingest) and at delivery (scribe-webhooks). Empty: "
+            "public addresses only."
+        ),
+    )
+
+    @field_validator("webhooks_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+        return value

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractChannel
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from contracts import routing
+from contracts.webhooks import WEBHOOK_EVENT_CLASSES
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
@@ -113,11 +114,49 @@ DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
 """A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
 `scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
 no job stays `processing` because its message was dead-lettered."""
+INDEXER_WEBHOOK_QUEUE: Final = QueueSpec(
+    name="indexer.webhook-events",
+    bindings=tuple(cls.routing_key() for cls in WEBHOOK_EVENT_CLASSES),
+)
+"""Endpoint registrations, rotations, deletions and delivery attempts, for the indexer to
+project (registration goes through the bus because only the indexer writes PostgreSQL)."""
+WEBHOOK_FANOUT_QUEUE: Final = QueueSpec(
+    name="webhooks.job-events",
+    bindings=(
+        routing.TRANSCRIPTION_PROGRESS_V1,
+        routing.TRANSCRIPT_COMPLETED_V1,
+        routing.TRANSCRIPTION_FAILED_V1,
+    ),
+)
+"""The dispatcher's copy of the job events: each becomes one delivery per endpoint."""
+WEBHOOK_DELIVERY_RETRY_SECONDS: Final[tuple[float, ...]] = (
+    5.0,
+    30.0,
+    120.0,
+    600.0,
+    1800.0,
+    7200.0,
+    18000.0,
+    36000.0,
+)
+"""After the first try: 5 s, 30 s, 2 min, 10 min, 30 min, 2 h, 5 h, 10 h (about 17.7 h
+in all, close to the Standard Webhooks schedule). Runtime's 1/5/25/120 s (2.5 min) is for
+a dependency restarting; a receiver can be down for a deploy or a night."""
+WEBHOOK_DELIVERY_QUEUE: Final = QueueSpec(
+    name="webhooks.deliveries",
+    bindings=(routing.WEBHOOK_DELIVERY_REQUESTED_V1,),
+    retry_delays=WEBHOOK_DELIVERY_RETRY_SECONDS,
+)
+"""One message per (endpoint, job event): an endpoint that is down waits in its own retry
+stages and never holds back another endpoint, nor the pipeline."""
 QUEUES: Final[tuple[QueueSpec, ...]] = (
     TRANSCRIBER_QUEUE,
     INDEXER_QUEUE,
     DEAD_LETTER_WATCH_QUEUE,
     INGEST_DELETIONS_QUEUE,
+    INDEXER_WEBHOOK_QUEUE,
+    WEBHOOK_FANOUT_QUEUE,
+    WEBHOOK_DELIVERY_QUEUE,
 )
 
 EVENTS_EXCHANGE: Final = RabbitExchange(

@@ -44,6 +44,9 @@ class FakePublisher:
         assert isinstance(event, AudioUploadedV1)
         self.events.append(event)
 
+    async def publish_declared(self, event: Event) -> None:
+        raise AssertionError(f"these tests publish uploads only, not {event.message_type}")
+
     async def is_connected(self) -> bool:
         return self.connected
 

@@ -35,7 +35,7 @@ def up(
         int, typer.Option(min=1, max=64, help="Transcriber processes to run.")
     ] = 1,
 ) -> None:
-    """Run the whole stack locally: migrations, indexer, transcriber(s), ingest."""
+    """Run the whole stack locally: migrations, indexer, transcriber(s), webhooks, ingest."""
     check_servers()
     raise typer.Exit(asyncio.run(_up(transcribers)))
 
@@ -101,11 +101,16 @@ def _stack_env(shared: SharedSettings) -> dict[str, str]:
         host = parts.hostname or "127.0.0.1"
         netloc = f"scribe_reader@{host}:{parts.port}" if parts.port else f"scribe_reader@{host}"
         env["SCRIBE_INGEST_DATABASE_URL"] = parts._replace(netloc=netloc).geturl()
+    if "SCRIBE_WEBHOOKS_DATABASE_URL" not in os.environ:
+        # The dispatcher reads endpoints through the same SELECT-only role.
+        env["SCRIBE_WEBHOOKS_DATABASE_URL"] = env.get(
+            "SCRIBE_INGEST_DATABASE_URL", os.environ.get("SCRIBE_INGEST_DATABASE_URL", "")
+        )
     return env
 
 
 async def start_stack(supervisor: Supervisor, transcribers: int) -> int:
-    """Migrate, then start the indexer, the transcribers and ingest; 0 when started."""
+    """Migrate, then start the indexer, transcribers, webhooks and ingest; 0 when started."""
     shared = SharedSettings()
     env = _stack_env(shared)
     cores = os.cpu_count() or 1
@@ -131,6 +136,7 @@ async def start_stack(supervisor: Supervisor, transcribers: int) -> int:
                 },
             )
         )
+    await supervisor.start(ChildSpec("webhooks", console_script("scribe-webhooks"), env))
     await supervisor.start(ChildSpec("ingest", console_script("scribe-ingest"), env))
     return 0
 

@@ -18,6 +18,7 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.lifecycle import TranscriptionDeleteRequestedV1
 from contracts.routing import EVENT_CLASSES
+from contracts.webhooks import WEBHOOK_EVENT_CLASSES
 from indexer.dead_letters import PUBLISHES, DeadLetterWatcher
 from indexer.handlers import PUBLISHES as ANNOUNCES
 from indexer.handlers import JobEventIndexer, RetryPolicy
@@ -26,6 +27,7 @@ from indexer.migrate import prepare_database
 from indexer.retention import Publish, RetentionSweep
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
+from indexer.webhooks import PostgresWebhookStore
 from scribe_runtime import aio
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.consumer import subscribe_deliveries, subscribe_events
@@ -36,6 +38,7 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import (
     DEAD_LETTER_WATCH_QUEUE,
     INDEXER_QUEUE,
+    INDEXER_WEBHOOK_QUEUE,
     TRANSCRIBER_QUEUE,
     declare_topology,
 )
@@ -103,6 +106,19 @@ def build_indexer(
         media=LocalMediaEraser(media_root or SharedSettings().media_root),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
+
+    async def dead_letter_webhook(delivery: Delivery, *, code: str, reason: str) -> None:
+        await dead_letter(
+            broker, delivery, queue=INDEXER_WEBHOOK_QUEUE.name, code=code, reason=reason
+        )
+
+    webhooks = JobEventIndexer(
+        PostgresWebhookStore(pool),
+        tenants,
+        dead_letter_webhook,
+        RetryPolicy(attempts=settings.retry_attempts),
+    )
+    subscribe_events(broker, INDEXER_WEBHOOK_QUEUE, WEBHOOK_EVENT_CLASSES, webhooks.on_job_event)
     watcher = DeadLetterWatcher(EventPublisher(broker, PUBLISHES).publish, producer)
     subscribe_deliveries(
         broker,

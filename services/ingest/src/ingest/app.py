@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from ingest import health, lifecycle, metrics, openai_compat, reads, submissions
+from ingest import health, lifecycle, metrics, openai_compat, reads, submissions, webhooks
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
 from ingest.docs import offline_docs_app
@@ -51,6 +51,7 @@ def build_app(
             openai_compat.router,
             health.router,
             reads.router,
+            webhooks.router,
             metrics.router,
         ),
     )

@@ -1,7 +1,8 @@
 """The broker adapter: publish ingest's events and wait for RabbitMQ's confirm.
 
 `audio.uploaded.v1` for submissions; `transcription.cancel_requested.v1` and
-`transcription.delete_requested.v1` for `ingest.lifecycle`.
+`transcription.delete_requested.v1` for `ingest.lifecycle`; the webhook endpoint changes
+and replays for `ingest.webhook_registry` (the indexer writes them).
 """
 
 from __future__ import annotations
@@ -15,12 +16,28 @@ from faststream.rabbit import RabbitBroker
 from contracts.audio import AudioUploadedV1
 from contracts.envelope import Event
 from contracts.lifecycle import TranscriptionCancelRequestedV1, TranscriptionDeleteRequestedV1
+from contracts.webhooks import (
+    WebhookDeliveryRequestedV1,
+    WebhookEndpointDeletedV1,
+    WebhookEndpointRegisteredV1,
+    WebhookEndpointSecretRotatedV1,
+)
 from ingest.uploads import PublishFailedError
 from scribe_runtime.publishing import EventPublisher
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_GRACE_SECONDS: Final = 2.0
+PUBLISHES: Final[tuple[type[Event], ...]] = (
+    AudioUploadedV1,
+    TranscriptionCancelRequestedV1,
+    TranscriptionDeleteRequestedV1,
+    WebhookEndpointRegisteredV1,
+    WebhookEndpointSecretRotatedV1,
+    WebhookEndpointDeletedV1,
+    WebhookDeliveryRequestedV1,
+)
+"""Uploads, cancel and delete requests, and the webhook endpoint changes and replays."""
 
 
 class BrokerPublisher:
@@ -30,10 +47,11 @@ class BrokerPublisher:
         self.broker = broker
         self.timeout_seconds = timeout_seconds
         # Declared here, before the broker starts, so ingest's AsyncAPI document lists it.
-        self._events = EventPublisher(
-            broker,
-            (AudioUploadedV1, TranscriptionCancelRequestedV1, TranscriptionDeleteRequestedV1),
-        )
+        self._events = EventPublisher(broker, PUBLISHES)
+
+    async def publish_declared(self, event: Event) -> None:
+        """The webhook registry's name for `publish`: any declared event, confirmed."""
+        await self.publish(event)
 
     async def publish(self, event: Event) -> None:
         # A lost connection is given a moment to come back (a broker restart, a blip);

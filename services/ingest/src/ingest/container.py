@@ -26,6 +26,7 @@ from ingest.media import FilesystemMediaStore, MediaStore
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from ingest.webhook_registry import WebhookRegistry
 from scribe_runtime.cancellations import CancelMarks, FilesystemCancelMarks
 from scribe_runtime.messaging import make_broker
 from scribe_runtime.netguard import resolve_public_url
@@ -49,6 +50,10 @@ class Publisher(UploadedPublisher, Protocol):
         """True while the broker's connection is up (`/readyz`)."""
         ...
 
+    async def publish_declared(self, event: Event) -> None:
+        """Publish a declared event (webhook commands); `PublishFailedError` otherwise."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReadServices:
@@ -68,6 +73,7 @@ class IngestContainer(ReadServices):
     publisher: Publisher
     uploads: UploadService
     lifecycle: JobLifecycle
+    webhooks: WebhookRegistry
 
 
 def load_keyring(settings: IngestSettings) -> ApiKeyring:
@@ -89,6 +95,7 @@ def wire(
     prober: Prober = probe_in_thread,
     marks: CancelMarks,
     keys: JobKeys,
+    webhook_allowed_hosts: frozenset[str] = frozenset(),
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
     queries = JobReader.from_settings(reader_pool, settings)
@@ -96,6 +103,9 @@ def wire(
         settings=settings,
         keyring=keyring,
         queries=queries,
+        webhooks=WebhookRegistry(
+            publisher.publish_declared, queries, allowed_hosts=webhook_allowed_hosts
+        ),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -140,6 +150,7 @@ async def open_container(
             url_guard=resolve_public_url,
             marks=FilesystemCancelMarks(shared.media_root),
             keys=idempotency,
+            webhook_allowed_hosts=shared.webhooks_allowed_hosts,
         )
         # Subscribed before the broker starts, as FastStream wants.
         subscribe_deletions(broker, container.lifecycle)

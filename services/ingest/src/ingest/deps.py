@@ -24,6 +24,7 @@ from ingest.media import MediaStore
 from ingest.queries import JobReader
 from ingest.settings import IngestSettings
 from ingest.uploads import UploadService
+from ingest.webhook_registry import WebhookRegistry
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -93,6 +94,11 @@ def get_publisher(container: Annotated[IngestContainer, Depends(get_container)])
     return container.publisher
 
 
+def get_webhooks(container: Annotated[IngestContainer, Depends(get_container)]) -> WebhookRegistry:
+    """The webhook use cases."""
+    return container.webhooks
+
+
 def get_media(container: Annotated[IngestContainer, Depends(get_container)]) -> MediaStore:
     """The media store (for readiness)."""
     return container.media
@@ -111,6 +117,7 @@ Slots = Annotated[UploadSlots, Depends(get_slots)]
 Broker = Annotated[Publisher, Depends(get_publisher)]
 Media = Annotated[MediaStore, Depends(get_media)]
 Lifecycle = Annotated[JobLifecycle, Depends(get_lifecycle)]
+Webhooks = Annotated[WebhookRegistry, Depends(get_webhooks)]
 
 
 async def authenticated_tenant(

@@ -19,6 +19,7 @@ IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 INVALID_AUDIO_URL: Final = "invalid_audio_url"
 INVALID_CURSOR: Final = "invalid_cursor"
 JOB_FINISHED: Final = "job_finished"
+INVALID_WEBHOOK_URL: Final = "invalid_webhook_url"
 MALFORMED_REQUEST: Final = "malformed_request"
 MEDIA_UNAVAILABLE: Final = "media_unavailable"
 MODEL_UNAVAILABLE: Final = "model_unavailable"
@@ -76,6 +77,13 @@ class ModelNotFoundError(IngestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(MODEL_UNAVAILABLE, message)
+
+
+class WebhookNotFoundError(NotFoundError):
+    """No such webhook endpoint (or delivery) for this tenant; another tenant's is unknown."""
+
+    def __init__(self, message: str) -> None:
+        IngestError.__init__(self, NOT_FOUND, message)
 
 
 class ConflictError(IngestError):

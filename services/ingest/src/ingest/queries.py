@@ -38,6 +38,7 @@ from ingest.read_models import (
 )
 from ingest.search import SearchQuery, search
 from ingest.settings import IngestSettings
+from ingest.webhook_models import DeliveryAttemptOut, DeliveryOut, WebhookOut
 from scribe_runtime.database import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -95,6 +96,19 @@ class SearchResults:
     hits: list[SearchHit]
     has_more: bool
     approximate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRequest:
+    """What a replay sends again: the job, the `webhook-id`, the body."""
+
+    job_id: UUID
+    message_id: str
+    event_type: Any
+    payload: dict[str, object]
+
+
+_LIVE_ENDPOINT: Final = "deleted_at IS NULL AND url IS NOT NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +268,102 @@ class JobReader:
             for h in result.hits
         ]
         return SearchResults(hits=hits, has_more=result.has_more, approximate=result.approximate)
+
+    async def webhooks(self, tenant: str) -> list[WebhookOut]:
+        """The tenant's live webhook endpoints, newest first."""
+        async with self._connection(tenant) as conn:
+            rows = await conn.fetch(
+                "SELECT endpoint_id, url, event_types, description, registered_at, secret_at "
+                f"FROM webhook_endpoints WHERE tenant_id = $1 AND {_LIVE_ENDPOINT} "
+                "ORDER BY registered_at DESC, endpoint_id DESC",
+                tenant,
+            )
+        return [_webhook(r) for r in rows]
+
+    async def webhook(self, tenant: str, endpoint_id: UUID) -> WebhookOut | None:
+        """One live endpoint; None if unknown, deleted or another tenant's."""
+        async with self._connection(tenant) as conn:
+            row = await conn.fetchrow(
+                "SELECT endpoint_id, url, event_types, description, registered_at, secret_at "
+                "FROM webhook_endpoints WHERE tenant_id = $1 AND endpoint_id = $2 "
+                f"AND {_LIVE_ENDPOINT}",
+                tenant,
+                endpoint_id,
+            )
+        return _webhook(row) if row is not None else None
+
+    async def webhook_deliveries(
+        self, tenant: str, endpoint_id: UUID, limit: int
+    ) -> list[DeliveryOut]:
+        """An endpoint's newest deliveries, each with every attempt, oldest attempt first."""
+        async with self._connection(tenant) as conn:
+            rows = await conn.fetch(
+                "SELECT d.delivery_id, d.message_id, d.event_type, d.job_id, d.created_at, "
+                "d.requested_at, COALESCE(jsonb_agg(jsonb_build_object("
+                "  'attempt', a.attempt, 'outcome', a.outcome, 'status_code', a.status_code, "
+                "  'error', a.error, 'duration_ms', a.duration_ms, "
+                "  'attempted_at', a.attempted_at, 'next_attempt_at', a.next_attempt_at) "
+                "  ORDER BY a.attempted_at, a.event_id) FILTER (WHERE a.event_id IS NOT NULL), "
+                "  '[]'::jsonb) AS attempts "
+                "FROM webhook_deliveries d LEFT JOIN webhook_delivery_attempts a "
+                "  ON a.tenant_id = d.tenant_id AND a.delivery_id = d.delivery_id "
+                "WHERE d.tenant_id = $1 AND d.endpoint_id = $2 "
+                "GROUP BY d.tenant_id, d.delivery_id "
+                "ORDER BY d.created_at DESC, d.delivery_id DESC LIMIT $3",
+                tenant,
+                endpoint_id,
+                limit,
+            )
+        return [_delivery(r) for r in rows]
+
+    async def webhook_delivery_request(
+        self, tenant: str, endpoint_id: UUID, delivery_id: UUID
+    ) -> DeliveryRequest | None:
+        """What to send again for a replay; None if the endpoint has no such delivery."""
+        async with self._connection(tenant) as conn:
+            row = await conn.fetchrow(
+                "SELECT job_id, message_id, event_type, payload FROM webhook_deliveries "
+                "WHERE tenant_id = $1 AND endpoint_id = $2 AND delivery_id = $3",
+                tenant,
+                endpoint_id,
+                delivery_id,
+            )
+        if row is None:
+            return None
+        return DeliveryRequest(
+            job_id=row["job_id"],
+            message_id=row["message_id"],
+            event_type=row["event_type"],
+            payload=json.loads(row["payload"]),
+        )
+
+
+def _webhook(row: asyncpg.Record) -> WebhookOut:
+    return WebhookOut(
+        id=row["endpoint_id"],
+        url=row["url"],
+        event_types=row["event_types"],
+        description=row["description"],
+        created_at=row["registered_at"],
+        secret_rotated_at=row["secret_at"] if row["secret_at"] != row["registered_at"] else None,
+    )
+
+
+def _delivery(row: asyncpg.Record) -> DeliveryOut:
+    attempts = [DeliveryAttemptOut.model_validate(a) for a in json.loads(row["attempts"])]
+    latest = attempts[-1] if attempts else None
+    # A request newer than every attempt (a replay not yet tried) is pending again.
+    pending = latest is None or row["requested_at"] > latest.attempted_at
+    return DeliveryOut(
+        id=row["delivery_id"],
+        webhook_id=row["message_id"],
+        event_type=row["event_type"],
+        job_id=row["job_id"],
+        status="pending" if pending or latest is None else latest.outcome,
+        attempts=attempts,
+        next_attempt_at=None if pending or latest is None else latest.next_attempt_at,
+        created_at=row["created_at"],
+    )
 
 
 def _error(row: asyncpg.Record) -> JobError | None:

@@ -1,0 +1,1 @@
+"""Scribe webhooks: signed HTTP deliveries of job events (Standard Webhooks)."""

@@ -1,0 +1,157 @@
+"""The dispatcher over fakes: fan-out, Standard Webhooks signatures, the retry schedule.
+
+The receiver is httpx's `MockTransport` and the endpoint directory a fake port; the real
+broker, database and HTTP server run in `tests/e2e/test_webhooks.py`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from contracts import TranscriptCompletedV1, TranscriptionFailedV1
+from contracts.envelope import Event
+from contracts.errors import ErrorCode
+from contracts.webhooks import WebhookDeliveryAttemptedV1, WebhookDeliveryRequestedV1
+from scribe_runtime.amqp import HEADER_RETRY, Delivery
+from scribe_runtime.retry import TransientError
+from scribe_runtime.topology import WEBHOOK_DELIVERY_QUEUE
+from webhooks.dispatcher import Dispatcher, delivery_id_for
+from webhooks.endpoints import Endpoint
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ENDPOINT = Endpoint(UUID("7d3c2b1a-0f9e-4d8c-b7a6-958473625140"), "http://127.0.0.1/h", SECRET)
+
+
+class FakeEndpoints:
+    def __init__(self, *endpoints: Endpoint) -> None:
+        self.endpoints = {e.id: e for e in endpoints}
+
+    async def subscribed(self, tenant: str, event_type: str) -> list[Endpoint]:
+        return list(self.endpoints.values())
+
+    async def get(self, tenant: str, endpoint_id: UUID) -> Endpoint | None:
+        return self.endpoints.get(endpoint_id)
+
+
+class Harness:
+    def __init__(self, status: int = 204, *endpoints: Endpoint) -> None:
+        self.status = status
+        self.requests: list[httpx.Request] = []
+        self.published: list[Event] = []
+        transport = httpx.MockTransport(self._answer)
+        self.dispatcher = Dispatcher(
+            FakeEndpoints(*(endpoints or (ENDPOINT,))),
+            self._publish,
+            httpx.AsyncClient(transport=transport),
+            producer="scribe-webhooks/test",
+            retry_delays=WEBHOOK_DELIVERY_QUEUE.retry_delays,
+            allowed_hosts=frozenset({"127.0.0.1"}),
+        )
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.status)
+
+    async def _publish(self, event: Event) -> None:
+        self.published.append(event)
+
+    def attempts(self) -> list[WebhookDeliveryAttemptedV1]:
+        return [e for e in self.published if isinstance(e, WebhookDeliveryAttemptedV1)]
+
+
+def completed() -> TranscriptCompletedV1:
+    return TranscriptCompletedV1(
+        job_id=uuid4(),
+        tenant_id="acme",
+        producer="t/1",
+        language="en",
+        language_probability=0.9,
+        duration_seconds=1.0,
+        model="tiny",
+        text="hello",
+        segments=[],
+    )
+
+
+async def request_for(harness: Harness, event: Event) -> WebhookDeliveryRequestedV1:
+    await harness.dispatcher.on_job_event(event, Delivery(body=b""))
+    (request,) = [e for e in harness.published if isinstance(e, WebhookDeliveryRequestedV1)]
+    harness.published.clear()
+    return request
+
+
+async def test_a_delivery_is_signed_so_the_reference_library_verifies_it() -> None:
+    harness = Harness()
+    event = completed()
+    request = await request_for(harness, event)
+    assert request.delivery_id == delivery_id_for(ENDPOINT.id, event.event_id)
+    await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
+    (sent,) = harness.requests
+    headers = dict(sent.headers)
+    body = Webhook(SECRET).verify(sent.content, headers)
+    assert body["type"] == "transcript.completed"
+    assert body["data"]["text"] == "hello"
+    assert headers["webhook-id"] == request.message_id
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").verify(sent.content, headers)
+    (attempt,) = harness.attempts()
+    assert (attempt.outcome, attempt.status_code, attempt.attempt) == ("delivered", 204, 1)
+
+
+async def test_the_same_job_event_always_makes_the_same_delivery() -> None:
+    harness = Harness()
+    event = completed()
+    first = await request_for(harness, event)
+    again = await request_for(harness, event)
+    assert (first.delivery_id, first.message_id, first.event_id) == (
+        again.delivery_id,
+        again.message_id,
+        again.event_id,
+    )
+
+
+async def test_a_failed_attempt_is_retried_with_backoff_and_the_last_is_failed() -> None:
+    harness = Harness(503)
+    failed = TranscriptionFailedV1(
+        job_id=uuid4(),
+        tenant_id="acme",
+        producer="t/1",
+        code=ErrorCode.UNSUPPORTED_MEDIA,
+        message="no",
+    )
+    request = await request_for(harness, failed)
+    with pytest.raises(TransientError):
+        await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
+    (first,) = harness.attempts()
+    assert (first.outcome, first.status_code) == ("retrying", 503)
+    assert first.next_attempt_at is not None
+    stages = len(WEBHOOK_DELIVERY_QUEUE.retry_delays)
+    last = Delivery(body=b"", headers={HEADER_RETRY: stages})
+    await harness.dispatcher.on_delivery_requested(request, last)  # no raise: it ends here
+    final = harness.attempts()[-1]
+    assert (final.outcome, final.attempt, final.next_attempt_at) == ("failed", stages + 1, None)
+    # Every try carried the same webhook-id, so a receiver can deduplicate.
+    assert {r.headers["webhook-id"] for r in harness.requests} == {request.message_id}
+
+
+async def test_a_deleted_endpoint_cancels_its_pending_delivery() -> None:
+    harness = Harness()
+    request = await request_for(harness, completed())
+    harness.dispatcher._endpoints = FakeEndpoints()  # deleted meanwhile
+    await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
+    assert harness.requests == []
+    assert harness.attempts()[-1].outcome == "cancelled"
+
+
+async def test_a_private_url_not_allow_listed_is_never_requested() -> None:
+    inside = Endpoint(uuid4(), "http://10.1.2.3/hook", SECRET)
+    harness = Harness(204, inside)
+    request = await request_for(harness, completed())
+    with pytest.raises(TransientError):
+        await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
+    assert harness.requests == []
+    assert "SSRF" in (harness.attempts()[-1].error or "")
