@@ -67,7 +67,9 @@ class Harness:
         await asyncio.wait_for(self._worker, 60)
 
     def put(self, source: Path, name: str | None = None) -> Path:
-        target = self.media / (name or source.name)
+        """Store `source` where the jobs' tenant (`acme`) may read it."""
+        target = self.media / "acme" / (name or source.name)
+        target.parent.mkdir(exist_ok=True)
         shutil.copyfile(source, target)
         return target
 
@@ -156,8 +158,8 @@ async def test_bad_inputs_fail_with_stable_codes_and_are_not_redelivered(
     jobs = {
         ErrorCode.UNSUPPORTED_MEDIA: upload(harness.put(text)),
         ErrorCode.CORRUPT_AUDIO: upload(harness.put(corrupt)),
-        ErrorCode.SOURCE_NOT_FOUND: upload(harness.media / "never-uploaded.wav"),
-        ErrorCode.SOURCE_UNREACHABLE: upload(text),  # outside the media root
+        ErrorCode.SOURCE_NOT_FOUND: upload(harness.media / "acme" / "never-uploaded.wav"),
+        ErrorCode.SOURCE_FORBIDDEN: upload(text),  # outside the tenant's media directory
     }
     await harness.publish(*jobs.values())
 
