@@ -29,6 +29,7 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from tests.speech import SCRIPTS, synthesize
 from tests.support.workers import (
+    UPLOAD_TENANT,
     EventTap,
     queue_counts,
     upload,
@@ -89,7 +90,7 @@ async def harness(amqp_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
     await declare_topology(amqp_url)
     tap = EventTap(amqp_url)
     await tap.start()
-    shared = SharedSettings(amqp_url=amqp_url, media_root=media)
+    shared = SharedSettings(amqp_url=amqp_url, media_root=media, tenants=(UPLOAD_TENANT,))
     settings = TranscriberSettings(health_port=None, cpu_threads=min(2, os.cpu_count() or 1))
     stop = asyncio.Event()
     worker = asyncio.create_task(serve(shared, settings, stop))

@@ -30,6 +30,20 @@ class ErrorCode(StrEnum):
     """An unexpected error; the message says more."""
 
 
+class RefusalCode(StrEnum):
+    """Why a consumer dead-lettered a valid event without acting on it.
+
+    The event is refused, not the job: no outcome event is published for it (the
+    dead-letter watcher does not turn these into `transcription.failed`), and a job it
+    names is left as it was.
+    """
+
+    UNKNOWN_TENANT = "unknown_tenant"
+    """The event's tenant is not one this deployment serves (`SCRIBE_TENANTS`)."""
+    CONFLICTING_JOB = "conflicting_job"
+    """An upload reusing a job id that an earlier upload with other audio or options defined."""
+
+
 class ContractError(ValueError):
     """A message that is not a valid Scribe event. `code` is a stable string."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.envelope import TenantId
 
 
 class SharedSettings(BaseSettings):
@@ -32,3 +34,20 @@ class SharedSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="`auto`: console on a TTY, JSON otherwise."
     )
+    tenants: Annotated[tuple[TenantId, ...], NoDecode] = Field(
+        default=("default",),
+        min_length=1,
+        description=(
+            "Comma-separated tenants Scribe serves. Every service reads the same list: the "
+            "transcriber dead-letters an upload of any other tenant (`unknown_tenant`) "
+            "without transcribing it, the indexer seeds the tenants table with it. List "
+            "every tenant that ingest's API keys map to."
+        ),
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value

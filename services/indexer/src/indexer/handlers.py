@@ -12,16 +12,17 @@ from typing import Final, Protocol
 import structlog
 
 from contracts.envelope import Event
+from contracts.errors import RefusalCode
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
-from indexer.store import Applied, ProjectionStore, TenantDirectory
+from indexer.store import Applied, ConflictingJobError, ProjectionStore, TenantDirectory
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.database import TRANSIENT_ERRORS
 from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
 
-UNKNOWN_TENANT: Final = "unknown_tenant"
+UNKNOWN_TENANT: Final = RefusalCode.UNKNOWN_TENANT
 """Dead-letter code of an event whose tenant is not in the tenants table."""
 
 
@@ -98,10 +99,16 @@ class JobEventIndexer:
                 delivery,
                 code=UNKNOWN_TENANT,
                 reason=f"tenant {event.tenant_id!r} is not configured on this indexer "
-                "(SCRIBE_INDEXER_TENANTS)",
+                "(SCRIBE_TENANTS)",
             )
             return
-        applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        try:
+            applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        except ConflictingJobError as exc:
+            await self._dead_letter(
+                delivery, code=RefusalCode.CONFLICTING_JOB, reason=f"{exc}; the job is unchanged"
+            )
+            return
         record_metrics(event, applied)
         log.info(
             "job_event_indexed",

@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from contracts import TranscriptCompletedV1
 from contracts.envelope import Event
-from indexer.projection import JobState, JobStatus, apply_event
+from indexer.projection import JobState, JobStatus, apply_event, conflicting
 
 _COLUMNS: Final = JobState.columns()
 _SELECT_JOB: Final = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND job_id = $2"
@@ -47,6 +47,10 @@ class Applied:
     duplicate: bool
     status: JobStatus | None = None
     segments_written: int = 0
+
+
+class ConflictingJobError(Exception):
+    """The event names another definition of its job than the job's first upload did."""
 
 
 class ProjectionStore(Protocol):
@@ -91,6 +95,12 @@ class PostgresProjectionStore:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", job_lock_key(event))
             record = await conn.fetchrow(_SELECT_JOB, event.tenant_id, event.job_id)
             before = JobState.from_record(record) if record is not None else None
+            if conflicting(before, event):
+                # Rolls back the tracking record too: nothing of this event is kept.
+                raise ConflictingJobError(
+                    f"job {event.job_id} of tenant {event.tenant_id!r} was defined by an "
+                    "earlier upload with other audio or options"
+                )
             after = apply_event(before, event)
             await conn.execute(_UPSERT_JOB, *after.values())
             written = 0

@@ -1,8 +1,11 @@
 """Handling one `audio.uploaded` job: fetch, transcribe off the loop, publish the outcome.
 
-The handler returns (and the message is acked) only once the outcome event is confirmed by
-the broker. `started` and `progress` events are published concurrently with the work, never
-on its critical path; they are best-effort (the outcome is what the job's state rests on).
+Before any work, `admission.Admission` refuses uploads of unknown tenants and conflicting
+re-uploads of a job (dead-lettered, nothing published) and skips redeliveries whose outcome
+this process already confirmed. The handler returns (and the message is acked) only once
+the outcome event is confirmed by the broker. `started` and `progress` events are
+published concurrently with the work, never on its critical path; they are best-effort
+(the outcome is what the job's state rests on).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from scribe_runtime.amqp import Delivery
 from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
+from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
 from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
 from transcriber.errors import JobCancelled, JobFailure
 from transcriber.progress import ProgressThrottle
@@ -65,13 +69,15 @@ class JobPolicy:
 
 
 def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
-    """The outcome's event id, derived from the upload's.
+    """The outcome's event id, derived from the job (tenant and id), not from the upload.
 
     A worker killed after its outcome was confirmed but before the ack transcribes the job
     again on redelivery; the same id then lets the indexer and every downstream consumer
-    drop the repeat (they deduplicate on `message_id`), so each job ends exactly once.
+    drop the repeat (they deduplicate on `message_id`), so each job ends exactly once. Not
+    the upload's id: a second upload of the job (a producer's retry, or a conflicting one
+    that reached a worker that never saw the job) must not make a second completion.
     """
-    return uuid.uuid5(event.event_id, f"outcome:{outcome}")
+    return uuid.uuid5(event.job_id, f"outcome:{event.tenant_id}:{outcome}")
 
 
 def run_in_daemon_thread(
@@ -119,6 +125,8 @@ class Transcriber:
         engine: SpeechEngine,
         source: AudioSource,
         publish: Publish,
+        admission: Admission,
+        dead_letter: DeadLetter,
         worker: str,
         producer: str,
         policy: JobPolicy | None = None,
@@ -127,6 +135,8 @@ class Transcriber:
         self._engine = engine
         self._source = source
         self._publish = publish
+        self._admission = admission
+        self._dead_letter = dead_letter
         self._worker = worker
         self._producer = producer
         self._policy = policy or JobPolicy()
@@ -170,7 +180,25 @@ class Transcriber:
 
     async def on_audio_uploaded(self, event: AudioUploadedV1, delivery: Delivery) -> None:
         """The subscriber: returning acks, raising nacks for redelivery."""
-        await self.transcribe(event, attempt=delivery.attempt)
+        verdict = self._admission.check(event)
+        if isinstance(verdict, Refusal):
+            await self._dead_letter(delivery, code=verdict.code, reason=verdict.reason)
+            metrics.REFUSED.labels(str(verdict.code)).inc()
+            return
+        if verdict is Verdict.ALREADY_CONFIRMED:
+            metrics.SKIPPED.inc()
+            log.info(
+                "transcription_skipped",
+                reason="outcome_already_confirmed",
+                event_id=str(event.event_id),
+                attempt=delivery.attempt,
+            )
+            return
+        outcome = await self.transcribe(event, attempt=delivery.attempt)
+        final = isinstance(outcome, TranscriptCompletedV1) or (
+            isinstance(outcome, TranscriptionFailedV1) and not outcome.retryable
+        )
+        self._admission.confirmed(event, final=final)
 
     async def transcribe(self, event: AudioUploadedV1, *, attempt: int) -> Event:
         """Run the job and publish its outcome; returns the confirmed outcome event."""
@@ -324,6 +352,7 @@ class Transcriber:
             "tenant_id": event.tenant_id,
             "correlation_id": event.correlation_id,
             "producer": self._producer,
+            "job_fingerprint": event.job_fingerprint(),
         }
 
     def _log_outcome(self, outcome: Event, wall: float) -> None:
