@@ -189,7 +189,9 @@ async def _phase(
 async def _measure(
     stack: Stack, database_url: str, rates: list[float], seconds: float, saturation: int
 ) -> list[dict[str, Any]]:
-    media = stack.media_root / "bench-silence.wav"
+    # Under the tenant's own directory: the only place its file:// URIs may point.
+    media = stack.media_root / TENANT / "bench-silence.wav"
+    media.parent.mkdir(parents=True, exist_ok=True)
     _silence(media)
     monitor = await asyncpg.connect(database_url)
     database = database_url.rsplit("/", 1)[1]

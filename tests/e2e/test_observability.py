@@ -107,7 +107,7 @@ def test_metrics_count_what_happened_and_one_correlation_id_follows_the_job(
         tenant_id="default",
         correlation_id=uuid4(),
         producer="e2e-external-producer",
-        audio_uri=(stack.media_root / "external" / "gone.wav").as_uri(),  # type: ignore[arg-type]
+        audio_uri=(stack.media_root / "default" / "external" / "gone.wav").as_uri(),  # type: ignore[arg-type]
         options=TranscriptionOptions(language="en"),
     )
     asyncio.run(_publish(stack.amqp_url, missing))

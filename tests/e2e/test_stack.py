@@ -104,8 +104,8 @@ def test_upload_transcribe_search_export_and_external_producer(stack: Stack) -> 
     assert cues[-1].end.total_seconds() == pytest.approx(segments[-1]["end"], abs=0.001)
 
     # 4. An external producer publishes straight to RabbitMQ with a file:// URI.
-    external = stack.media_root / "external" / "weather.wav"
-    external.parent.mkdir()
+    external = stack.media_root / "default" / "external" / "weather.wav"
+    external.parent.mkdir(parents=True)
     shutil.copyfile(synthesize(SCRIPTS["weather"]), external)
     event = AudioUploadedV1(
         job_id=uuid4(),

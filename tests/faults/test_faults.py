@@ -26,6 +26,7 @@ import pytest
 from contracts import AudioUploadedV1, TranscriptionFailedV1
 from contracts.errors import ErrorCode
 from scribe_cli import dlq
+from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE
 from tests.faults.conftest import FaultEnv
 from tests.faults.support import (
@@ -40,7 +41,7 @@ from tests.faults.support import (
 )
 from tests.speech import SCRIPTS, synthesize
 from tests.support import crashing_transcriber
-from tests.support.stack import BIN, TRANSCRIBER
+from tests.support.stack import BIN, TRANSCRIBER, Stack
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -423,3 +424,93 @@ def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_proces
             assert h.get("x-scribe-dead-letter-reason"), h
     assert all(alive.values()), alive
     assert starts == 1
+
+
+async def _publish_events(amqp_url: str, events: list[AudioUploadedV1]) -> None:
+    """Publish to `scribe.events` as an external producer would (every consumer hears it)."""
+    broker = make_broker(amqp_url, service="faults")
+    async with broker:
+        await broker.start()
+        for event in events:
+            await publish_event(broker, event)
+
+
+async def _definition(database_url: str, job_id: uuid.UUID) -> dict[str, object]:
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        row = await conn.fetchrow(
+            "SELECT j.audio_uri, j.sha256, j.completed_event_id, t.text FROM jobs j "
+            "JOIN transcripts t USING (tenant_id, job_id) WHERE j.job_id = $1",
+            job_id,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
+
+
+def _transcriptions(stack: Stack, job_id: uuid.UUID) -> int:
+    """How many times the worker transcribed `job_id`, from its one line per transcription."""
+    return sum(
+        1
+        for line in stack.log("transcriber-1").splitlines()
+        if '"transcript_completed"' in line and str(job_id) in line
+    )
+
+
+def test_a_conflicting_reupload_and_an_unknown_tenant_change_nothing(fault_env: FaultEnv) -> None:
+    audio = synthesize(SHORT)
+    with fault_stack(fault_env.amqp_url, fault_env.database_url, fault_env.workdir) as stack:
+        status, job = submit(stack, audio)
+        assert status == 202
+        assert job is not None
+        before = wait_terminal(stack.database_url, {job}, timeout=240)[job]
+        assert before["status"] == "completed"
+        definition_before = asyncio.run(_definition(stack.database_url, job))
+        other = stack.media_root / "default" / "other.wav"
+        stranger_file = stack.media_root / "mallory" / "clip.wav"
+        for path in (other, stranger_file):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(synthesize(SCRIPTS["weather"]), path)
+        conflict = AudioUploadedV1(
+            job_id=job, tenant_id="default", producer="faults",
+            audio_uri=other.as_uri(),  # type: ignore[arg-type]
+        )  # fmt: skip
+        stranger = AudioUploadedV1(
+            job_id=uuid.uuid4(), tenant_id="mallory", producer="faults",
+            audio_uri=stranger_file.as_uri(),  # type: ignore[arg-type]
+        )  # fmt: skip
+        # After both on the one worker's queue: once it is done, so are they.
+        sentinel = AudioUploadedV1(
+            job_id=uuid.uuid4(), tenant_id="default", producer="faults",
+            audio_uri=other.as_uri(),  # type: ignore[arg-type]
+        )  # fmt: skip
+        asyncio.run(_publish_events(stack.amqp_url, [conflict, stranger, sentinel]))
+        accepted = {job, sentinel.job_id}
+        rows = wait_terminal(stack.database_url, accepted, timeout=240)
+        dead = _await_dead_letters(stack.amqp_url, want=2, within=60)
+        result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
+        after = jobs(stack.database_url)
+        transcribed = {
+            "job": _transcriptions(stack, job),
+            "unknown_tenant": _transcriptions(stack, stranger.job_id),
+        }
+        definition_after = asyncio.run(_definition(stack.database_url, job))
+    codes = {
+        q: sorted(str(h.get("x-scribe-dead-letter-code")) for h in hs) for q, hs in dead.items()
+    }
+    report(
+        result.line()
+        + f" transcriptions[job]={transcribed['job']}"
+        + f" transcriptions[unknown_tenant]={transcribed['unknown_tenant']}"
+        + "".join(f" dlq[{q}]={c}" for q, c in codes.items())
+    )
+    assert result.lost == []
+    assert result.duplicated == []
+    assert result.completed == 2
+    assert transcribed["job"] == 1  # the conflicting upload was not transcribed
+    assert transcribed["unknown_tenant"] == 0
+    assert all(c == ["conflicting_job", "unknown_tenant"] for c in codes.values()), codes
+    assert dict(after[job]) == dict(before)  # status, error: as before the re-upload
+    assert definition_after == definition_before  # same audio, same transcript
+    assert stranger.job_id not in after

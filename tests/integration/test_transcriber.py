@@ -29,6 +29,7 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from tests.speech import SCRIPTS, synthesize
 from tests.support.workers import (
+    UPLOAD_TENANT,
     EventTap,
     queue_counts,
     upload,
@@ -67,7 +68,9 @@ class Harness:
         await asyncio.wait_for(self._worker, 60)
 
     def put(self, source: Path, name: str | None = None) -> Path:
-        target = self.media / (name or source.name)
+        """Store `source` where the jobs' tenant (`acme`) may read it."""
+        target = self.media / "acme" / (name or source.name)
+        target.parent.mkdir(exist_ok=True)
         shutil.copyfile(source, target)
         return target
 
@@ -87,7 +90,7 @@ async def harness(amqp_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
     await declare_topology(amqp_url)
     tap = EventTap(amqp_url)
     await tap.start()
-    shared = SharedSettings(amqp_url=amqp_url, media_root=media)
+    shared = SharedSettings(amqp_url=amqp_url, media_root=media, tenants=(UPLOAD_TENANT,))
     settings = TranscriberSettings(health_port=None, cpu_threads=min(2, os.cpu_count() or 1))
     stop = asyncio.Event()
     worker = asyncio.create_task(serve(shared, settings, stop))
@@ -156,8 +159,8 @@ async def test_bad_inputs_fail_with_stable_codes_and_are_not_redelivered(
     jobs = {
         ErrorCode.UNSUPPORTED_MEDIA: upload(harness.put(text)),
         ErrorCode.CORRUPT_AUDIO: upload(harness.put(corrupt)),
-        ErrorCode.SOURCE_NOT_FOUND: upload(harness.media / "never-uploaded.wav"),
-        ErrorCode.SOURCE_UNREACHABLE: upload(text),  # outside the media root
+        ErrorCode.SOURCE_NOT_FOUND: upload(harness.media / "acme" / "never-uploaded.wav"),
+        ErrorCode.SOURCE_FORBIDDEN: upload(text),  # outside the tenant's media directory
     }
     await harness.publish(*jobs.values())
 

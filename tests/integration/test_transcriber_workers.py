@@ -77,7 +77,9 @@ async def publish(amqp_url: str, *events: object) -> None:
 
 
 def put(media: Path, source: Path, name: str) -> Path:
-    target = media / name
+    """Store `source` where the jobs' tenant (`acme`) may read it."""
+    target = media / "acme" / name
+    target.parent.mkdir(exist_ok=True)
     shutil.copyfile(source, target)
     return target
 

@@ -1,5 +1,7 @@
 """Hostile audio URIs in events, each with its expected outcome, through the transcriber's
-real sources: file:// confined to the media root, http(s):// checked by the real SSRF guard
+real sources: file:// confined to the event's tenant's own directory under the media root
+(another tenant's stored file is as forbidden as /etc/passwd), http(s):// checked by the
+real SSRF guard
 (only `media.test` poses as a public host, at a local server, to test redirects)."""
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from transcriber.sources import FileSource, HttpSource, UriSource
 
 AUDIO = b"RIFF" + bytes(range(256)) * 16
 UNREACHABLE = ErrorCode.SOURCE_UNREACHABLE
+FORBIDDEN = ErrorCode.SOURCE_FORBIDDEN
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -96,6 +99,10 @@ def sandbox(tmp_path: Path) -> Sandbox:
     (tmp_path / "media-evil" / "x.wav").write_bytes(AUDIO)
     (media / "acme" / "escape.wav").symlink_to(tmp_path / "secret.txt")
     (media / "acme" / "etc").symlink_to("/etc")
+    # Another tenant's upload, where ingest stores it: by content address.
+    (media / "globex" / "cd").mkdir(parents=True)
+    (media / "globex" / "cd" / "cd01").write_bytes(AUDIO)
+    (media / "acme" / "theirs.wav").symlink_to(media / "globex" / "cd" / "cd01")
     downloads = tmp_path / "downloads"
     http = HttpSource(
         max_bytes=1_000_000,
@@ -111,16 +118,20 @@ def sandbox(tmp_path: Path) -> Sandbox:
 
 # (name, URI template: {m} = media root, {p} = local server port, expected code)
 CORPUS: list[tuple[str, str, ErrorCode]] = [
-    ("dotdot", "file://{m}/acme/../../secret.txt", UNREACHABLE),
-    ("encoded-dotdot", "file://{m}/acme/%2e%2e/%2E%2E/secret.txt", UNREACHABLE),
-    ("absolute-escape", "file:///etc/passwd", UNREACHABLE),
-    ("sibling-with-same-prefix", "file://{m}-evil/x.wav", UNREACHABLE),
-    ("symlinked-file-out", "file://{m}/acme/escape.wav", UNREACHABLE),
-    ("symlinked-dir-out", "file://{m}/acme/etc/passwd", UNREACHABLE),
+    ("dotdot", "file://{m}/acme/../../secret.txt", FORBIDDEN),
+    ("encoded-dotdot", "file://{m}/acme/%2e%2e/%2E%2E/secret.txt", FORBIDDEN),
+    ("absolute-escape", "file:///etc/passwd", FORBIDDEN),
+    ("sibling-with-same-prefix", "file://{m}-evil/x.wav", FORBIDDEN),
+    ("symlinked-file-out", "file://{m}/acme/escape.wav", FORBIDDEN),
+    ("symlinked-dir-out", "file://{m}/acme/etc/passwd", FORBIDDEN),
+    ("other-tenants-file", "file://{m}/globex/cd/cd01", FORBIDDEN),
+    ("other-tenants-missing-file", "file://{m}/globex/cd/gone", FORBIDDEN),
+    ("symlink-to-other-tenant", "file://{m}/acme/theirs.wav", FORBIDDEN),
+    ("media-root-itself", "file://{m}/stray.wav", FORBIDDEN),
     ("remote-file-host", "file://fileserver{m}/acme/ab/job.wav", UNREACHABLE),
     ("nul-byte", "file://{m}/acme/ab/job.wav%00.txt", UNREACHABLE),
     ("relative-file", "file:secret.txt", UNREACHABLE),
-    ("proc-self", "file:///proc/self/environ", UNREACHABLE),
+    ("proc-self", "file:///proc/self/environ", FORBIDDEN),
     ("loopback", "http://127.0.0.1:{p}/audio.wav", UNREACHABLE),
     ("localhost-name", "http://localhost:{p}/audio.wav", UNREACHABLE),
     ("ipv6-loopback", "http://[::1]:{p}/audio.wav", UNREACHABLE),
@@ -154,7 +165,7 @@ async def test_hostile_uri(
 ) -> None:
     uri = template.format(m=sandbox.media, p=port)
     with pytest.raises(JobFailure) as failure:
-        async with sandbox.source.fetch(uri):
+        async with sandbox.source.fetch(uri, tenant_id="acme"):
             pass
     assert failure.value.code == code, failure.value.message
     # The local server saw at most the first (public-looking) request, never a redirect's
@@ -167,7 +178,32 @@ async def test_the_same_server_is_reachable_through_a_public_name(
     sandbox: Sandbox, port: int
 ) -> None:
     """The control: the corpus fails because of the guard, not because the server is down."""
-    async with sandbox.source.fetch(f"http://media.test:{port}/audio.wav") as audio:
+    async with sandbox.source.fetch(
+        f"http://media.test:{port}/audio.wav", tenant_id="acme"
+    ) as audio:
         assert audio.path.read_bytes() == AUDIO
-    async with sandbox.source.fetch((sandbox.media / "acme" / "ab" / "job.wav").as_uri()) as a:
+    job = sandbox.media / "acme" / "ab" / "job.wav"
+    async with sandbox.source.fetch(job.as_uri(), tenant_id="acme") as a:
         assert a.path.read_bytes() == AUDIO
+    # globex reads its own file: the cross-tenant cases fail for the tenant, not the file.
+    theirs = sandbox.media / "globex" / "cd" / "cd01"
+    async with sandbox.source.fetch(theirs.as_uri(), tenant_id="globex") as a:
+        assert a.path.read_bytes() == AUDIO
+
+
+async def test_forbidden_file_uris_do_not_say_whether_the_path_exists(sandbox: Sandbox) -> None:
+    """Probing outside one's own area learns nothing: existing and missing read alike."""
+    answers = set()
+    for path in (
+        "/etc/passwd",
+        "/etc/does-not-exist",
+        f"{sandbox.root}/secret.txt",
+        f"{sandbox.root}/no-secret.txt",
+        f"{sandbox.media}/globex/cd/cd01",
+        f"{sandbox.media}/globex/cd/missing",
+    ):
+        with pytest.raises(JobFailure) as failure:
+            async with sandbox.source.fetch(f"file://{path}", tenant_id="acme"):
+                pass
+        answers.add((failure.value.code, failure.value.message, failure.value.retryable))
+    assert len(answers) == 1, answers

@@ -74,10 +74,14 @@ class EventTap:
         return self.of(cls, job_id)[0]
 
 
+UPLOAD_TENANT = "acme"
+"""The tenant of `upload`'s jobs, which `WorkerProcess` workers serve."""
+
+
 def upload(path: Path, **options: Any) -> AudioUploadedV1:
     return AudioUploadedV1(
         job_id=uuid4(),
-        tenant_id="acme",
+        tenant_id=UPLOAD_TENANT,
         correlation_id=uuid4(),
         producer="test",
         audio_uri=path.resolve().as_uri(),  # type: ignore[arg-type]
@@ -139,6 +143,7 @@ class WorkerProcess:
             "SCRIBE_AMQP_URL": amqp_url,
             "SCRIBE_MEDIA_ROOT": str(media_root),
             "SCRIBE_LOG_FORMAT": "json",
+            "SCRIBE_TENANTS": UPLOAD_TENANT,
             "SCRIBE_TRANSCRIBER_WORKER_NAME": name,
             "SCRIBE_TRANSCRIBER_CPU_THREADS": "1",
             "SCRIBE_TRANSCRIBER_HEALTH_PORT": "0",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
@@ -15,6 +17,26 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 InitialPrompt = Annotated[str, StringConstraints(max_length=MAX_INITIAL_PROMPT_CHARS)]
 AudioUri = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "http", "https", "s3"])]
+JobFingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def job_fingerprint(
+    *,
+    audio_uri: str,
+    sha256: str | None,
+    language: str | None,
+    model: str | None,
+    word_timestamps: bool,
+) -> str:
+    """What defines a job (its audio and options), as 64 hex digits.
+
+    The first upload of a job id defines the job; a later upload with another fingerprint
+    is a conflicting one (refused as `conflicting_job`), an equal one a redelivery.
+    """
+    canonical = json.dumps(
+        [audio_uri, sha256, language, model, bool(word_timestamps)], separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class TranscriptionOptions(BaseModel):
@@ -89,3 +111,13 @@ class AudioUploadedV1(Event):
         default=None, ge=0, description="Duration probed at upload, if known."
     )
     options: TranscriptionOptions = Field(default_factory=TranscriptionOptions)
+
+    def job_fingerprint(self) -> str:
+        """This upload's job definition (see `job_fingerprint`)."""
+        return job_fingerprint(
+            audio_uri=str(self.audio_uri),
+            sha256=self.sha256,
+            language=self.options.language,
+            model=self.options.model,
+            word_timestamps=self.options.word_timestamps,
+        )

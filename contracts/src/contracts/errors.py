@@ -20,12 +20,28 @@ class ErrorCode(StrEnum):
     """The audio URI points at nothing (missing file, HTTP 404)."""
     SOURCE_UNREACHABLE = "source_unreachable"
     """The audio URI cannot be fetched and never will be (forbidden scheme or address)."""
+    SOURCE_FORBIDDEN = "source_forbidden"
+    """The audio URI names a file outside the job's tenant's part of the media root."""
     MODEL_ERROR = "model_error"
     """The speech model failed on this input."""
     DEAD_LETTERED = "dead_lettered"
     """The job's message was dead-lettered (crash loop, delivery limit, malformed)."""
     INTERNAL_ERROR = "internal_error"
     """An unexpected error; the message says more."""
+
+
+class RefusalCode(StrEnum):
+    """Why a consumer dead-lettered a valid event without acting on it.
+
+    The event is refused, not the job: no outcome event is published for it (the
+    dead-letter watcher does not turn these into `transcription.failed`), and a job it
+    names is left as it was.
+    """
+
+    UNKNOWN_TENANT = "unknown_tenant"
+    """The event's tenant is not one this deployment serves (`SCRIBE_TENANTS`)."""
+    CONFLICTING_JOB = "conflicting_job"
+    """An upload reusing a job id that an earlier upload with other audio or options defined."""
 
 
 class ContractError(ValueError):

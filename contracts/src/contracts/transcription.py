@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from contracts.audio import LanguageCode
+from contracts.audio import JobFingerprint, LanguageCode
 from contracts.envelope import Event
 from contracts.errors import ErrorCode
 
@@ -14,6 +14,10 @@ NonNegative = Annotated[float, Field(ge=0)]
 SegmentFlag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """A quality flag; consumers ignore flags they do not know (more may be added)."""
 Probability = Annotated[float, Field(ge=0, le=1)]
+_FINGERPRINT_DESCRIPTION = (
+    "`job_fingerprint` of the upload this event is about (its audio and options); the "
+    "indexer refuses an event whose fingerprint differs from the job's first upload."
+)
 
 
 class _Timed(BaseModel):
@@ -73,6 +77,9 @@ class TranscriptionStartedV1(Event):
     attempt: int = Field(ge=1, description="1 on first delivery; more after redeliveries.")
     worker: str | None = Field(default=None, max_length=255, description="Which worker took it.")
     model: str | None = Field(default=None, max_length=255)
+    job_fingerprint: JobFingerprint | None = Field(
+        default=None, description=_FINGERPRINT_DESCRIPTION
+    )
 
 
 class TranscriptionProgressV1(Event):
@@ -87,6 +94,9 @@ class TranscriptionProgressV1(Event):
     processed_seconds: NonNegative = 0.0
     duration_seconds: NonNegative | None = None
     segments_done: int = Field(default=0, ge=0)
+    job_fingerprint: JobFingerprint | None = Field(
+        default=None, description=_FINGERPRINT_DESCRIPTION
+    )
 
 
 class TranscriptCompletedV1(Event):
@@ -114,6 +124,9 @@ class TranscriptCompletedV1(Event):
             "detection found no speech, or every segment was judged non-speech)."
         ),
     )
+    job_fingerprint: JobFingerprint | None = Field(
+        default=None, description=_FINGERPRINT_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _segments_ordered(self) -> Self:
@@ -139,3 +152,6 @@ class TranscriptionFailedV1(Event):
         default=False, description="Whether submitting the same audio again could succeed."
     )
     attempts: int = Field(default=1, ge=0, description="Deliveries made before giving up.")
+    job_fingerprint: JobFingerprint | None = Field(
+        default=None, description=_FINGERPRINT_DESCRIPTION
+    )

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.envelope import TenantId
+
 
 class SharedSettings(BaseSettings):
     """What every Scribe process needs: where the broker, database and media are."""
@@ -47,4 +49,22 @@ class SharedSettings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+        return value
+
+    tenants: Annotated[tuple[TenantId, ...], NoDecode] = Field(
+        default=("default",),
+        min_length=1,
+        description=(
+            "Comma-separated tenants Scribe serves. Every service reads the same list: the "
+            "transcriber dead-letters an upload of any other tenant (`unknown_tenant`) "
+            "without transcribing it, the indexer seeds the tenants table with it. List "
+            "every tenant that ingest's API keys map to."
+        ),
+    )
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

@@ -13,6 +13,7 @@ from uuid import uuid4
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from contracts.envelope import Event
 from contracts.transcription import Segment, Word
+from scribe_runtime.amqp import Delivery
 from transcriber.engine import EngineRequest, EngineResult, OnSegment
 from transcriber.errors import JobCancelled, JobFailure
 from transcriber.sources import FetchedAudio
@@ -96,7 +97,7 @@ class FakeSource:
         self.released = 0
 
     @contextlib.asynccontextmanager
-    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
+    async def fetch(self, uri: str, *, tenant_id: str) -> AsyncIterator[FetchedAudio]:
         self.fetched.append(uri)
         if self.error is not None:
             raise self.error
@@ -135,3 +136,26 @@ class FakeClock:
 
 def busy_sleep(seconds: float) -> Callable[[], None]:
     return lambda: time.sleep(seconds)
+
+
+class DeadLetters:
+    """Records what the service dead-letters (the real one copies to the queue's DLQ)."""
+
+    def __init__(self) -> None:
+        self.letters: list[tuple[str | None, str, str]] = []
+
+    async def __call__(self, delivery: Delivery, *, code: str, reason: str) -> None:
+        self.letters.append((delivery.message_id, code, reason))
+
+    @property
+    def codes(self) -> list[str]:
+        return [code for _, code, _ in self.letters]
+
+
+def delivery_of(event: AudioUploadedV1, *, redelivered: bool = False) -> Delivery:
+    return Delivery(
+        body=event.model_dump_json().encode(),
+        message_id=str(event.event_id),
+        type=event.message_type,
+        redelivered=redelivered,
+    )

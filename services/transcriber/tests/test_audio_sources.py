@@ -24,15 +24,18 @@ AUDIO = b"RIFF" + bytes(range(256)) * 40
 
 @pytest.fixture
 def media(tmp_path: Path) -> Path:
+    """`<tmp>/media` holding tenant acme's `acme/ab/job.wav`; returns acme's directory."""
     root = tmp_path / "media"
-    (root / "ab").mkdir(parents=True)
-    (root / "ab" / "job.wav").write_bytes(AUDIO)
+    (root / "acme" / "ab").mkdir(parents=True)
+    (root / "acme" / "ab" / "job.wav").write_bytes(AUDIO)
+    (root / "globex" / "cd").mkdir(parents=True)
+    (root / "globex" / "cd" / "theirs.wav").write_bytes(AUDIO)
     (tmp_path / "secret.txt").write_text("outside")
-    return root
+    return root / "acme"
 
 
-async def fetch_file(root: Path, uri: str) -> bytes:
-    async with FileSource(root).fetch(uri) as audio:
+async def fetch_file(media: Path, uri: str, tenant_id: str = "acme") -> bytes:
+    async with FileSource(media.parent).fetch(uri, tenant_id=tenant_id) as audio:
         return audio.path.read_bytes()
 
 
@@ -53,24 +56,53 @@ async def test_a_missing_file_is_source_not_found(media: Path) -> None:
         lambda m: f"file://{m}/ab/%2E%2E/%2E%2E/secret.txt",
         lambda m: (m.parent / "secret.txt").as_uri(),
         lambda m: "file:///etc/passwd",
-        lambda m: f"file://otherhost{m}/ab/job.wav",
+        lambda m: (m.parent / "globex" / "cd" / "theirs.wav").as_uri(),
+        lambda m: (m.parent / "globex" / "cd" / "not-there.wav").as_uri(),
+        lambda m: (m.parent / "stray.wav").as_uri(),
     ],
-    ids=["dotdot", "encoded-dotdot", "sibling", "etc-passwd", "remote-host"],
+    ids=[
+        "dotdot",
+        "encoded-dotdot",
+        "sibling",
+        "etc-passwd",
+        "another-tenants-file",
+        "another-tenants-missing-file",
+        "media-root-itself",
+    ],
 )
-async def test_paths_outside_the_media_root_are_refused(media: Path, make_uri: object) -> None:
+async def test_paths_outside_the_tenants_directory_are_forbidden(
+    media: Path, make_uri: object
+) -> None:
     uri = make_uri(media)  # type: ignore[operator]
     with pytest.raises(JobFailure) as info:
         await fetch_file(media, uri)
-    assert info.value.code == ErrorCode.SOURCE_UNREACHABLE
+    assert info.value.code == ErrorCode.SOURCE_FORBIDDEN
 
 
-async def test_a_symlink_escaping_the_media_root_is_refused(media: Path) -> None:
-    link = media / "ab" / "escape.wav"
-    link.symlink_to(media.parent / "secret.txt")
+async def test_a_remote_file_host_is_unreachable(media: Path) -> None:
     with pytest.raises(JobFailure) as info:
-        await fetch_file(media, link.as_uri())
+        await fetch_file(media, f"file://otherhost{media}/ab/job.wav")
     assert info.value.code == ErrorCode.SOURCE_UNREACHABLE
-    assert "outside the media root" in info.value.message
+
+
+async def test_a_forbidden_path_reads_the_same_whether_or_not_it_exists(media: Path) -> None:
+    messages = set()
+    for target in ("/etc/passwd", "/etc/no-such-file", f"{media.parent}/globex/cd/theirs.wav"):
+        with pytest.raises(JobFailure) as info:
+            await fetch_file(media, f"file://{target}")
+        assert info.value.code == ErrorCode.SOURCE_FORBIDDEN
+        messages.add(info.value.message)
+        assert target not in info.value.message
+    assert len(messages) == 1, messages
+
+
+async def test_a_symlink_escaping_the_tenants_directory_is_forbidden(media: Path) -> None:
+    for n, target in enumerate((media.parent.parent / "secret.txt", media.parent / "nothing")):
+        link = media / "ab" / f"escape-{n}.wav"
+        link.symlink_to(target)
+        with pytest.raises(JobFailure) as info:
+            await fetch_file(media, link.as_uri())
+        assert info.value.code == ErrorCode.SOURCE_FORBIDDEN
 
 
 async def test_a_symlink_inside_the_media_root_is_followed(media: Path) -> None:
@@ -174,7 +206,7 @@ def http_source(**overrides: object) -> HttpSource:
 
 
 async def fetch_http(uri: str, **overrides: object) -> bytes:
-    async with http_source(**overrides).fetch(uri) as audio:
+    async with http_source(**overrides).fetch(uri, tenant_id="acme") as audio:
         data = audio.path.read_bytes()
         assert audio.size_bytes == len(data)
         kept = audio.path
@@ -250,10 +282,10 @@ async def test_connection_refused_is_source_unreachable() -> None:
 
 
 async def test_other_schemes_are_refused(media: Path) -> None:
-    source = UriSource(FileSource(media), http_source())
+    source = UriSource(FileSource(media.parent), http_source())
     with pytest.raises(JobFailure) as info:
-        async with source.fetch("s3://bucket/key.wav"):
+        async with source.fetch("s3://bucket/key.wav", tenant_id="acme"):
             pass
     assert info.value.code == ErrorCode.SOURCE_UNREACHABLE
-    async with source.fetch((media / "ab" / "job.wav").as_uri()) as audio:
+    async with source.fetch((media / "ab" / "job.wav").as_uri(), tenant_id="acme") as audio:
         assert audio.size_bytes == len(AUDIO)

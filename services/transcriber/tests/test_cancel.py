@@ -16,7 +16,8 @@ from contracts.transcription import (
 )
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.cancellations import FilesystemCancelMarks
-from services.transcriber.tests.fakes import FakeEngine, FakeSource, Recorder, upload
+from services.transcriber.tests.fakes import DeadLetters, FakeEngine, FakeSource, Recorder, upload
+from transcriber.admission import Admission
 from transcriber.service import JobPolicy, Transcriber
 
 
@@ -30,6 +31,8 @@ def make(engine: FakeEngine, marks: FilesystemCancelMarks) -> tuple[Transcriber,
         producer="scribe-transcriber/test",
         policy=JobPolicy(cancel_poll_seconds=0.01),
         marks=marks,
+        admission=Admission(("acme",)),
+        dead_letter=DeadLetters(),
     )
     return service, events
 

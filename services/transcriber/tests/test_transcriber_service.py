@@ -16,7 +16,15 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
-from services.transcriber.tests.fakes import FakeEngine, FakeSource, Recorder, busy_sleep, upload
+from services.transcriber.tests.fakes import (
+    DeadLetters,
+    FakeEngine,
+    FakeSource,
+    Recorder,
+    busy_sleep,
+    upload,
+)
+from transcriber.admission import Admission
 from transcriber.errors import JobCancelled, JobFailure
 from transcriber.service import JobPolicy, Transcriber
 
@@ -34,6 +42,8 @@ def make(
         engine=engine,
         source=source,
         publish=publish,
+        admission=Admission(("acme",)),
+        dead_letter=DeadLetters(),
         worker="worker-1",
         producer="scribe-transcriber/test",
         policy=JobPolicy(**policy),

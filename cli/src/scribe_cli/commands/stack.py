@@ -94,7 +94,8 @@ def check_servers() -> None:
 
 def _stack_env(shared: SharedSettings) -> dict[str, str]:
     """Settings the children need that follow from the shared ones."""
-    env: dict[str, str] = {}
+    # One resolved list for every child: the transcribers refuse what the indexer would not.
+    env: dict[str, str] = {"SCRIBE_TENANTS": ",".join(shared.tenants)}
     if "SCRIBE_INGEST_DATABASE_URL" not in os.environ:
         # Reads go through the SELECT-only role, on the database the indexer writes.
         parts = urlsplit(shared.database_url)

@@ -24,7 +24,7 @@ import structlog
 from contracts import routing
 from contracts.audio import AudioUploadedV1
 from contracts.envelope import Event
-from contracts.errors import ContractError, ErrorCode
+from contracts.errors import ContractError, ErrorCode, RefusalCode
 from contracts.routing import decode_event
 from contracts.transcription import TranscriptionFailedV1
 from scribe_runtime.amqp import (
@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 _NAMESPACE: Final = uuid.UUID("6f1c1d1e-4d55-4c1b-9a59-3d4c0f8e5a11")
 _MAX_MESSAGE: Final = 4000
+_REFUSALS: Final = frozenset(RefusalCode)
 
 Publish = Callable[[Event], Awaitable[None]]
 
@@ -109,12 +110,23 @@ class DeadLetterWatcher:
             )
             return
         cause, reason, deliveries = explain(headers, TRANSCRIBER_QUEUE.name)
+        if cause in _REFUSALS:
+            # The transcriber refused the event itself (another tenant's, a conflicting
+            # re-upload): the job it names, if any, is not this event's to end.
+            log.info(
+                "dead_letter_refused_event",
+                message_id=delivery.message_id,
+                job_id=str(upload.job_id),
+                cause=cause,
+            )
+            return
         failed = TranscriptionFailedV1(
             event_id=failure_event_id(upload, headers),
             job_id=upload.job_id,
             tenant_id=upload.tenant_id,
             correlation_id=upload.correlation_id,
             producer=self._producer,
+            job_fingerprint=upload.job_fingerprint(),
             code=ErrorCode.DEAD_LETTERED,
             message=f"dead-lettered ({reason})"[:_MAX_MESSAGE],
             # An operator can replay it once the cause is fixed (`scribe dlq replay`).

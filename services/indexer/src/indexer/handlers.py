@@ -12,6 +12,7 @@ from typing import Final, Protocol, TypeVar
 import structlog
 
 from contracts.envelope import Event
+from contracts.errors import RefusalCode
 from contracts.lifecycle import (
     TranscriptionCancelledV1,
     TranscriptionDeletedV1,
@@ -20,14 +21,14 @@ from contracts.lifecycle import (
 from contracts.transcription import TranscriptCompletedV1, TranscriptionFailedV1
 from indexer import metrics
 from indexer.media import MediaEraser, UnerasableMediaError
-from indexer.store import Applied, ProjectionStore, TenantDirectory
+from indexer.store import Applied, ConflictingJobError, ProjectionStore, TenantDirectory
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.database import TRANSIENT_ERRORS
 from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
 
-UNKNOWN_TENANT: Final = "unknown_tenant"
+UNKNOWN_TENANT: Final = RefusalCode.UNKNOWN_TENANT
 """Dead-letter code of an event whose tenant is not in the tenants table."""
 MEDIA_NOT_ERASABLE: Final = "media_not_erasable"
 """Dead-letter code of a delete request whose media no adapter can erase (replay it later)."""
@@ -117,7 +118,7 @@ class JobEventIndexer:
                 delivery,
                 code=UNKNOWN_TENANT,
                 reason=f"tenant {event.tenant_id!r} is not configured on this indexer "
-                "(SCRIBE_INDEXER_TENANTS)",
+                "(SCRIBE_TENANTS)",
             )
             return
         if isinstance(event, TranscriptionDeleteRequestedV1):
@@ -126,7 +127,13 @@ class JobEventIndexer:
             except UnerasableMediaError as exc:
                 await self._dead_letter(delivery, code=MEDIA_NOT_ERASABLE, reason=str(exc))
                 return
-        applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        try:
+            applied = await with_retries(lambda: self._store.apply(event), self._retry)
+        except ConflictingJobError as exc:
+            await self._dead_letter(
+                delivery, code=RefusalCode.CONFLICTING_JOB, reason=f"{exc}; the job is unchanged"
+            )
+            return
         if applied.announce is not None:
             if self._publish is None:
                 raise RuntimeError("this indexer was built without a publisher")

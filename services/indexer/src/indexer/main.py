@@ -56,12 +56,12 @@ async def migrate(shared: SharedSettings, settings: IndexerSettings) -> None:
         reader_password=(
             settings.reader_password.get_secret_value() if settings.reader_password else None
         ),
-        tenants=settings.tenants,
+        tenants=settings.seeded_tenants(shared),
     )
     log.info(
         "database_ready",
         migrations_applied=[f"{m.version:04d}_{m.name}" for m in applied],
-        tenants=list(settings.tenants),
+        tenants=list(settings.seeded_tenants(shared)),
         reader_role=settings.reader_role,
     )
 

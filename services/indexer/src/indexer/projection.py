@@ -18,6 +18,11 @@ their arrival order or duplication (a commutative, idempotent merge):
 A cancel *request* is not a fact but a question put to the current state: `decide_cancel`
 answers it once (a job that already finished is not cancelled) and its answer, the fact
 `transcription.cancelled`, is what the rules above merge in any order.
+
+One rule is not a merge: the first event that names the job's definition (its upload's
+`job_fingerprint`: audio and options) fixes it, and an event naming another definition is
+refused (`conflicting`) rather than merged, so a second upload that reuses a job id with
+other audio can neither re-run nor overwrite the job.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from contracts import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from contracts.audio import job_fingerprint
 from contracts.envelope import Event
 
 
@@ -104,6 +110,7 @@ class JobState:
     failed_at: datetime | None = None
     cancelled_event_id: UUID | None = None
     cancelled_at: datetime | None = None
+    job_fingerprint: str | None = None
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
@@ -139,6 +146,37 @@ def _status_for(event: Event) -> JobStatus:
     raise TypeError(f"the job projection does not handle {type(event).__name__}")
 
 
+def fingerprint_of(event: Event) -> str | None:
+    """The job definition an event names, if it names one."""
+    if isinstance(event, AudioUploadedV1):
+        return event.job_fingerprint()
+    return getattr(event, "job_fingerprint", None)
+
+
+def definition(state: JobState) -> str | None:
+    """The job's fixed definition; rows older than the column fall back to their upload."""
+    if state.job_fingerprint is not None:
+        return state.job_fingerprint
+    if state.uploaded_at is None or state.audio_uri is None:
+        return None
+    return job_fingerprint(
+        audio_uri=state.audio_uri,
+        sha256=state.sha256,
+        language=state.requested_language,
+        model=state.requested_model,
+        word_timestamps=bool(state.word_timestamps),
+    )
+
+
+def conflicting(state: JobState | None, event: Event) -> bool:
+    """Whether `event` is about another definition of the job than the one it has."""
+    if state is None:
+        return False
+    named = fingerprint_of(event)
+    fixed = definition(state)
+    return named is not None and fixed is not None and named != fixed
+
+
 def _newer(at: datetime, event_id: UUID, than_at: datetime | None, than_id: UUID | None) -> bool:
     if than_at is None or than_id is None:
         return True
@@ -166,6 +204,10 @@ def apply_event(state: JobState | None, event: Event) -> JobState:
     )
     if state.correlation_id is None and event.correlation_id is not None:
         state = dataclasses.replace(state, correlation_id=event.correlation_id)
+    if state.job_fingerprint is None:
+        state = dataclasses.replace(
+            state, job_fingerprint=definition(state) or fingerprint_of(event)
+        )
 
     if isinstance(event, AudioUploadedV1):
         return _on_uploaded(state, event)

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.envelope import TenantId
+from scribe_runtime.settings import SharedSettings
 
 
 class IndexerSettings(BaseSettings):
@@ -15,11 +16,12 @@ class IndexerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCRIBE_INDEXER_", extra="ignore", frozen=True)
 
-    tenants: Annotated[tuple[TenantId, ...], NoDecode] = Field(
-        default=("default",),
+    tenants: Annotated[tuple[TenantId, ...] | None, NoDecode] = Field(
+        default=None,
         description=(
             "Comma-separated tenants seeded into the tenants table at start; events of any "
-            "other tenant are dead-lettered."
+            "other tenant are dead-lettered. Default: the shared `SCRIBE_TENANTS`, which the "
+            "transcriber reads too; set this only to seed more tenants than the workers know."
         ),
     )
     reader_role: str = Field(
@@ -86,9 +88,15 @@ class IndexerSettings(BaseSettings):
             pairs[tenant.strip()] = days.strip()
         return pairs
 
+    def seeded_tenants(self, shared: SharedSettings) -> tuple[str, ...]:
+        """The tenants to seed: this setting when given, else the shared `SCRIBE_TENANTS`."""
+        return self.tenants if self.tenants is not None else shared.tenants
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value

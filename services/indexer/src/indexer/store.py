@@ -28,7 +28,14 @@ from contracts import (
     TranscriptionDeleteRequestedV1,
 )
 from contracts.envelope import Event, utc_now
-from indexer.projection import JobState, JobStatus, apply_event, cancelled_event_id, decide_cancel
+from indexer.projection import (
+    JobState,
+    JobStatus,
+    apply_event,
+    cancelled_event_id,
+    conflicting,
+    decide_cancel,
+)
 
 _COLUMNS: Final = JobState.columns()
 _SELECT_JOB: Final = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND job_id = $2"
@@ -63,6 +70,10 @@ class Applied:
     """The fact the event led to (`cancelled`, `deleted`), for the caller to publish."""
     tombstoned: bool = False
     """The job was deleted before: the event changed nothing."""
+
+
+class ConflictingJobError(Exception):
+    """The event names another definition of its job than the job's first upload did."""
 
 
 class ProjectionStore(Protocol):
@@ -138,6 +149,12 @@ class PostgresProjectionStore:
             before = JobState.from_record(record) if record is not None else None
             if isinstance(event, TranscriptionCancelRequestedV1):
                 return await self._cancel(conn, before, event)
+            if conflicting(before, event):
+                # Rolls back the tracking record too: nothing of this event is kept.
+                raise ConflictingJobError(
+                    f"job {event.job_id} of tenant {event.tenant_id!r} was defined by an "
+                    "earlier upload with other audio or options"
+                )
             after = apply_event(before, event)
             await conn.execute(_UPSERT_JOB, *after.values())
             written = 0

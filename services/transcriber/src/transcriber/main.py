@@ -21,14 +21,16 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
 from scribe_runtime import aio
+from scribe_runtime.amqp import Delivery
 from scribe_runtime.cancellations import FilesystemCancelMarks
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.logging import configure_logging
-from scribe_runtime.messaging import make_broker
+from scribe_runtime.messaging import dead_letter, make_broker
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
+from transcriber.admission import Admission
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
@@ -67,10 +69,16 @@ def build(
             download_dir=settings.download_dir,
         ),
     )
+
+    async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
+        await dead_letter(broker, delivery, queue=TRANSCRIBER_QUEUE.name, code=code, reason=reason)
+
     service = Transcriber(
         engine=engine,
         source=source,
         publish=EventPublisher(broker, PUBLISHES).publish,
+        admission=Admission(shared.tenants),
+        dead_letter=dead_letter_here,
         worker=worker_name(settings),
         producer=producer_name(SERVICE),
         policy=JobPolicy(

@@ -47,3 +47,12 @@ HANDED_BACK: Final = Counter(
     "scribe_transcriber_jobs_handed_back_total",
     "Jobs returned to the queue unfinished (shutdown past its grace period).",
 )
+REFUSED: Final = Counter(
+    "scribe_transcriber_uploads_refused_total",
+    "Uploads dead-lettered before any work, by code (unknown_tenant, conflicting_job).",
+    ["code"],
+)
+SKIPPED: Final = Counter(
+    "scribe_transcriber_uploads_skipped_total",
+    "Redeliveries acked without work: this process had already confirmed their outcome.",
+)

@@ -1,8 +1,11 @@
 """Handling one `audio.uploaded` job: fetch, transcribe off the loop, publish the outcome.
 
-The handler returns (and the message is acked) only once the outcome event is confirmed by
-the broker. `started` and `progress` events are published concurrently with the work, never
-on its critical path; they are best-effort (the outcome is what the job's state rests on).
+Before any work, `admission.Admission` refuses uploads of unknown tenants and conflicting
+re-uploads of a job (dead-lettered, nothing published) and skips redeliveries whose outcome
+this process already confirmed. The handler returns (and the message is acked) only once
+the outcome event is confirmed by the broker. `started` and `progress` events are
+published concurrently with the work, never on its critical path; they are best-effort
+(the outcome is what the job's state rests on).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from scribe_runtime.cancellations import CancelMarks
 from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
+from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
 from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
 from transcriber.errors import CancelledByRequest, JobCancelled, JobFailure
 from transcriber.progress import ProgressThrottle
@@ -67,13 +71,15 @@ class JobPolicy:
 
 
 def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
-    """The outcome's event id, derived from the upload's.
+    """The outcome's event id, derived from the job (tenant and id), not from the upload.
 
     A worker killed after its outcome was confirmed but before the ack transcribes the job
     again on redelivery; the same id then lets the indexer and every downstream consumer
-    drop the repeat (they deduplicate on `message_id`), so each job ends exactly once.
+    drop the repeat (they deduplicate on `message_id`), so each job ends exactly once. Not
+    the upload's id: a second upload of the job (a producer's retry, or a conflicting one
+    that reached a worker that never saw the job) must not make a second completion.
     """
-    return uuid.uuid5(event.event_id, f"outcome:{outcome}")
+    return uuid.uuid5(event.job_id, f"outcome:{event.tenant_id}:{outcome}")
 
 
 def run_in_daemon_thread(
@@ -121,6 +127,8 @@ class Transcriber:
         engine: SpeechEngine,
         source: AudioSource,
         publish: Publish,
+        admission: Admission,
+        dead_letter: DeadLetter,
         worker: str,
         producer: str,
         policy: JobPolicy | None = None,
@@ -130,6 +138,8 @@ class Transcriber:
         self._engine = engine
         self._source = source
         self._publish = publish
+        self._admission = admission
+        self._dead_letter = dead_letter
         self._worker = worker
         self._producer = producer
         self._policy = policy or JobPolicy()
@@ -175,19 +185,39 @@ class Transcriber:
     async def on_audio_uploaded(self, event: AudioUploadedV1, delivery: Delivery) -> None:
         """The subscriber: returning acks, raising nacks for redelivery.
 
-        A job cancelled (or deleted) by request is acked without an outcome: never started
-        when its mark is there on arrival, stopped at the next segment when it appears
-        later. The indexer, which decided the cancel, announces it.
+        Refused uploads (unknown tenant, a conflicting definition) are dead-lettered before
+        any work. A job cancelled (or deleted) by request is acked without an outcome: never
+        started when its mark is there on arrival, stopped at the next segment when it
+        appears later. The indexer, which decided the cancel, announces it.
         """
+        verdict = self._admission.check(event)
+        if isinstance(verdict, Refusal):
+            await self._dead_letter(delivery, code=verdict.code, reason=verdict.reason)
+            metrics.REFUSED.labels(str(verdict.code)).inc()
+            return
+        if verdict is Verdict.ALREADY_CONFIRMED:
+            metrics.SKIPPED.inc()
+            log.info(
+                "transcription_skipped",
+                reason="outcome_already_confirmed",
+                event_id=str(event.event_id),
+                attempt=delivery.attempt,
+            )
+            return
         if await self._cancel_requested(event):
             metrics.CANCELLED.labels("queued").inc()
             log.info("cancelled_job_skipped", attempt=delivery.attempt)
             return
         try:
-            await self.transcribe(event, attempt=delivery.attempt)
+            outcome = await self.transcribe(event, attempt=delivery.attempt)
         except CancelledByRequest:
             metrics.CANCELLED.labels("running").inc()
             log.info("transcription_cancelled", attempt=delivery.attempt)
+            return
+        final = isinstance(outcome, TranscriptCompletedV1) or (
+            isinstance(outcome, TranscriptionFailedV1) and not outcome.retryable
+        )
+        self._admission.confirmed(event, final=final)
 
     async def _cancel_requested(self, event: AudioUploadedV1) -> bool:
         if self._marks is None:
@@ -336,7 +366,7 @@ class Transcriber:
             with contextlib.suppress(RuntimeError):  # loop closed: shutting down
                 loop.call_soon_threadsafe(report, processed, duration, context=context)
 
-        async with self._source.fetch(str(event.audio_uri)) as audio:
+        async with self._source.fetch(str(event.audio_uri), tenant_id=event.tenant_id) as audio:
             future, thread = run_in_daemon_thread(
                 lambda: self._engine.transcribe(
                     audio.path, request, on_segment=on_segment, cancelled=cancel
@@ -381,6 +411,7 @@ class Transcriber:
             "tenant_id": event.tenant_id,
             "correlation_id": event.correlation_id,
             "producer": self._producer,
+            "job_fingerprint": event.job_fingerprint(),
         }
 
     def _log_outcome(self, outcome: Event, wall: float) -> None:

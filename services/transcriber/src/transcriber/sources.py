@@ -1,7 +1,11 @@
 """Fetching a job's audio by URI, to a local file.
 
-- `file://` must resolve (symlinks followed) to a regular file under the media root; `..`
-  segments are refused before anything touches the disk.
+- `file://` must resolve (symlinks followed) to a regular file under the event's tenant's
+  own part of the media root, `<media_root>/<tenant_id>/` (where ingest stores it): one
+  tenant's event cannot read another's file by its content address. `..` segments are
+  refused, and confinement is decided on the resolved path before the file's existence is
+  looked at, so a path outside that area fails the same way (`source_forbidden`, one
+  message) whether or not something is there.
 - `http(s)://` goes through `scribe_runtime.netguard`: every address the host resolves to
   must be public, the connection is made to one of those addresses (so DNS cannot change
   between check and use) with the Host header and TLS SNI/certificate check still naming
@@ -51,8 +55,10 @@ class FetchedAudio:
 class AudioSource(Protocol):
     """Makes a job's audio available as a local file for the duration of a context."""
 
-    def fetch(self, uri: str) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
-        """Fetch `uri`; raises `JobFailure` (`source_not_found`, `source_unreachable`, ...)."""
+    def fetch(
+        self, uri: str, *, tenant_id: str
+    ) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
+        """Fetch `uri` for `tenant_id`'s job; raises `JobFailure` (`source_not_found`, ...)."""
         ...
 
 
@@ -61,12 +67,12 @@ class TransientFetchError(Exception):
 
 
 class FileSource:
-    """`file://` URIs confined to the media root."""
+    """`file://` URIs confined to the tenant's own directory under the media root."""
 
     def __init__(self, media_root: Path) -> None:
         self._root = media_root.resolve()
 
-    def resolve(self, uri: str) -> Path:
+    def resolve(self, uri: str, *, tenant_id: str) -> Path:
         """The real path of a `file://` URI, or a `JobFailure` saying why not."""
         parts = urlsplit(uri)
         if parts.scheme != "file":
@@ -79,33 +85,44 @@ class FileSource:
         if "\x00" in raw or not raw.startswith("/"):
             raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, "file URI path must be absolute")
         if ".." in raw.split("/"):
-            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, "file URI path may not contain '..'")
+            raise JobFailure(ErrorCode.SOURCE_FORBIDDEN, "file URI path may not contain '..'")
+        # The tenant id is a contract-validated name (no '/', no '..'): a plain child.
+        allowed = self._root / tenant_id
+        forbidden = JobFailure(
+            # One message whatever is (or is not) there: the reply must not tell an event's
+            # author which paths exist outside its tenant's area.
+            ErrorCode.SOURCE_FORBIDDEN,
+            f"file URIs of tenant {tenant_id!r} must name a file under its media directory",
+        )
         try:
-            real = Path(raw).resolve(strict=True)
-        except FileNotFoundError:
-            if not self._root.is_dir():
-                # The whole store is gone (volume unmounted, NFS away), not this file:
-                # retried with backoff rather than failing every job that comes by.
-                raise TransientError(f"media root {self._root} is unavailable") from None
-            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"no file at {raw}") from None
+            # Non-strict: confinement is judged on where the path leads, before existence.
+            real = Path(raw).resolve(strict=False)
+        except OSError as exc:
+            if exc.errno in _STORAGE_DOWN:
+                raise TransientError(f"media store unavailable: {exc.strerror}") from None
+            raise forbidden from None
+        except RuntimeError:  # symlink loop
+            raise forbidden from None
+        if not real.is_relative_to(allowed):
+            raise forbidden
+        try:
+            is_file = real.is_file()
         except OSError as exc:
             if exc.errno in _STORAGE_DOWN:
                 raise TransientError(f"media store unavailable reading {raw}: {exc}") from None
             raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot open {raw}: {exc}") from None
-        except RuntimeError as exc:  # symlink loop
-            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, f"cannot open {raw}: {exc}") from None
-        if not real.is_relative_to(self._root):
-            raise JobFailure(
-                ErrorCode.SOURCE_UNREACHABLE, f"{raw} is outside the media root; refused"
-            )
-        if not real.is_file():
-            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"{raw} is not a regular file")
+        if not is_file:
+            if not self._root.is_dir():
+                # The whole store is gone (volume unmounted, NFS away), not this file:
+                # retried with backoff rather than failing every job that comes by.
+                raise TransientError(f"media root {self._root} is unavailable")
+            raise JobFailure(ErrorCode.SOURCE_NOT_FOUND, f"no regular file at {raw}")
         return real
 
     @contextlib.asynccontextmanager
-    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
+    async def fetch(self, uri: str, *, tenant_id: str) -> AsyncIterator[FetchedAudio]:
         """The file itself; nothing is copied."""
-        path = await asyncio.to_thread(self.resolve, uri)
+        path = await asyncio.to_thread(self.resolve, uri, tenant_id=tenant_id)
         size = (await asyncio.to_thread(path.stat)).st_size
         yield FetchedAudio(path=path, size_bytes=size)
 
@@ -140,8 +157,8 @@ class HttpSource:
         self._transport = transport
 
     @contextlib.asynccontextmanager
-    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
-        """Download to a temporary file, deleted when the context ends."""
+    async def fetch(self, uri: str, *, tenant_id: str) -> AsyncIterator[FetchedAudio]:
+        """Download to a temporary file, deleted when the context ends (any tenant)."""
         path = await asyncio.to_thread(_temp_file, self._download_dir)
         try:
             size = await self._download_with_retries(uri, path)
@@ -274,13 +291,15 @@ class UriSource:
         self._files = files
         self._http = http
 
-    def fetch(self, uri: str) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
+    def fetch(
+        self, uri: str, *, tenant_id: str
+    ) -> contextlib.AbstractAsyncContextManager[FetchedAudio]:
         """Fetch by the URI's scheme."""
         scheme = urlsplit(uri).scheme.lower()
         if scheme == "file":
-            return self._files.fetch(uri)
+            return self._files.fetch(uri, tenant_id=tenant_id)
         if scheme in ("http", "https"):
-            return self._http.fetch(uri)
+            return self._http.fetch(uri, tenant_id=tenant_id)
         return _Refused(
             JobFailure(
                 # The URI is not repeated: its user-info could hold credentials.
