@@ -152,6 +152,9 @@ async def test_speech_upload_publishes_exactly_one_confirmed_event(ingest: Inges
         "task": None,
         "initial_prompt": None,
         "temperature": None,
+        "hotwords": None,
+        "beam_size": None,
+        "vad_filter": None,
     }
     stored = Path(urlsplit(str(event.audio_uri)).path)
     assert await asyncio.to_thread(stored.read_bytes) == audio

@@ -24,6 +24,7 @@ from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import declare_topology
 from tests.speech import SCRIPTS, synthesize
 from tests.support.workers import (
+    UPLOAD_TENANT,
     EventTap,
     WorkerProcess,
     long_speech,
@@ -70,7 +71,9 @@ async def publish(amqp_url: str, *events: object) -> None:
 
 
 def put(media: Path, source: Path, name: str) -> Path:
-    target = media / name
+    # Under the tenant's own directory: a worker reads no other part of the media root.
+    target = media / UPLOAD_TENANT / name
+    target.parent.mkdir(exist_ok=True)
     shutil.copyfile(source, target)
     return target
 
