@@ -18,6 +18,7 @@ import structlog
 
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
+from ingest.cursors import CursorCodec
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
@@ -50,6 +51,7 @@ class ReadServices:
     settings: IngestSettings
     keyring: ApiKeyring
     queries: JobReader
+    cursors: CursorCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,12 @@ def load_keyring(settings: IngestSettings) -> ApiKeyring:
     return keyring
 
 
+def cursor_codec(settings: IngestSettings) -> CursorCodec:
+    """Cursors signed with the configured secret (or, unset, one this process made)."""
+    secret = settings.cursor_secret
+    return CursorCodec(secret.get_secret_value().encode() if secret is not None else None)
+
+
 def wire(
     settings: IngestSettings,
     *,
@@ -85,6 +93,7 @@ def wire(
         settings=settings,
         keyring=keyring,
         queries=JobReader.from_settings(reader_pool, settings),
+        cursors=cursor_codec(settings),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -147,4 +156,5 @@ async def open_read_services(settings: IngestSettings) -> AsyncIterator[ReadServ
             settings=settings,
             keyring=keyring,
             queries=JobReader.from_settings(reader_pool, settings),
+            cursors=cursor_codec(settings),
         )

@@ -23,7 +23,12 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from ingest import metrics
-from ingest.failures import DATABASE_UNAVAILABLE, UnavailableError
+from ingest.failures import (
+    DATABASE_UNAVAILABLE,
+    INVALID_QUERY_VALUE,
+    InvalidInputError,
+    UnavailableError,
+)
 from ingest.links import job_links
 from ingest.read_models import (
     AudioInfo,
@@ -140,6 +145,13 @@ class JobReader:
             ):
                 await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
                 yield conn
+        except (asyncpg.DataError, OverflowError) as exc:
+            # The routes range-check what they pass; this is the net under them: a value
+            # PostgreSQL (or the driver) cannot take is the caller's input, never a 500.
+            log.info("read_value_refused", error=type(exc).__name__)
+            raise InvalidInputError(
+                INVALID_QUERY_VALUE, "a value in the request is outside what can be queried"
+            ) from None
         except _UNAVAILABLE_ERRORS as exc:
             log.warning("read_database_unavailable", error=repr(exc))
             raise UnavailableError(

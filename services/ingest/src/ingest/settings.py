@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,6 +84,15 @@ class IngestSettings(BaseSettings):
         description="How long an upload waits for the broker's confirm before answering 503.",
     )
     # --- reads (issue 5) ---
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Secret that signs paging cursors (HMAC-SHA256), so a forged or edited cursor is "
+            "refused (422 `invalid_cursor`). Give every replica the same one. Unset, each "
+            "process makes its own at start: cursors then stop working after a restart and "
+            "on another replica (clients start again from the first page)."
+        ),
+    )
     reader_pool_size: int = Field(
         default=10, ge=1, le=100, description="Most connections the read endpoints hold open."
     )
