@@ -14,7 +14,8 @@ HTTP layer (parse input, call a use case or the read port, shape the answer)
     errors.py       the one map from failure class to HTTP status and headers
     openapi.py      examples and error catalogues shown at /docs
     links.py        the one shape of a job's `links`
-    multipart.py    the streaming form parser    cursors.py  opaque paging cursors
+    multipart.py    the streaming form parser    cursors.py  signed paging cursors
+    bodies.py       a request body bounded in time (stalled, crawling, vanished clients)
 
 Use cases and their ports
     failures.py     every failure class, with its stable code

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ingest.failures import (
+    ClientGoneError,
     ConflictError,
     IngestError,
     InternalError,
@@ -26,6 +27,7 @@ from ingest.failures import (
     RetryLaterError,
     TooLargeError,
     TooManyUploadsError,
+    TooSlowError,
     UnauthenticatedError,
     UnavailableError,
     UnsupportedMediaError,
@@ -36,8 +38,11 @@ log = structlog.get_logger(__name__)
 
 STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
     MalformedRequestError: 400,
+    # Nobody reads it; 499 is nginx's private number for this, 400 is what HTTP has.
+    ClientGoneError: 400,
     UnauthenticatedError: 401,
     NotFoundError: 404,
+    TooSlowError: 408,
     ConflictError: 409,
     TooLargeError: 413,
     UnsupportedMediaError: 415,
@@ -56,6 +61,7 @@ _HTTP_CODES: Final[dict[int, str]] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     406: "not_acceptable",
     409: "conflict",
     413: "request_too_large",
@@ -89,6 +95,9 @@ def headers_of(failure: IngestError) -> dict[str, str] | None:
     """The headers that go with `failure`: when to retry, how to authenticate."""
     if isinstance(failure, RetryLaterError):
         return {"Retry-After": str(failure.retry_after_seconds)}
+    if isinstance(failure, TooSlowError):
+        # The rest of the body may still trickle in: do not wait for it on this connection.
+        return {"Connection": "close"}
     if isinstance(failure, UnauthenticatedError):
         # The challenge RFC 6750 asks for.
         return dict(_WWW_AUTHENTICATE)
@@ -123,6 +132,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_failure(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, IngestError)
+        if isinstance(exc, ClientGoneError):
+            log.info(
+                "upload_abandoned",
+                method=request.method,
+                path=request.url.path,
+                received_bytes=exc.received_bytes,
+            )
+            return failure_response(exc)
         # One line per refused request: which code, so dashboards can count them.
         log.info(
             "request_refused",

@@ -25,6 +25,8 @@ TOO_MANY_UPLOADS: Final = "too_many_uploads"
 TRANSCRIPT_NOT_READY: Final = "transcript_not_ready"
 UNAUTHENTICATED: Final = "unauthenticated"
 UNSUPPORTED_CONTENT_TYPE: Final = "unsupported_content_type"
+UPLOAD_ABANDONED: Final = "upload_abandoned"
+UPLOAD_TOO_SLOW: Final = "upload_too_slow"
 VALIDATION_ERROR: Final = "validation_error"
 
 
@@ -63,6 +65,25 @@ class NotFoundError(IngestError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(NOT_FOUND, f"no transcription {job_id!r}")
+
+
+class ClientGoneError(IngestError):
+    """The client disconnected before its request body was complete: nobody hears the answer.
+
+    Expected (a closed laptop, a cancelled upload), so it is logged as one line, not as a
+    failure; the status only labels the metric.
+    """
+
+    def __init__(self, received_bytes: int) -> None:
+        super().__init__(UPLOAD_ABANDONED, "the client disconnected before the body was complete")
+        self.received_bytes = received_bytes
+
+
+class TooSlowError(IngestError):
+    """The request body stalled or crawled below the minimum rate (`upload_too_slow`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UPLOAD_TOO_SLOW, message)
 
 
 class ConflictError(IngestError):

@@ -78,6 +78,27 @@ class IngestSettings(BaseSettings):
             "a worker maps them to its own model files."
         ),
     )
+    upload_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest pause between two chunks of a request body; beyond it 408 "
+            "`upload_too_slow`, the partial upload removed and the tenant's slot freed."
+        ),
+    )
+    upload_min_bytes_per_second: int = Field(
+        default=1024,
+        ge=0,
+        description=(
+            "Slowest average rate a request body may arrive at once the grace period is "
+            "over (0: no minimum); below it 408 `upload_too_slow`."
+        ),
+    )
+    upload_rate_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a body may arrive below the minimum rate before it counts.",
+    )
     publish_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
