@@ -120,7 +120,7 @@ async def open_container(
     # still lands in the durable transcriber and indexer queues.
     await declare_topology(shared.amqp_url)
     broker = make_broker(shared.amqp_url, service="scribe-ingest")
-    media = FilesystemMediaStore(shared.media_root)
+    media = FilesystemMediaStore(shared.media_root, min_free_bytes=settings.min_free_bytes)
     swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
     if swept:
         log.warning("stale_uploads_removed", count=swept)

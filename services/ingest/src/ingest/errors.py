@@ -20,6 +20,7 @@ from ingest.failures import (
     ClientGoneError,
     ConflictError,
     IngestError,
+    InsufficientStorageError,
     InternalError,
     InvalidInputError,
     MalformedRequestError,
@@ -50,6 +51,7 @@ STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
     TooManyUploadsError: 429,
     InternalError: 500,
     UnavailableError: 503,
+    InsufficientStorageError: 507,
 }
 """The status each failure class is answered with (a subclass inherits its parent's)."""
 
@@ -69,6 +71,7 @@ _HTTP_CODES: Final[dict[int, str]] = {
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 

@@ -18,6 +18,7 @@ IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 INVALID_AUDIO_URL: Final = "invalid_audio_url"
 INVALID_CURSOR: Final = "invalid_cursor"
 INVALID_QUERY_VALUE: Final = "invalid_query_value"
+INSUFFICIENT_STORAGE: Final = "insufficient_storage"
 MALFORMED_REQUEST: Final = "malformed_request"
 NOT_FOUND: Final = "not_found"
 REQUEST_TOO_LARGE: Final = "request_too_large"
@@ -112,6 +113,17 @@ class RetryLaterError(IngestError):
 
 class UnavailableError(RetryLaterError):
     """A dependency (the broker, the read database) is down or too slow."""
+
+
+class InsufficientStorageError(RetryLaterError):
+    """The media root is full (or over quota): nothing the caller did, and nothing stored."""
+
+    def __init__(self, retry_after_seconds: int = 60) -> None:
+        super().__init__(
+            INSUFFICIENT_STORAGE,
+            "the server has no room to store the upload; retry later",
+            retry_after_seconds=retry_after_seconds,
+        )
 
 
 class TooManyUploadsError(RetryLaterError):

@@ -26,6 +26,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Protocol
 
+from ingest.media import off_loop
+
 JOB_NAMESPACE: Final = uuid.UUID("7d9f4c2e-3b1a-5e8d-9c6f-2a4b8e1d0f37")
 EVENT_NAMESPACE: Final = uuid.UUID("1c3e5a7b-9d2f-5b4c-8e6a-0f1d3b5c7e9a")
 
@@ -93,7 +95,8 @@ class FilesystemIdempotencyStore:
         return self.root / tenant / ".idempotency" / f"{digest}.json"
 
     async def claim(self, tenant: str, key: str, record: KeyRecord) -> Claim:
-        return await asyncio.to_thread(self._claim, self._path(tenant, key), record)
+        # A full disk here is 507, like one while streaming the audio.
+        return await off_loop(lambda: self._claim(self._path(tenant, key), record))
 
     def _claim(self, path: Path, record: KeyRecord) -> Claim:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +113,13 @@ class FilesystemIdempotencyStore:
             if existing is None or existing.fingerprint != record.fingerprint:
                 return Claim.CONFLICT
             return Claim.DONE if existing.confirmed else Claim.PENDING
-        with os.fdopen(fd, "w") as file:
-            file.write(_dump(record))
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(_dump(record))
+        except BaseException:
+            # A half-written claim would read as another request's forever: remove it.
+            _unlink(path)
+            raise
         return Claim.NEW
 
     async def confirm(self, tenant: str, key: str, record: KeyRecord) -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Final
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 JOBS_ACCEPTED: Final = Counter(
     "scribe_ingest_jobs_accepted_total",
@@ -35,6 +42,10 @@ UPLOAD_SECONDS: Final = Histogram(
     "by source and outcome (accepted, rejected).",
     ["source", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+MEDIA_FREE_BYTES: Final = Gauge(
+    "scribe_ingest_media_free_bytes",
+    "Free bytes on the media root's filesystem, as of the last /readyz check.",
 )
 SEARCH_SECONDS: Final = Histogram(
     "scribe_ingest_search_seconds",

@@ -99,6 +99,14 @@ class IngestSettings(BaseSettings):
         ge=0,
         description="How long a body may arrive below the minimum rate before it counts.",
     )
+    min_free_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description=(
+            "Free space the media root's filesystem must keep; below it `/readyz` answers 503 "
+            "(uploads that still come and find the disk full get 507 `insufficient_storage`)."
+        ),
+    )
     publish_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
