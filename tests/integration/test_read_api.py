@@ -120,6 +120,8 @@ async def test_completed_job_has_status_audio_and_transcript(
     assert body["attempts"] == 2
     assert body["audio"]["original_filename"] == "standup.wav"
     assert body["audio"]["duration_seconds"] == 11.02
+    # The worker's event carried file:///media/ab/cd/abcd.wav: the caller sees no server path.
+    assert body["audio"]["uri"] == "media:abcd.wav"
     assert body["options"]["word_timestamps"] is True
     assert "error" not in body
     transcript = body["transcript"]

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ingest import metrics
 from ingest.failures import (
     ClientGoneError,
     ConflictError,
@@ -116,6 +117,7 @@ def _response(
     details: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(code=code, message=message, details=details)
+    metrics.REQUESTS_REFUSED.labels(str(status), code).inc()
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 

@@ -31,6 +31,13 @@ SUBMISSIONS_REJECTED: Final = Counter(
     "broker_unavailable, ...).",
     ["code"],
 )
+REQUESTS_REFUSED: Final = Counter(
+    "scribe_ingest_requests_refused_total",
+    "Every request answered with an error, by status and code (401 unauthenticated, "
+    "422 validation_error, 429 too_many_uploads, 503 broker_unavailable, 500 "
+    "internal_error, ...), counted where every error response is made (ingest.errors).",
+    ["status", "code"],
+)
 UPLOAD_BYTES: Final = Histogram(
     "scribe_ingest_upload_bytes",
     "Size of each accepted uploaded file.",

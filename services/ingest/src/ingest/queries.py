@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, Final, Generic, TypeAlias, TypeVar
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -260,6 +262,17 @@ class JobReader:
         return SearchResults(hits=hits, has_more=result.has_more, approximate=result.approximate)
 
 
+def shown_uri(uri: str | None) -> str | None:
+    """A stored audio URI as a tenant may see it: a `file://` one without the server's path.
+
+    Workers need the absolute path (the event keeps it); a caller only needs to recognise
+    the audio, and a server path would tell them the media root and its layout.
+    """
+    if uri is None or not uri.startswith("file:"):
+        return uri
+    return f"media:{PurePosixPath(unquote(urlsplit(uri).path)).name}"
+
+
 def _error(row: asyncpg.Record) -> JobError | None:
     if row["status"] != "failed" or row["error_code"] is None:
         return None
@@ -277,7 +290,7 @@ def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> Tra
         attempts=row["attempts"],
         error=_error(row),
         audio=AudioInfo(
-            uri=row["audio_uri"],
+            uri=shown_uri(row["audio_uri"]),
             sha256=row["sha256"],
             size_bytes=row["size_bytes"],
             content_type=row["content_type"],
