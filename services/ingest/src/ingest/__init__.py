@@ -5,6 +5,7 @@ Wiring
     container.py    the composition root: every object built once (`open_container`, `wire`)
     deps.py         what a route may ask for (`Settings`, `Tenant`, `Uploads`, `Queries`, ...)
     main.py         the `scribe-ingest` command (serve, hash-key)
+    server.py       uvicorn's configuration, and the protocol that bounds request heads
     settings.py     `SCRIBE_INGEST_*`
 
 HTTP layer (parse input, call a use case or the read port, shape the answer)

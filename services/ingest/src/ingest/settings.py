@@ -15,6 +15,38 @@ class IngestSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    # --- connections (issue 14) ---
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes; beyond it 431.",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, le=10_000, description="Most request headers; beyond it 431."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Time a client has to send a complete request head, from connecting or from the "
+            "previous answer on a kept-alive connection; then 408 and the connection closes "
+            "(slowloris)."
+        ),
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Connections (and requests in progress) the server holds at once; beyond it new "
+            "requests get 503 (uvicorn's `limit_concurrency`)."
+        ),
+    )
+    backlog: int = Field(
+        default=2048, ge=1, description="Connections the kernel queues before ingest accepts them."
+    )
     database_url: str = Field(
         default="postgresql://scribe_reader@127.0.0.1:5432/scribe",
         description="PostgreSQL URL of the read-only role used by the read endpoints.",
