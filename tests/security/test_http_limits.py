@@ -139,3 +139,35 @@ async def test_clients_that_send_headers_slowly_are_cut_off(port: int) -> None:
     )
     assert healthz
     assert set(healthz) == {200}
+
+
+async def test_a_slow_second_head_on_a_kept_alive_connection_is_cut_off_too(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: ingest\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(
+        next(
+            v
+            for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+    )
+    await reader.readexactly(length)
+
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: ingest\r\n")
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.5)
+
+    dripping = asyncio.create_task(drip())
+    try:
+        assert await status_of(reader) in {408, None}
+    finally:
+        dripping.cancel()
+        writer.close()

@@ -115,8 +115,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        # A pipelined request's head is already complete: it must not be timed out.
+        pipelined = bool(self.pipeline)
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not pipelined and not self.transport.is_closing():
             # The next request's head on this kept-alive connection gets the same bound.
             self._arm_head_timer()
 
