@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -21,6 +23,10 @@ from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
 from ingest.app import create_read_app
 from ingest.auth import hash_api_key
+from ingest.cursors import fingerprint
+from ingest.deps import services_of
+from ingest.failures import InvalidInputError
+from ingest.queries import JobFilter
 from ingest.settings import IngestSettings
 from services.indexer.tests import job_events as ev
 from tests.support.servers import READER, as_role
@@ -82,6 +88,15 @@ async def indexed(database_url: str) -> dict[str, Any]:
     return {"jobs": jobs, "acme_job": acme_job, "url": as_role(database_url, READER)}
 
 
+def client_app(client: httpx.AsyncClient) -> FastAPI:
+    """The app behind an ASGI client."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    app = transport.app
+    assert isinstance(app, FastAPI)
+    return app
+
+
 @pytest.fixture
 async def client(indexed: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     app = make_app(indexed["url"])
@@ -105,6 +120,8 @@ async def test_completed_job_has_status_audio_and_transcript(
     assert body["attempts"] == 2
     assert body["audio"]["original_filename"] == "standup.wav"
     assert body["audio"]["duration_seconds"] == 11.02
+    # The worker's event carried file:///media/ab/cd/abcd.wav: the caller sees no server path.
+    assert body["audio"]["uri"] == "media:abcd.wav"
     assert body["options"]["word_timestamps"] is True
     assert "error" not in body
     transcript = body["transcript"]
@@ -354,3 +371,84 @@ async def test_reads_answer_503_while_postgres_is_away_and_the_app_still_starts(
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"
     assert response.headers["retry-after"] == "2"
+
+
+EDGE_OF_CALENDAR = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.parametrize("when", EDGE_OF_CALENDAR)
+@pytest.mark.parametrize("field", ["created_after", "created_before"])
+@pytest.mark.parametrize("path", ["/v1/transcriptions", "/v1/search"])
+async def test_dates_at_the_edge_of_the_calendar_are_422_not_500(
+    client: httpx.AsyncClient, path: str, field: str, when: str
+) -> None:
+    params = {field: when, **({"q": "fox"} if path == "/v1/search" else {})}
+    response = await client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["details"][0]["loc"] == ["query", field]
+
+
+def _unsigned(kind: str, scope: str, position: list[Any]) -> str:
+    """A cursor as the API made them before they were signed: anyone can build one."""
+    raw = json.dumps({"v": 1, "k": kind, "s": scope, "p": position}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+FORGED_SEARCH = [
+    [1.0, str(uuid4()), 2**40],  # segment id beyond int4
+    [1e300, str(uuid4()), 1],  # rank beyond `real`
+    ["nan", str(uuid4()), 1],
+    [1.0, str(uuid4()), -1],
+]
+
+
+@pytest.mark.parametrize("position", FORGED_SEARCH)
+async def test_forged_search_cursors_are_422_whether_signed_or_not(
+    client: httpx.AsyncClient, position: list[Any]
+) -> None:
+    scope = fingerprint("default", "fox", None, None, None)
+    forged = _unsigned("search", scope, position)
+    response = await client.get("/v1/search", params={"q": "fox", "cursor": forged})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_cursor"
+    # Even a cursor the server signed is range-checked before it reaches a query.
+    signed = services_of(client_app(client)).cursors.encode("search", scope, position)
+    response = await client.get("/v1/search", params={"q": "fox", "cursor": signed})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("created", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_forged_listing_cursors_are_422(client: httpx.AsyncClient, created: str) -> None:
+    scope = fingerprint("default", None, None, None)
+    for cursor in (
+        _unsigned("jobs", scope, [created, str(uuid4())]),
+        services_of(client_app(client)).cursors.encode("jobs", scope, [created, str(uuid4())]),
+    ):
+        response = await client.get("/v1/transcriptions", params={"cursor": cursor})
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_cursor"
+
+
+async def test_an_edited_cursor_is_refused(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/v1/transcriptions", params={"limit": 1})).json()
+    body, mac = page["next_cursor"].split(".")
+    position = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    position["p"][0] = "2000-01-01T00:00:00+00:00"
+    edited = base64.urlsafe_b64encode(json.dumps(position).encode()).rstrip(b"=").decode()
+    params: dict[str, str | int] = {"limit": 1, "cursor": f"{edited}.{mac}"}
+    response = await client.get("/v1/transcriptions", params=params)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_cursor"
+
+
+async def test_a_value_postgres_cannot_take_is_refused_by_the_reader_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    # The routes range-check their input; the read port still turns an overflow into 422.
+    reader = services_of(client_app(client)).queries
+    year_zero = datetime.fromisoformat("0001-01-01T00:00:00+14:00")
+    with pytest.raises(InvalidInputError) as refused:
+        await reader.jobs("default", JobFilter(created_after=year_zero), after=None, limit=1)
+    assert refused.value.code == "invalid_query_value"

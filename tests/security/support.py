@@ -1,19 +1,24 @@
-"""Shared by the security tests: one API key per tenant, and an in-process ingest."""
+"""Shared by the security tests: one API key per tenant, and an in-process ingest
+(over ASGI, or served by uvicorn on a real socket)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from ingest.app import create_app
 from ingest.auth import hash_api_key
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
+from tests.support.ports import free_port
+from tests.support.waiting import eventually_async
 
 TENANTS: Final = ("acme", "globex")
 KEYS: Final = {tenant: f"scribe_test-key-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
@@ -60,3 +65,24 @@ def client(app: FastAPI, tenant: str | None = None) -> httpx.AsyncClient:
         headers=auth(tenant) if tenant else {},
         timeout=30,
     )
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, **config: Any) -> AsyncIterator[int]:
+    """Serve a started app (its lifespan already entered) with uvicorn on a free port."""
+    port = free_port()
+    server = uvicorn.Server(
+        # As `scribe-ingest serve` runs it: no access log, our logging set-up.
+        uvicorn.Config(app, port=port, lifespan="off", log_config=None, access_log=False, **config)
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    await eventually_async(started, within=10, interval=0.05, what="uvicorn to start")
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from ingest.deps import container_of
 from ingest.limits import UploadSlots
 from services.ingest.tests import samples
-from tests.security.support import KEYS, auth, files_under, running_app
-from tests.support.ports import free_port
+from tests.security.support import KEYS, auth, files_under, running_app, serving
 from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -43,23 +41,16 @@ class Server:
 @pytest.fixture
 async def server(amqp_url: str, tmp_path: Path) -> AsyncIterator[Server]:
     media_root = tmp_path / "media"
-    port = free_port()
-    async with running_app(
-        amqp_url,
-        "postgresql://scribe_reader@127.0.0.1:1/unused",
-        media_root,
-        max_concurrent_uploads_per_tenant=LIMIT,
-    ) as app:
-        # The lifespan already ran; uvicorn only serves the (started) app.
-        config = uvicorn.Config(app, port=port, lifespan="off", log_config=None)
-        uv = uvicorn.Server(config)
-        task = asyncio.create_task(uv.serve())
-        await until(lambda: uv.started, "uvicorn to start")
-        try:
-            yield Server(app, port, media_root)
-        finally:
-            uv.should_exit = True
-            await asyncio.wait_for(task, timeout=10)
+    async with (
+        running_app(
+            amqp_url,
+            "postgresql://scribe_reader@127.0.0.1:1/unused",
+            media_root,
+            max_concurrent_uploads_per_tenant=LIMIT,
+        ) as app,
+        serving(app) as port,
+    ):
+        yield Server(app, port, media_root)
 
 
 async def half_upload(port: int, tenant: str, body_size: int = 6_000_000) -> asyncio.StreamWriter:

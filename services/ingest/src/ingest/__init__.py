@@ -5,6 +5,7 @@ Wiring
     container.py    the composition root: every object built once (`open_container`, `wire`)
     deps.py         what a route may ask for (`Settings`, `Tenant`, `Uploads`, `Queries`, ...)
     main.py         the `scribe-ingest` command (serve, hash-key)
+    server.py       uvicorn's configuration, and the protocol that bounds request heads
     settings.py     `SCRIBE_INGEST_*`
 
 HTTP layer (parse input, call a use case or the read port, shape the answer)
@@ -17,7 +18,8 @@ HTTP layer (parse input, call a use case or the read port, shape the answer)
     openapi.py      examples and error catalogues shown at /docs
     docs.py         /docs and /redoc from local assets (fastapi-offline), nothing fetched elsewhere
     links.py        the one shape of a job's `links`
-    multipart.py    the streaming form parser    cursors.py  opaque paging cursors
+    multipart.py    the streaming form parser    cursors.py  signed paging cursors
+    bodies.py       a request body bounded in time (stalled, crawling, vanished clients)
 
 Use cases and their ports
     failures.py     every failure class, with its stable code

@@ -19,6 +19,7 @@ import structlog
 from contracts.envelope import Event
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
+from ingest.cursors import CursorCodec
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.job_requests import JobKeys, JobLifecycle, subscribe_deletions
 from ingest.limits import UploadSlots
@@ -62,6 +63,7 @@ class ReadServices:
     settings: IngestSettings
     keyring: ApiKeyring
     queries: JobReader
+    cursors: CursorCodec
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,12 @@ def load_keyring(settings: IngestSettings) -> ApiKeyring:
     keyring = ApiKeyring.load(settings.api_keys, settings.api_keys_file)
     keyring.warn_if_insecure()
     return keyring
+
+
+def cursor_codec(settings: IngestSettings) -> CursorCodec:
+    """Cursors signed with the configured secret (or, unset, one this process made)."""
+    secret = settings.cursor_secret
+    return CursorCodec(secret.get_secret_value().encode() if secret is not None else None)
 
 
 def wire(
@@ -106,6 +114,7 @@ def wire(
         webhooks=WebhookRegistry(
             publisher.publish_declared, queries, allowed_hosts=webhook_allowed_hosts
         ),
+        cursors=cursor_codec(settings),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
         media=media,
         publisher=publisher,
@@ -133,7 +142,7 @@ async def open_container(
     # still lands in the durable transcriber and indexer queues.
     await declare_topology(shared.amqp_url)
     broker = make_broker(shared.amqp_url, service="scribe-ingest")
-    media = FilesystemMediaStore(shared.media_root)
+    media = FilesystemMediaStore(shared.media_root, min_free_bytes=settings.min_free_bytes)
     swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
     if swept:
         log.warning("stale_uploads_removed", count=swept)
@@ -175,4 +184,5 @@ async def open_read_services(settings: IngestSettings) -> AsyncIterator[ReadServ
             settings=settings,
             keyring=keyring,
             queries=JobReader.from_settings(reader_pool, settings),
+            cursors=cursor_codec(settings),
         )

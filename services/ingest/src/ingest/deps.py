@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ingest.auth import ApiKeyring
 from ingest.container import IngestContainer, Publisher, ReadServices
+from ingest.cursors import CursorCodec
 from ingest.failures import UnauthenticatedError
 from ingest.job_requests import JobLifecycle
 from ingest.limits import UploadSlots
@@ -79,6 +80,11 @@ def get_queries(services: Annotated[ReadServices, Depends(get_services)]) -> Job
     return services.queries
 
 
+def get_cursors(services: Annotated[ReadServices, Depends(get_services)]) -> CursorCodec:
+    """Signs and checks paging cursors."""
+    return services.cursors
+
+
 def get_uploads(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadService:
     """The submission use case."""
     return container.uploads
@@ -112,6 +118,7 @@ def get_lifecycle(container: Annotated[IngestContainer, Depends(get_container)])
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Keyring = Annotated[ApiKeyring, Depends(get_keyring)]
 Queries = Annotated[JobReader, Depends(get_queries)]
+Cursors = Annotated[CursorCodec, Depends(get_cursors)]
 Uploads = Annotated[UploadService, Depends(get_uploads)]
 Slots = Annotated[UploadSlots, Depends(get_slots)]
 Broker = Annotated[Publisher, Depends(get_publisher)]

@@ -18,9 +18,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ingest import metrics
 from ingest.failures import (
+    ClientGoneError,
     ConflictError,
     IngestError,
+    InsufficientStorageError,
     InternalError,
     InvalidInputError,
     JobFailedError,
@@ -31,6 +34,7 @@ from ingest.failures import (
     RetryLaterError,
     TooLargeError,
     TooManyUploadsError,
+    TooSlowError,
     UnauthenticatedError,
     UnavailableError,
     UnsupportedMediaError,
@@ -42,9 +46,12 @@ log = structlog.get_logger(__name__)
 
 STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
     MalformedRequestError: 400,
+    # Nobody reads it; 499 is nginx's private number for this, 400 is what HTTP has.
+    ClientGoneError: 400,
     UnauthenticatedError: 401,
     NotFoundError: 404,
     ModelNotFoundError: 404,
+    TooSlowError: 408,
     ConflictError: 409,
     TooLargeError: 413,
     UnsupportedMediaError: 415,
@@ -54,6 +61,7 @@ STATUS_BY_FAILURE: Final[dict[type[IngestError], int]] = {
     TooManyUploadsError: 429,
     InternalError: 500,
     UnavailableError: 503,
+    InsufficientStorageError: 507,
 }
 """The status each failure class is answered with (a subclass inherits its parent's)."""
 
@@ -65,6 +73,7 @@ _HTTP_CODES: Final[dict[int, str]] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     406: "not_acceptable",
     409: "conflict",
     413: "request_too_large",
@@ -72,6 +81,7 @@ _HTTP_CODES: Final[dict[int, str]] = {
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -100,6 +110,9 @@ def headers_of(failure: IngestError) -> dict[str, str] | None:
     """The headers that go with `failure`: when to retry, how to authenticate."""
     if isinstance(failure, RetryLaterError):
         return {"Retry-After": str(failure.retry_after_seconds)}
+    if isinstance(failure, TooSlowError):
+        # The rest of the body may still trickle in: do not wait for it on this connection.
+        return {"Connection": "close"}
     if isinstance(failure, UnauthenticatedError):
         # The challenge RFC 6750 asks for.
         return dict(_WWW_AUTHENTICATE)
@@ -119,6 +132,7 @@ def _response(
     details: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(code=code, message=message, details=details)
+    metrics.REQUESTS_REFUSED.labels(str(status), code).inc()
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
@@ -240,6 +254,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_failure(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, IngestError)
+        if isinstance(exc, ClientGoneError):
+            log.info(
+                "upload_abandoned",
+                method=request.method,
+                path=request.url.path,
+                received_bytes=exc.received_bytes,
+            )
+            return failure_response(exc)
         # One line per refused request: which code, so dashboards can count them.
         log.info(
             "request_refused",

@@ -18,8 +18,10 @@ DATABASE_UNAVAILABLE: Final = "database_unavailable"
 IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 INVALID_AUDIO_URL: Final = "invalid_audio_url"
 INVALID_CURSOR: Final = "invalid_cursor"
-JOB_FINISHED: Final = "job_finished"
+INSUFFICIENT_STORAGE: Final = "insufficient_storage"
+INVALID_QUERY_VALUE: Final = "invalid_query_value"
 INVALID_WEBHOOK_URL: Final = "invalid_webhook_url"
+JOB_FINISHED: Final = "job_finished"
 MALFORMED_REQUEST: Final = "malformed_request"
 MEDIA_UNAVAILABLE: Final = "media_unavailable"
 MODEL_UNAVAILABLE: Final = "model_unavailable"
@@ -32,6 +34,8 @@ UNAUTHENTICATED: Final = "unauthenticated"
 UNKNOWN_PARAMETER: Final = "unknown_parameter"
 UNSUPPORTED_CONTENT_TYPE: Final = "unsupported_content_type"
 UNSUPPORTED_OPTION: Final = "unsupported_option"
+UPLOAD_ABANDONED: Final = "upload_abandoned"
+UPLOAD_TOO_SLOW: Final = "upload_too_slow"
 VALIDATION_ERROR: Final = "validation_error"
 
 
@@ -86,6 +90,25 @@ class WebhookNotFoundError(NotFoundError):
         IngestError.__init__(self, NOT_FOUND, message)
 
 
+class ClientGoneError(IngestError):
+    """The client disconnected before its request body was complete: nobody hears the answer.
+
+    Expected (a closed laptop, a cancelled upload), so it is logged as one line, not as a
+    failure; the status only labels the metric.
+    """
+
+    def __init__(self, received_bytes: int) -> None:
+        super().__init__(UPLOAD_ABANDONED, "the client disconnected before the body was complete")
+        self.received_bytes = received_bytes
+
+
+class TooSlowError(IngestError):
+    """The request body stalled or crawled below the minimum rate (`upload_too_slow`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UPLOAD_TOO_SLOW, message)
+
+
 class ConflictError(IngestError):
     """The request contradicts the state it acts on (a reused key, a job not yet done)."""
 
@@ -112,6 +135,17 @@ class RetryLaterError(IngestError):
 
 class UnavailableError(RetryLaterError):
     """A dependency (the broker, the read database) is down or too slow."""
+
+
+class InsufficientStorageError(RetryLaterError):
+    """The media root is full (or over quota): nothing the caller did, and nothing stored."""
+
+    def __init__(self, retry_after_seconds: int = 60) -> None:
+        super().__init__(
+            INSUFFICIENT_STORAGE,
+            "the server has no room to store the upload; retry later",
+            retry_after_seconds=retry_after_seconds,
+        )
 
 
 class TooManyUploadsError(RetryLaterError):

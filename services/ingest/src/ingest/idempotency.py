@@ -29,6 +29,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Protocol
 
+from ingest.media import off_loop
+
 JOB_NAMESPACE: Final = uuid.UUID("7d9f4c2e-3b1a-5e8d-9c6f-2a4b8e1d0f37")
 EVENT_NAMESPACE: Final = uuid.UUID("1c3e5a7b-9d2f-5b4c-8e6a-0f1d3b5c7e9a")
 
@@ -112,11 +114,12 @@ class FilesystemIdempotencyStore:
         _unlink(index)
 
     async def claim(self, tenant: str, key: str, record: KeyRecord) -> Claim:
-        claim = await asyncio.to_thread(self._claim, self._path(tenant, key), record)
+        # A full disk here is 507, like one while streaming the audio.
+        claim = await off_loop(lambda: self._claim(self._path(tenant, key), record))
         if claim is Claim.NEW:
             index = self._job_index(tenant, record.job_id)
             digest = self._path(tenant, key).stem
-            await asyncio.to_thread(_write_index, index, digest)
+            await off_loop(lambda: _write_index(index, digest))
         return claim
 
     def _claim(self, path: Path, record: KeyRecord) -> Claim:
@@ -134,8 +137,13 @@ class FilesystemIdempotencyStore:
             if existing is None or existing.fingerprint != record.fingerprint:
                 return Claim.CONFLICT
             return Claim.DONE if existing.confirmed else Claim.PENDING
-        with os.fdopen(fd, "w") as file:
-            file.write(_dump(record))
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(_dump(record))
+        except BaseException:
+            # A half-written claim would read as another request's forever: remove it.
+            _unlink(path)
+            raise
         return Claim.NEW
 
     async def confirm(self, tenant: str, key: str, record: KeyRecord) -> None:

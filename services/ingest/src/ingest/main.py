@@ -11,6 +11,7 @@ import uvicorn
 
 from ingest.app import create_app
 from ingest.auth import check_entry, hash_api_key, new_api_key
+from ingest.server import server_config
 from ingest.settings import IngestSettings
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.settings import SharedSettings
@@ -57,14 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shared = SharedSettings()
     settings = IngestSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
-    uvicorn.run(
-        create_app(shared, settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # our structlog set-up renders uvicorn's lines too
-        access_log=False,
-        proxy_headers=False,
-    )
+    uvicorn.Server(server_config(create_app(shared, settings), settings)).run()
 
 
 def _tenant_id(value: str) -> str:

@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import structlog
 
-from ingest.failures import TooLargeError, file_too_large
+from ingest import metrics
+from ingest.failures import InsufficientStorageError, TooLargeError, file_too_large
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+_NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 FLUSH_BYTES: Final = 1024 * 1024
 """Bytes gathered on the event loop before one write+hash in a thread: bounds memory."""
@@ -109,11 +117,27 @@ class MediaStore(Protocol):
         ...
 
 
-class FilesystemMediaStore:
-    """The media store on a (shared) filesystem under `root`."""
+async def off_loop(call: Callable[[], T]) -> T:
+    """Run a filesystem call in a thread; a full disk or quota is `InsufficientStorageError`."""
+    try:
+        return await asyncio.to_thread(call)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            log.warning("media_root_full", error=exc.strerror)
+            raise InsufficientStorageError() from None
+        raise
 
-    def __init__(self, root: Path) -> None:
+
+class FilesystemMediaStore:
+    """The media store on a (shared) filesystem under `root`.
+
+    `/readyz` fails while the filesystem has less than `min_free_bytes` free, so a load
+    balancer stops sending uploads before they start failing with 507.
+    """
+
+    def __init__(self, root: Path, *, min_free_bytes: int = 0) -> None:
         self.root = root.resolve()
+        self.min_free_bytes = min_free_bytes
         self.tmp = self.root / TMP_DIR
         # Same-tenant uploads of the same bytes share one file: the request that created it
         # holds its lock from commit until its event is confirmed, so a concurrent request
@@ -163,11 +187,17 @@ class FilesystemMediaStore:
     def _check_writable(self) -> str | None:
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.tmp).free
+            metrics.MEDIA_FREE_BYTES.set(free)
+            if free < self.min_free_bytes:
+                floor = self.min_free_bytes
+                return f"the media root has {free} bytes free, under the floor of {floor}"
             probe = self.tmp / f"ready-{secrets.token_hex(8)}"
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
-            return f"media root {self.root} is not writable: {exc.strerror or exc}"
+            # Never the path: /readyz is open, and says nothing about the server's layout.
+            return f"the media root is not writable: {exc.strerror or exc}"
         return None
 
     async def acquire(self, path: Path) -> None:
@@ -229,7 +259,7 @@ class FilesystemUpload:
             return
         chunk = bytes(self._buffer)
         self._buffer.clear()
-        await asyncio.to_thread(self._write_chunk, chunk)
+        await off_loop(lambda: self._write_chunk(chunk))
 
     def _write_chunk(self, chunk: bytes) -> None:
         if self._file is None:
@@ -245,7 +275,7 @@ class FilesystemUpload:
         if self._sha256 is None:
             # Even an empty upload gets a file: the prober decides what "empty" means.
             await self._flush()
-            await asyncio.to_thread(self._close, True)
+            await off_loop(lambda: self._close(True))
             self._sha256 = self._hash.hexdigest()
         return self._sha256
 
@@ -266,7 +296,7 @@ class FilesystemUpload:
         # Held until the store's `keep` or `release`: see FilesystemMediaStore.
         await self._store.acquire(target)
         try:
-            created = await asyncio.to_thread(self._rename, target)
+            created = await off_loop(lambda: self._rename(target))
         except BaseException:
             self._store.unlock(target)
             raise

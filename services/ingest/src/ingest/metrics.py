@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Final
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 JOBS_ACCEPTED: Final = Counter(
     "scribe_ingest_jobs_accepted_total",
@@ -24,6 +31,13 @@ SUBMISSIONS_REJECTED: Final = Counter(
     "broker_unavailable, ...).",
     ["code"],
 )
+REQUESTS_REFUSED: Final = Counter(
+    "scribe_ingest_requests_refused_total",
+    "Every request answered with an error, by status and code (401 unauthenticated, "
+    "422 validation_error, 429 too_many_uploads, 503 broker_unavailable, 500 "
+    "internal_error, ...), counted where every error response is made (ingest.errors).",
+    ["status", "code"],
+)
 UPLOAD_BYTES: Final = Histogram(
     "scribe_ingest_upload_bytes",
     "Size of each accepted uploaded file.",
@@ -35,6 +49,10 @@ UPLOAD_SECONDS: Final = Histogram(
     "by source and outcome (accepted, rejected).",
     ["source", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+MEDIA_FREE_BYTES: Final = Gauge(
+    "scribe_ingest_media_free_bytes",
+    "Free bytes on the media root's filesystem, as of the last /readyz check.",
 )
 SEARCH_SECONDS: Final = Histogram(
     "scribe_ingest_search_seconds",

@@ -47,6 +47,12 @@ _SUBMIT_ERRORS: Final = _responses(
     {
         400: {"malformed": _error(MALFORMED_REQUEST, "the body is not valid JSON")},
         401: {"no_key": _error("unauthenticated", "the API key is not valid")},
+        408: {
+            "too_slow": _error(
+                "upload_too_slow",
+                "the body arrives at 12 bytes/s, under the minimum of 1024 bytes/s",
+            )
+        },
         409: {
             "key_reused": _error(
                 IDEMPOTENCY_KEY_REUSED,
@@ -102,6 +108,11 @@ _SUBMIT_ERRORS: Final = _responses(
                 BROKER_UNAVAILABLE,
                 "the job could not be queued (message broker unavailable); "
                 "nothing was kept, retry later",
+            )
+        },
+        507: {
+            "disk_full": _error(
+                "insufficient_storage", "the server has no room to store the upload; retry later"
             )
         },
     }
@@ -204,7 +215,11 @@ READ_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
         "description": "`not_found`: no such job for this tenant (a deleted job too: it "
         "answers exactly like one never submitted).",
     },
-    422: {"model": ErrorBody, "description": "`validation_error` / `invalid_cursor`."},
+    422: {
+        "model": ErrorBody,
+        "description": "`validation_error` / `invalid_cursor` (forged, edited, expired or "
+        "signed with another secret) / `invalid_query_value`.",
+    },
     503: {"model": ErrorBody, "description": "`database_unavailable`: retry shortly."},
 }
 EXPORT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {

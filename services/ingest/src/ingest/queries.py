@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, Final, Generic, TypeAlias, TypeVar
+from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -23,7 +25,12 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from ingest import metrics
-from ingest.failures import DATABASE_UNAVAILABLE, UnavailableError
+from ingest.failures import (
+    DATABASE_UNAVAILABLE,
+    INVALID_QUERY_VALUE,
+    InvalidInputError,
+    UnavailableError,
+)
 from ingest.links import job_links
 from ingest.read_models import (
     AudioInfo,
@@ -154,6 +161,13 @@ class JobReader:
             ):
                 await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
                 yield conn
+        except (asyncpg.DataError, OverflowError) as exc:
+            # The routes range-check what they pass; this is the net under them: a value
+            # PostgreSQL (or the driver) cannot take is the caller's input, never a 500.
+            log.info("read_value_refused", error=type(exc).__name__)
+            raise InvalidInputError(
+                INVALID_QUERY_VALUE, "a value in the request is outside what can be queried"
+            ) from None
         except _UNAVAILABLE_ERRORS as exc:
             log.warning("read_database_unavailable", error=repr(exc))
             raise UnavailableError(
@@ -366,6 +380,17 @@ def _delivery(row: asyncpg.Record) -> DeliveryOut:
     )
 
 
+def shown_uri(uri: str | None) -> str | None:
+    """A stored audio URI as a tenant may see it: a `file://` one without the server's path.
+
+    Workers need the absolute path (the event keeps it); a caller only needs to recognise
+    the audio, and a server path would tell them the media root and its layout.
+    """
+    if uri is None or not uri.startswith("file:"):
+        return uri
+    return f"media:{PurePosixPath(unquote(urlsplit(uri).path)).name}"
+
+
 def _error(row: asyncpg.Record) -> JobError | None:
     if row["status"] != "failed" or row["error_code"] is None:
         return None
@@ -383,7 +408,7 @@ def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> Tra
         attempts=row["attempts"],
         error=_error(row),
         audio=AudioInfo(
-            uri=row["audio_uri"],
+            uri=shown_uri(row["audio_uri"]),
             sha256=row["sha256"],
             size_bytes=row["size_bytes"],
             content_type=row["content_type"],

@@ -29,7 +29,14 @@ class JobError(BaseModel):
 class AudioInfo(BaseModel):
     """The submitted audio, as stored at upload."""
 
-    uri: str | None = Field(default=None, examples=["file:///var/lib/scribe/media/9f/86.wav"])
+    uri: str | None = Field(
+        default=None,
+        description=(
+            "Where the audio came from: the `audio_url` as submitted, or `media:<name>` for a "
+            "file on the server (an upload's name is its SHA-256); never a server path."
+        ),
+        examples=["media:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
     sha256: str | None = None
     size_bytes: int | None = Field(default=None, examples=[352844])
     content_type: str | None = Field(default=None, examples=["audio/wav"])

@@ -8,6 +8,7 @@ job is as unknown as a job that never existed.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports
-from ingest.deps import Queries, Tenant
+from ingest.deps import Cursors, Queries, Tenant
 from ingest.failures import (
     INVALID_CURSOR,
     TRANSCRIPT_NOT_READY,
@@ -52,11 +53,28 @@ def _parse_job_id(job_id: str) -> UUID:
         raise NotFoundError(job_id) from None
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # A time without a zone is read as UTC rather than as the server's local time.
-    if value is not None and value.tzinfo is None:
+_INT4_MAX: Final = 2**31 - 1
+_MAX_RANK: Final = 3.4e38  # the largest `real`: a rank compared as ::real must fit one
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """`value` in UTC; a time without a zone is read as UTC, not as the server's local time.
+
+    Python and PostgreSQL both reach year 1 and year 9999, but `0001-01-01T00:00+14:00` is
+    year 0 in UTC: refused here, with the field named, rather than overflowing in the driver.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            VALIDATION_ERROR,
+            f"{field} is outside the years 1 to 9999 once converted to UTC",
+            details=[{"loc": ["query", field], "msg": "out of range", "type": "value_error"}],
+        ) from None
 
 
 def _check_range(after: datetime | None, before: datetime | None) -> None:
@@ -68,11 +86,13 @@ def _check_range(after: datetime | None, before: datetime | None) -> None:
         )
 
 
-def _decode(token: str | None, kind: str, scope: str) -> list[Any] | None:
+def _decode(
+    codec: cursors.CursorCodec, token: str | None, kind: str, scope: str
+) -> list[Any] | None:
     if token is None:
         return None
     try:
-        return cursors.decode_cursor(token, kind, scope)
+        return codec.decode(token, kind, scope)
     except cursors.InvalidCursorError as exc:
         raise InvalidInputError(
             INVALID_CURSOR, str(exc), details=[{"loc": ["query", "cursor"], "msg": str(exc)}]
@@ -107,6 +127,7 @@ async def get_transcription(job_id: str, tenant: Tenant, queries: Queries) -> Tr
 async def list_transcriptions(
     tenant: Tenant,
     queries: Queries,
+    codec: Cursors,
     status: Annotated[
         list[JobStatusName] | None, Query(description="Repeat to match any of several.")
     ] = None,
@@ -117,16 +138,19 @@ async def list_transcriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_CHARS)] = None,
 ) -> TranscriptionPage:
-    created_after, created_before = _aware(created_after), _aware(created_before)
+    created_after = _utc(created_after, "created_after")
+    created_before = _utc(created_before, "created_before")
     _check_range(created_after, created_before)
     statuses = sorted(set(status)) if status else None
     scope = cursors.fingerprint(tenant, statuses, created_after, created_before)
-    position = _decode(cursor, "jobs", scope)
+    position = _decode(codec, cursor, "jobs", scope)
     after = None
     if position is not None:
+        # Signed, so only this API made it; checked anyway, so no value can overflow a query.
         try:
-            after = (datetime.fromisoformat(position[0]), UUID(position[1]))
-        except (IndexError, TypeError, ValueError):
+            created = datetime.fromisoformat(position[0]).astimezone(UTC)
+            after = (created, UUID(position[1]))
+        except (IndexError, TypeError, ValueError, OverflowError):
             raise _not_ours() from None
     page = await queries.jobs(
         tenant,
@@ -137,9 +161,7 @@ async def list_transcriptions(
     next_cursor = None
     if page.has_more:
         last = page.items[-1]
-        next_cursor = cursors.encode_cursor(
-            "jobs", scope, [last.created_at.isoformat(), str(last.id)]
-        )
+        next_cursor = codec.encode("jobs", scope, [last.created_at.isoformat(), str(last.id)])
     return TranscriptionPage(items=page.items, next_cursor=next_cursor)
 
 
@@ -220,6 +242,7 @@ async def export_transcript(
 async def search_segments(
     tenant: Tenant,
     queries: Queries,
+    codec: Cursors,
     q: Annotated[
         str,
         Query(
@@ -250,16 +273,22 @@ async def search_segments(
             "q may not contain NUL characters",
             details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
         )
-    created_after, created_before = _aware(created_after), _aware(created_before)
+    created_after = _utc(created_after, "created_after")
+    created_before = _utc(created_before, "created_before")
     _check_range(created_after, created_before)
     scope = cursors.fingerprint(tenant, q, language, created_after, created_before)
-    position = _decode(cursor, "search", scope)
+    position = _decode(codec, cursor, "search", scope)
     after = None
     if position is not None:
         try:
-            after = (float(position[0]), UUID(position[1]), int(position[2]))
-        except (IndexError, TypeError, ValueError):
+            rank, job, segment = float(position[0]), UUID(position[1]), position[2]
+        except (IndexError, TypeError, ValueError, OverflowError):
             raise _not_ours() from None
+        if not (math.isfinite(rank) and 0 <= rank <= _MAX_RANK) or not (
+            type(segment) is int and 0 <= segment <= _INT4_MAX
+        ):
+            raise _not_ours()
+        after = (rank, job, segment)
     result = await queries.search(
         tenant,
         q,
@@ -272,9 +301,7 @@ async def search_segments(
     next_cursor = None
     if result.has_more and result.hits:
         last = result.hits[-1]
-        next_cursor = cursors.encode_cursor(
-            "search", scope, [last.rank, str(last.job_id), last.segment_id]
-        )
+        next_cursor = codec.encode("search", scope, [last.rank, str(last.job_id), last.segment_id])
     return SearchPage(
         query=q, hits=result.hits, next_cursor=next_cursor, approximate=result.approximate
     )

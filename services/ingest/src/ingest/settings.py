@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,38 @@ class IngestSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    # --- connections (issue 14) ---
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes; beyond it 431.",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, le=10_000, description="Most request headers; beyond it 431."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Time a client has to send a complete request head, from connecting or from the "
+            "previous answer on a kept-alive connection; then 408 and the connection closes "
+            "(slowloris)."
+        ),
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "Connections (and requests in progress) the server holds at once; beyond it new "
+            "requests get 503 (uvicorn's `limit_concurrency`)."
+        ),
+    )
+    backlog: int = Field(
+        default=2048, ge=1, description="Connections the kernel queues before ingest accepts them."
+    )
     database_url: str = Field(
         default="postgresql://scribe_reader@127.0.0.1:5432/scribe",
         description="PostgreSQL URL of the read-only role used by the read endpoints.",
@@ -78,12 +110,50 @@ class IngestSettings(BaseSettings):
             "a worker maps them to its own model files."
         ),
     )
+    upload_idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest pause between two chunks of a request body; beyond it 408 "
+            "`upload_too_slow`, the partial upload removed and the tenant's slot freed."
+        ),
+    )
+    upload_min_bytes_per_second: int = Field(
+        default=1024,
+        ge=0,
+        description=(
+            "Slowest average rate a request body may arrive at once the grace period is "
+            "over (0: no minimum); below it 408 `upload_too_slow`."
+        ),
+    )
+    upload_rate_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a body may arrive below the minimum rate before it counts.",
+    )
+    min_free_bytes: int = Field(
+        default=1024**3,
+        ge=0,
+        description=(
+            "Free space the media root's filesystem must keep; below it `/readyz` answers 503 "
+            "(uploads that still come and find the disk full get 507 `insufficient_storage`)."
+        ),
+    )
     publish_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
         description="How long an upload waits for the broker's confirm before answering 503.",
     )
     # --- reads (issue 5) ---
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Secret that signs paging cursors (HMAC-SHA256), so a forged or edited cursor is "
+            "refused (422 `invalid_cursor`). Give every replica the same one. Unset, each "
+            "process makes its own at start: cursors then stop working after a restart and "
+            "on another replica (clients start again from the first page)."
+        ),
+    )
     reader_pool_size: int = Field(
         default=10, ge=1, le=100, description="Most connections the read endpoints hold open."
     )

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest import metrics
+from ingest.bodies import BodyPace, paced
 from ingest.deps import Settings, Tenant, Uploads, UploadSlot
 from ingest.failures import (
     REQUEST_TOO_LARGE,
@@ -142,7 +143,7 @@ async def _submit_file(
         # Refuse before reading a byte: the limit is known from the header alone.
         raise file_too_large(uploads.max_upload_bytes)
     form = await read_multipart(
-        request.stream(), request.headers["content-type"], uploads.begin_upload
+        _body(request, settings), request.headers["content-type"], uploads.begin_upload
     )
     upload = form.upload
     try:
@@ -176,7 +177,7 @@ async def _submit_url(
     key: str | None,
     correlation: uuid.UUID,
 ) -> Accepted:
-    body = await _read_limited(request.stream(), MAX_JSON_BYTES)
+    body = await _read_limited(_body(request, settings), MAX_JSON_BYTES)
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -199,6 +200,16 @@ async def _submit_url(
         submission.audio_url,
         Submission(tenant=tenant, options=options, correlation_id=correlation, idempotency_key=key),
     )
+
+
+def _body(request: Request, settings: IngestSettings) -> AsyncIterator[bytes]:
+    """The request body, bounded in time (`ingest.bodies`)."""
+    pace = BodyPace(
+        idle_seconds=settings.upload_idle_timeout_seconds,
+        min_bytes_per_second=settings.upload_min_bytes_per_second,
+        grace_seconds=settings.upload_rate_grace_seconds,
+    )
+    return paced(request.stream(), pace)
 
 
 async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
