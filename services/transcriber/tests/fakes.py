@@ -96,7 +96,7 @@ class FakeSource:
         self.released = 0
 
     @contextlib.asynccontextmanager
-    async def fetch(self, uri: str) -> AsyncIterator[FetchedAudio]:
+    async def fetch(self, uri: str, *, tenant: str | None = None) -> AsyncIterator[FetchedAudio]:
         self.fetched.append(uri)
         if self.error is not None:
             raise self.error

@@ -21,11 +21,20 @@ from ingest.broker import BrokerPublisher
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
+from ingest.object_media import S3MediaStore
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
-from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from ingest.uploads import (
+    Prober,
+    S3Scope,
+    UploadedPublisher,
+    UploadService,
+    UrlGuard,
+    probe_in_thread,
+)
 from scribe_runtime.messaging import make_broker
-from scribe_runtime.netguard import resolve_public_url
+from scribe_runtime.netguard import ResolvedUrl, allowed_private_endpoints, resolve_public_url
+from scribe_runtime.objectstore import MediaUrl, open_s3_client
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import declare_topology
 
@@ -79,6 +88,7 @@ def wire(
     publisher: Publisher,
     url_guard: UrlGuard,
     prober: Prober = probe_in_thread,
+    s3_scope: S3Scope | None = None,
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
     return IngestContainer(
@@ -94,6 +104,7 @@ def wire(
             publisher=publisher,
             url_guard=url_guard,
             prober=prober,
+            s3_scope=s3_scope or S3Scope(),
             max_upload_bytes=settings.max_upload_bytes,
             max_duration_seconds=settings.max_duration_seconds,
         ),
@@ -111,12 +122,11 @@ async def open_container(
     # still lands in the durable transcriber and indexer queues.
     await declare_topology(shared.amqp_url)
     broker = make_broker(shared.amqp_url, service="scribe-ingest")
-    media = FilesystemMediaStore(shared.media_root)
-    swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
-    if swept:
-        log.warning("stale_uploads_removed", count=swept)
     publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
-    async with broker:
+    async with open_media(shared) as media, broker:
+        swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
+        if swept:
+            log.warning("stale_uploads_removed", count=swept)
         await broker.start()
         async with open_reader_pool(settings) as reader_pool:
             container = wire(
@@ -124,18 +134,55 @@ async def open_container(
                 keyring=keyring,
                 reader_pool=reader_pool,
                 media=media,
+                # Keys are small records, not audio: they stay on the local filesystem.
                 idempotency=FilesystemIdempotencyStore(shared.media_root),
                 publisher=publisher,
-                url_guard=resolve_public_url,
+                url_guard=url_guard_for(shared),
+                s3_scope=S3Scope.from_settings(shared),
             )
             log.info(
                 "ingest_started",
-                media_root=str(media.root),
+                media_url=describe(shared.media()),
                 max_upload_bytes=settings.max_upload_bytes,
                 max_duration_seconds=settings.max_duration_seconds,
             )
             yield container
     log.info("ingest_stopped")
+
+
+class SweepableStore(MediaStore, Protocol):
+    """A media store that can remove what crashed uploads left behind."""
+
+    async def sweep_stale_uploads(self, older_than_seconds: float) -> int:
+        """Remove in-flight uploads older than this; returns how many."""
+        ...
+
+
+@asynccontextmanager
+async def open_media(shared: SharedSettings) -> AsyncIterator[SweepableStore]:
+    """The media store `SCRIBE_MEDIA_URL` names: the filesystem, or an S3 bucket."""
+    media = shared.media()
+    if media.s3 is None:
+        assert media.root is not None
+        yield FilesystemMediaStore(media.root)
+        return
+    async with open_s3_client() as client:
+        yield S3MediaStore(client, media.s3)
+
+
+def describe(media: MediaUrl) -> str:
+    """The media store, as start-up logs it."""
+    return media.s3.uri if media.s3 is not None else f"file://{media.root}"
+
+
+def url_guard_for(shared: SharedSettings) -> UrlGuard:
+    """The SSRF guard, letting through only the configured store and allow-listed endpoints."""
+    allowed = allowed_private_endpoints(shared)
+
+    async def guard(url: str) -> ResolvedUrl:
+        return await resolve_public_url(url, allowed=allowed)
+
+    return guard
 
 
 @asynccontextmanager

@@ -291,7 +291,7 @@ class Transcriber:
             with contextlib.suppress(RuntimeError):  # loop closed: shutting down
                 loop.call_soon_threadsafe(report, processed, duration, context=context)
 
-        async with self._source.fetch(str(event.audio_uri)) as audio:
+        async with self._source.fetch(str(event.audio_uri), tenant=event.tenant_id) as audio:
             future, thread = run_in_daemon_thread(
                 lambda: self._engine.transcribe(
                     audio.path, request, on_segment=on_segment, cancelled=cancel
