@@ -86,3 +86,28 @@ def test_an_upload_becomes_an_object_and_a_completed_job_with_nothing_on_local_d
         asyncio.run(_publish(s3_stack.amqp_url, foreign))
         failed = wait_for_job(client, str(foreign.job_id), want="failed")
         assert failed["error"]["code"] == "source_forbidden"
+
+
+def test_a_presigned_upload_is_put_straight_to_the_bucket_then_submitted_by_id(
+    s3_stack: Stack, seaweed: SeaweedServer, s3_bucket: str
+) -> None:
+    audio = synthesize(SCRIPTS["weather"]).read_bytes()
+    with httpx.Client(
+        base_url=s3_stack.api, timeout=60, headers={"Authorization": "Bearer dev-insecure-key"}
+    ) as client:
+        target = client.post("/v1/uploads")
+        assert target.status_code == 201, target.text
+        upload = target.json()
+        early = client.post("/v1/transcriptions", json={"upload_id": upload["id"]})
+        assert early.status_code == 422
+        assert early.json()["code"] == "upload_not_found"
+
+        put = httpx.put(upload["url"], content=audio, timeout=60)
+        assert put.status_code == 200, put.text
+        assert _objects(seaweed, s3_bucket) == {f"media/default/uploads/{upload['id']}": len(audio)}
+
+        answer = client.post("/v1/transcriptions", json={"upload_id": upload["id"]})
+        assert answer.status_code == 202, answer.text
+        job = wait_for_job(client, answer.json()["id"])
+        assert job["status"] == "completed"
+        assert _audio_files_under(s3_stack.media_root) == []

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from ingest import health, metrics, reads, submissions
+from ingest import health, metrics, reads, submissions, upload_targets
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
 from ingest.errors import install_error_handlers
@@ -42,7 +42,10 @@ def build_app(
     container: IngestContainer | Callable[[], AbstractAsyncContextManager[IngestContainer]],
 ) -> FastAPI:
     """Every route over `container`: a ready one (tests), or one the lifespan opens."""
-    return _app(container, (submissions.router, health.router, reads.router, metrics.router))
+    return _app(
+        container,
+        (submissions.router, upload_targets.router, health.router, reads.router, metrics.router),
+    )
 
 
 def build_read_app(services: ReadServices | Opener) -> FastAPI:

@@ -22,6 +22,7 @@ from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
 from ingest.object_media import S3MediaStore
+from ingest.presigned import PresignedUploads
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
 from ingest.uploads import (
@@ -69,6 +70,8 @@ class IngestContainer(ReadServices):
     media: MediaStore
     publisher: Publisher
     uploads: UploadService
+    presigned: PresignedUploads | None = None
+    """Presigned uploads (object storage only)."""
 
 
 def load_keyring(settings: IngestSettings) -> ApiKeyring:
@@ -108,6 +111,15 @@ def wire(
             max_upload_bytes=settings.max_upload_bytes,
             max_duration_seconds=settings.max_duration_seconds,
         ),
+        presigned=PresignedUploads(
+            media.client,
+            media.base,
+            expires_seconds=settings.presigned_upload_expires_seconds,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_duration_seconds=settings.max_duration_seconds,
+        )
+        if isinstance(media, S3MediaStore)
+        else None,
     )
 
 

@@ -78,6 +78,12 @@ class IngestSettings(BaseSettings):
             "a worker maps them to its own model files."
         ),
     )
+    presigned_upload_expires_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a `POST /v1/uploads` URL may be used to PUT the audio.",
+    )
     publish_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
