@@ -30,6 +30,7 @@ BENCHMARKS = {
     "search": "bench.search",
     "memory": "bench.memory",
     "accuracy": "bench.wer",
+    "object_store": "bench.object_store",
 }
 
 
