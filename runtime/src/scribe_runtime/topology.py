@@ -105,7 +105,20 @@ DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
 """A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
 `scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
 no job stays `processing` because its message was dead-lettered."""
-QUEUES: Final[tuple[QueueSpec, ...]] = (TRANSCRIBER_QUEUE, INDEXER_QUEUE, DEAD_LETTER_WATCH_QUEUE)
+BUCKET_EVENTS_EXCHANGE_NAME: Final = "scribe.bucket-events"
+"""Where object stores publish S3 event notifications (MinIO's and Ceph's AMQP targets,
+a bridge from SQS/EventBridge): standard S3 event JSON, any routing key."""
+BUCKET_EVENTS_QUEUE: Final = QueueSpec(
+    name="ingest.bucket-events", bindings=("#",), exchange=BUCKET_EVENTS_EXCHANGE_NAME
+)
+"""Ingest turns each `ObjectCreated:*` record into `audio.uploaded.v1` (job id by bucket,
+key and version/ETag, so a notification delivered twice is one job)."""
+QUEUES: Final[tuple[QueueSpec, ...]] = (
+    TRANSCRIBER_QUEUE,
+    INDEXER_QUEUE,
+    DEAD_LETTER_WATCH_QUEUE,
+    BUCKET_EVENTS_QUEUE,
+)
 
 EVENTS_EXCHANGE: Final = RabbitExchange(
     routing.EXCHANGE, type=ExchangeType.TOPIC, durable=True, declare=False
@@ -123,6 +136,14 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
     dlx = await channel.declare_exchange(
         routing.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
     )
+    buckets = await channel.declare_exchange(
+        BUCKET_EVENTS_EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    sources = {
+        routing.EXCHANGE: events,
+        routing.DEAD_LETTER_EXCHANGE: dlx,
+        BUCKET_EVENTS_EXCHANGE_NAME: buckets,
+    }
     for spec in queues:
         dlq = await channel.declare_queue(
             spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -133,7 +154,7 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
                 spec.retry_queue(stage), durable=True, arguments=spec.retry_queue_arguments(stage)
             )
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
-        source = dlx if spec.exchange == routing.DEAD_LETTER_EXCHANGE else events
+        source = sources[spec.exchange]
         for key in spec.bindings:
             await queue.bind(source, routing_key=key)
 
@@ -151,6 +172,7 @@ def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dic
     exchanges = [
         {"name": routing.EXCHANGE, "type": "topic"},
         {"name": routing.DEAD_LETTER_EXCHANGE, "type": "direct"},
+        {"name": BUCKET_EVENTS_EXCHANGE_NAME, "type": "topic"},
     ]
     result_queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []

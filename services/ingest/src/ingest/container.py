@@ -18,6 +18,7 @@ import structlog
 
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
+from ingest.bucket_events import BucketEvents
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
@@ -139,6 +140,11 @@ async def open_container(
         swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
         if swept:
             log.warning("stale_uploads_removed", count=swept)
+        # Bucket notifications are consumed only where media is in object storage.
+        if shared.media().is_s3 or shared.s3_tenant_prefixes:
+            BucketEvents(
+                broker, publisher, media=shared.media(), grants=shared.s3_grants()
+            ).subscribe()
         await broker.start()
         async with open_reader_pool(settings) as reader_pool:
             container = wire(
