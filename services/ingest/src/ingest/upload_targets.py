@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
 
 from ingest.deps import Tenant, get_container
+from ingest.errors import ErrorBody
 from ingest.failures import ConflictError
 from ingest.presigned import PresignedUploads, UploadTarget
 
 PRESIGNED_UPLOADS_DISABLED: Final = "presigned_uploads_disabled"
 
 router = APIRouter()
+
+RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"model": ErrorBody, "description": "`unauthenticated`: no valid API key."},
+    409: {
+        "model": ErrorBody,
+        "description": "`presigned_uploads_disabled`: media is on a filesystem, not S3.",
+    },
+    503: {"model": ErrorBody, "description": "`media_store_unavailable`: retry shortly."},
+}
 
 
 def get_presigned(request: Request) -> PresignedUploads:
@@ -35,6 +45,7 @@ Presigned = Annotated[PresignedUploads, Depends(get_presigned)]
     status_code=201,
     response_model=UploadTarget,
     summary="Get a presigned URL to upload a large file straight to object storage",
+    responses=RESPONSES,
 )
 async def create_upload(
     tenant: Tenant,
