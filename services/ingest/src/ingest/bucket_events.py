@@ -11,7 +11,9 @@ one of the job id, so a notification delivered twice (at-least-once, by every st
 the same event twice, which the indexer records once: one job.
 
 Whose object it is comes from the configuration, never from the message: the tenant whose
-store prefix or `SCRIBE_S3_TENANT_PREFIXES` grant holds the key. A record no tenant owns
+`SCRIBE_S3_TENANT_PREFIXES` grant holds the key (the most specific). Keys inside the media
+store's own prefix are skipped: ingest announces its own writes, and a notification for
+them would be a second job for the same audio. A record no tenant owns
 is dead-lettered (`bucket_not_configured`), as is a body that is not an S3 event
 (`malformed_bucket_event`); nothing is fetched for either.
 """
@@ -27,7 +29,7 @@ from urllib.parse import unquote_plus
 
 import structlog
 from faststream.rabbit import RabbitBroker
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.audio import AudioUploadedV1, AudioUri
 from ingest.uploads import UploadedPublisher
@@ -125,14 +127,20 @@ class BucketEvents:
         """Every job the notification asks for; `BucketEventError` if any record cannot be one."""
         events = []
         for created in created_objects(body):
-            tenant = tenant_of(created.location, media=self._media, grants=self._grants)
+            if self._media.s3 is not None and self._media.s3.contains(created.location):
+                # Ingest's own writes (temp objects, content addresses, presigned uploads)
+                # are announced by ingest itself; a notification for them would be a
+                # second job for the same audio.
+                log.info("bucket_event_ignored", reason="inside the media store's prefix")
+                continue
+            tenant = tenant_of(created.location, media=MediaUrl(), grants=self._grants)
             if tenant is None:
                 raise BucketEventError(
                     NOT_CONFIGURED, f"no tenant is configured for {created.location.uri}"
                 )
             job_id = created.job_id
-            events.append(
-                AudioUploadedV1(
+            try:
+                event = AudioUploadedV1(
                     event_id=uuid.uuid5(job_id, "audio.uploaded"),
                     job_id=job_id,
                     tenant_id=tenant,
@@ -140,7 +148,9 @@ class BucketEvents:
                     audio_uri=_URI.validate_python(created.location.uri),
                     size_bytes=created.size,
                 )
-            )
+            except ValidationError as exc:
+                raise BucketEventError(MALFORMED, f"not a valid upload event: {exc}") from None
+            events.append(event)
         return events
 
     async def on_delivery(self, delivery: Delivery) -> None:
