@@ -31,6 +31,7 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "accuracy": "bench.wer",
     "models": "bench.models",
+    "object_store": "bench.object_store",
 }
 
 

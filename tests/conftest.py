@@ -1,5 +1,12 @@
-"""Shared fixtures for integration and end-to-end tests: real RabbitMQ and PostgreSQL."""
+"""Shared fixtures for integration and end-to-end tests: real RabbitMQ, PostgreSQL and S3."""
 
-from tests.support.fixtures import amqp_url, database_url, postgres_server, rabbit_server
+from tests.support.fixtures import (
+    amqp_url,
+    database_url,
+    postgres_server,
+    rabbit_server,
+    s3_bucket,
+    seaweed,
+)
 
-__all__ = ["amqp_url", "database_url", "postgres_server", "rabbit_server"]
+__all__ = ["amqp_url", "database_url", "postgres_server", "rabbit_server", "s3_bucket", "seaweed"]

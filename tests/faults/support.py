@@ -40,6 +40,7 @@ def fault_stack(
     *,
     transcribers: int = 1,
     transcriber_argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """The stack with the downstream queue declared, `transcribers` workers `transcriber-<n>`."""
     asyncio.run(Outcomes.declare(amqp_url))
@@ -54,7 +55,8 @@ def fault_stack(
             # Two workers share two cores: one inference thread each.
             "SCRIBE_TRANSCRIBER_CPU_THREADS": "1" if transcribers > 1 else "2",
             "SCRIBE_TRANSCRIBER_GRACEFUL_SHUTDOWN_SECONDS": "5",
-        },
+        }
+        | (env or {}),
         ready_timeout=180,
     ) as stack:
         yield stack

@@ -41,6 +41,7 @@ from tests.faults.support import (
 )
 from tests.speech import SCRIPTS, synthesize
 from tests.support import crashing_transcriber
+from tests.support.servers import SeaweedServer
 from tests.support.stack import BIN, TRANSCRIBER, Stack
 from tests.support.waiting import eventually
 
@@ -147,6 +148,49 @@ def test_postgresql_stopped_for_twenty_seconds(fault_env: FaultEnv) -> None:
     assert result.lost == []
     assert result.duplicated == []
     assert result.completed == 10
+    assert dlq_depth == 0
+
+
+def test_object_store_stopped_for_thirty_seconds(fault_env: FaultEnv) -> None:
+    audio = synthesize(SHORT)
+    # A store of this test's own: stopping it harms no other test.
+    store = SeaweedServer.create(fault_env.workdir / "s3")
+    store.start()
+    try:
+        bucket = store.create_bucket()
+        with fault_stack(
+            fault_env.amqp_url,
+            fault_env.database_url,
+            fault_env.workdir,
+            env={"SCRIBE_MEDIA_URL": f"s3://{bucket}/media", **store.env()},
+        ) as stack:
+            accepted = set()
+            for _ in range(10):
+                status, job = submit(stack, audio)
+                assert status == 202
+                assert job is not None
+                accepted.add(job)
+            eventually(
+                lambda: any(r["status"] == "completed" for r in jobs(stack.database_url).values()),
+                within=120,
+                what="a first job completed before the store stops",
+            )
+            store.stop()
+            time.sleep(30)
+            store.start()
+            rows = wait_terminal(stack.database_url, accepted, timeout=300)
+            result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
+            retried = stack.log("transcriber-1").count('"message_retry_scheduled"')
+            dlq_depth = asyncio.run(
+                dead_letter_count(stack.amqp_url, TRANSCRIBER_QUEUE.dead_letter_queue)
+            )
+    finally:
+        store.stop()
+    report(result.line() + f" retry_stages_used={retried}")
+    assert result.lost == []
+    assert result.duplicated == []
+    assert result.completed == 10
+    assert retried > 0  # the outage took the transient path, not a failed job
     assert dlq_depth == 0
 
 

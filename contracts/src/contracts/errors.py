@@ -21,7 +21,8 @@ class ErrorCode(StrEnum):
     SOURCE_UNREACHABLE = "source_unreachable"
     """The audio URI cannot be fetched and never will be (forbidden scheme or address)."""
     SOURCE_FORBIDDEN = "source_forbidden"
-    """The audio URI names a file outside the job's tenant's part of the media root."""
+    """The audio URI names a file outside the job's tenant's part of the media root, or a
+    bucket or prefix the job's tenant may not read."""
     MODEL_ERROR = "model_error"
     """The speech model failed on this input."""
     DEAD_LETTERED = "dead_lettered"

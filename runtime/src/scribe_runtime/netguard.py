@@ -4,6 +4,11 @@ A remote audio URL must be `http(s)://`, and every address its host resolves to 
 public: loopback, private, link-local (cloud metadata at 169.254.169.254), multicast,
 reserved and unspecified addresses are refused. Callers connect to the address this module
 resolved (pinning), so a DNS answer that changes between check and use cannot slip through.
+
+Exceptions, and only these: the configured S3 endpoint (an object store inside the
+cluster serving presigned URLs) and the `host:port` pairs of
+`SCRIBE_ALLOWED_PRIVATE_ENDPOINTS`. They are matched on the URL's own host and port, as
+written; everything else private stays refused.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import socket
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
+
+from scribe_runtime.objectstore import endpoint_url
+from scribe_runtime.settings import SharedSettings
 
 ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -67,8 +75,31 @@ def parse_remote_url(url: str) -> tuple[str, str, int]:
     return scheme, host, port
 
 
-async def resolve_public_url(url: str) -> ResolvedUrl:
-    """Resolve the URL's host; refuse it unless every address is public."""
+Endpoint = tuple[str, int]
+"""A lower-case host name (or address) and a port."""
+
+
+def endpoint_of(url: str) -> Endpoint:
+    """The `(host, port)` of an `http(s)://` URL or a bare `host:port`."""
+    if "://" not in url:
+        url = f"http://{url}"
+    _scheme, host, port = parse_remote_url(url)
+    return host.lower(), port
+
+
+def allowed_private_endpoints(shared: SharedSettings) -> frozenset[Endpoint]:
+    """The configured S3 endpoint and `allowed_private_endpoints`: private, but permitted."""
+    allowed = {endpoint_of(entry) for entry in shared.allowed_private_endpoints}
+    store = endpoint_url()
+    if store and shared.media().is_s3:
+        allowed.add(endpoint_of(store))
+    return frozenset(allowed)
+
+
+async def resolve_public_url(
+    url: str, *, allowed: frozenset[Endpoint] = frozenset()
+) -> ResolvedUrl:
+    """Resolve the URL's host; refuse it unless every address is public (or it is `allowed`)."""
     scheme, host, port = parse_remote_url(url)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -80,7 +111,7 @@ async def resolve_public_url(url: str) -> ResolvedUrl:
     if not addresses:
         raise ForbiddenUrlError(f"host {host!r} has no addresses")
     refused = [a for a in addresses if not is_public_address(a)]
-    if refused:
+    if refused and (host.lower(), port) not in allowed:
         raise ForbiddenUrlError(
             f"host {host!r} resolves to a non-public address ({', '.join(refused)})"
         )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.envelope import TenantId
+from scribe_runtime.objectstore import MediaUrl, S3Location, parse_grants
 
 
 class SharedSettings(BaseSettings):
@@ -28,6 +29,42 @@ class SharedSettings(BaseSettings):
         default=Path("./.scribe/media"),
         description="Shared media store; `file://` URIs must resolve under it.",
     )
+    media_url: str | None = Field(
+        default=None,
+        description=(
+            "Where media lives: `file:///srv/scribe/media` (a shared filesystem) or "
+            "`s3://bucket/prefix` (S3-compatible object storage; endpoint, region and "
+            "credentials from the standard `AWS_*` variables). Default: `file://` of "
+            "`media_root`."
+        ),
+    )
+    s3_tenant_prefixes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            'JSON {"<tenant>": ["s3://bucket/prefix/", ...]}: the buckets and prefixes, '
+            "besides its own prefix of the media store, whose objects a tenant's jobs may "
+            "name (events from external producers, bucket notifications). Any other "
+            "`s3://` URI fails with `source_forbidden`, before anything is fetched."
+        ),
+    )
+    allowed_private_endpoints: list[str] = Field(
+        default_factory=list,
+        description=(
+            "`host:port` pairs that `http(s)://` audio URLs may reach although they resolve "
+            "to private addresses (an object store inside the cluster serving presigned "
+            "URLs). The configured S3 endpoint is always allowed; every other private, "
+            "loopback or link-local address stays refused."
+        ),
+    )
+
+    def media(self) -> MediaUrl:
+        """The configured media store (`media_url`, else `file://<media_root>`)."""
+        return MediaUrl.parse(self.media_url, self.media_root)
+
+    def s3_grants(self) -> dict[str, tuple[S3Location, ...]]:
+        """`s3_tenant_prefixes` as locations."""
+        return parse_grants(self.s3_tenant_prefixes)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Minimum level of log lines."
     )

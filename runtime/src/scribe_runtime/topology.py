@@ -149,6 +149,14 @@ WEBHOOK_DELIVERY_QUEUE: Final = QueueSpec(
 )
 """One message per (endpoint, job event): an endpoint that is down waits in its own retry
 stages and never holds back another endpoint, nor the pipeline."""
+BUCKET_EVENTS_EXCHANGE_NAME: Final = "scribe.bucket-events"
+"""Where object stores publish S3 event notifications (MinIO's and Ceph's AMQP targets,
+a bridge from SQS/EventBridge): standard S3 event JSON, any routing key."""
+BUCKET_EVENTS_QUEUE: Final = QueueSpec(
+    name="ingest.bucket-events", bindings=("#",), exchange=BUCKET_EVENTS_EXCHANGE_NAME
+)
+"""Ingest turns each `ObjectCreated:*` record into `audio.uploaded.v1` (job id by bucket,
+key and version/ETag, so a notification delivered twice is one job)."""
 QUEUES: Final[tuple[QueueSpec, ...]] = (
     TRANSCRIBER_QUEUE,
     INDEXER_QUEUE,
@@ -157,6 +165,7 @@ QUEUES: Final[tuple[QueueSpec, ...]] = (
     INDEXER_WEBHOOK_QUEUE,
     WEBHOOK_FANOUT_QUEUE,
     WEBHOOK_DELIVERY_QUEUE,
+    BUCKET_EVENTS_QUEUE,
 )
 
 EVENTS_EXCHANGE: Final = RabbitExchange(
@@ -175,6 +184,14 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
     dlx = await channel.declare_exchange(
         routing.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
     )
+    buckets = await channel.declare_exchange(
+        BUCKET_EVENTS_EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    sources = {
+        routing.EXCHANGE: events,
+        routing.DEAD_LETTER_EXCHANGE: dlx,
+        BUCKET_EVENTS_EXCHANGE_NAME: buckets,
+    }
     for spec in queues:
         dlq = await channel.declare_queue(
             spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
@@ -185,7 +202,7 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
                 spec.retry_queue(stage), durable=True, arguments=spec.retry_queue_arguments(stage)
             )
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
-        source = dlx if spec.exchange == routing.DEAD_LETTER_EXCHANGE else events
+        source = sources[spec.exchange]
         for key in spec.bindings:
             await queue.bind(source, routing_key=key)
 
@@ -203,6 +220,7 @@ def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dic
     exchanges = [
         {"name": routing.EXCHANGE, "type": "topic"},
         {"name": routing.DEAD_LETTER_EXCHANGE, "type": "direct"},
+        {"name": BUCKET_EVENTS_EXCHANGE_NAME, "type": "topic"},
     ]
     result_queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []

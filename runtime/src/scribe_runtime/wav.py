@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 
 def wav_data_chunk(path: Path) -> tuple[int, int] | None:
@@ -18,19 +19,25 @@ def wav_data_chunk(path: Path) -> tuple[int, int] | None:
     """
     size = path.stat().st_size
     with path.open("rb") as file:
-        head = file.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return wav_data_chunk_in(file, size)
+
+
+def wav_data_chunk_in(file: BinaryIO, size: int) -> tuple[int, int] | None:
+    """`wav_data_chunk` of an open, seekable file of `size` bytes (a local file, an object)."""
+    file.seek(0)
+    head = file.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= size:
+        file.seek(offset)
+        chunk = file.read(8)
+        if len(chunk) < 8:
             return None
-        offset = 12
-        while offset + 8 <= size:
-            file.seek(offset)
-            chunk = file.read(8)
-            if len(chunk) < 8:
+        chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if chunk_id == b"data":
+            if chunk_size in (0, 0xFFFFFFFF):
                 return None
-            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"data":
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return None
-                return offset + 8, chunk_size
-            offset += 8 + chunk_size + (chunk_size & 1)
+            return offset + 8, chunk_size
+        offset += 8 + chunk_size + (chunk_size & 1)
     return None

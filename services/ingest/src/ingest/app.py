@@ -12,7 +12,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from ingest import health, lifecycle, metrics, openai_compat, reads, submissions, webhooks
+from ingest import (
+    health,
+    lifecycle,
+    metrics,
+    openai_compat,
+    reads,
+    submissions,
+    upload_targets,
+    webhooks,
+)
 from ingest.container import IngestContainer, ReadServices, open_container, open_read_services
 from ingest.deps import attach
 from ingest.docs import offline_docs_app
@@ -47,6 +56,7 @@ def build_app(
         container,
         (
             submissions.router,
+            upload_targets.router,
             lifecycle.router,
             openai_compat.router,
             health.router,

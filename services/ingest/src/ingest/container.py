@@ -19,18 +19,29 @@ import structlog
 from contracts.envelope import Event
 from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
+from ingest.bucket_events import BucketEvents
 from ingest.cursors import CursorCodec
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.job_requests import JobKeys, JobLifecycle, subscribe_deletions
 from ingest.limits import UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
+from ingest.object_media import S3MediaStore
+from ingest.presigned import PresignedUploads
 from ingest.queries import JobReader, open_reader_pool
 from ingest.settings import IngestSettings
-from ingest.uploads import Prober, UploadedPublisher, UploadService, UrlGuard, probe_in_thread
+from ingest.uploads import (
+    Prober,
+    S3Scope,
+    UploadedPublisher,
+    UploadService,
+    UrlGuard,
+    probe_in_thread,
+)
 from ingest.webhook_registry import WebhookRegistry
 from scribe_runtime.cancellations import CancelMarks, FilesystemCancelMarks
 from scribe_runtime.messaging import make_broker
-from scribe_runtime.netguard import resolve_public_url
+from scribe_runtime.netguard import ResolvedUrl, allowed_private_endpoints, resolve_public_url
+from scribe_runtime.objectstore import MediaUrl, open_s3_client
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import declare_topology
 
@@ -76,6 +87,8 @@ class IngestContainer(ReadServices):
     uploads: UploadService
     lifecycle: JobLifecycle
     webhooks: WebhookRegistry
+    presigned: PresignedUploads | None = None
+    """Presigned uploads (object storage only)."""
 
 
 def load_keyring(settings: IngestSettings) -> ApiKeyring:
@@ -104,6 +117,7 @@ def wire(
     marks: CancelMarks,
     keys: JobKeys,
     webhook_allowed_hosts: frozenset[str] = frozenset(),
+    s3_scope: S3Scope | None = None,
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
     queries = JobReader.from_settings(reader_pool, settings)
@@ -124,10 +138,20 @@ def wire(
             publisher=publisher,
             url_guard=url_guard,
             prober=prober,
+            s3_scope=s3_scope or S3Scope(),
             max_upload_bytes=settings.max_upload_bytes,
             max_duration_seconds=settings.max_duration_seconds,
         ),
         lifecycle=JobLifecycle(queries=queries, marks=marks, publisher=publisher, keys=keys),
+        presigned=PresignedUploads(
+            media.client,
+            media.base,
+            expires_seconds=settings.presigned_upload_expires_seconds,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_duration_seconds=settings.max_duration_seconds,
+        )
+        if isinstance(media, S3MediaStore)
+        else None,
     )
 
 
@@ -142,37 +166,81 @@ async def open_container(
     # still lands in the durable transcriber and indexer queues.
     await declare_topology(shared.amqp_url)
     broker = make_broker(shared.amqp_url, service="scribe-ingest")
-    media = FilesystemMediaStore(shared.media_root, min_free_bytes=settings.min_free_bytes)
-    swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
-    if swept:
-        log.warning("stale_uploads_removed", count=swept)
     publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
+    # Keys are small records, not audio: they stay on the local filesystem.
     idempotency = FilesystemIdempotencyStore(shared.media_root)
-    async with open_reader_pool(settings) as reader_pool:
-        container = wire(
-            settings,
-            keyring=keyring,
-            reader_pool=reader_pool,
-            media=media,
-            idempotency=idempotency,
-            publisher=publisher,
-            url_guard=resolve_public_url,
-            marks=FilesystemCancelMarks(shared.media_root),
-            keys=idempotency,
-            webhook_allowed_hosts=shared.webhooks_allowed_hosts,
-        )
-        # Subscribed before the broker starts, as FastStream wants.
-        subscribe_deletions(broker, container.lifecycle)
-        async with broker:
-            await broker.start()
-            log.info(
-                "ingest_started",
-                media_root=str(media.root),
-                max_upload_bytes=settings.max_upload_bytes,
-                max_duration_seconds=settings.max_duration_seconds,
+    async with open_media(shared, settings) as media:
+        swept = await media.sweep_stale_uploads(STALE_UPLOAD_SECONDS)
+        if swept:
+            log.warning("stale_uploads_removed", count=swept)
+        # Bucket notifications are consumed only where media is in object storage.
+        if shared.media().is_s3 or shared.s3_tenant_prefixes:
+            BucketEvents(
+                broker, publisher, media=shared.media(), grants=shared.s3_grants()
+            ).subscribe()
+        async with open_reader_pool(settings) as reader_pool:
+            container = wire(
+                settings,
+                keyring=keyring,
+                reader_pool=reader_pool,
+                media=media,
+                idempotency=idempotency,
+                publisher=publisher,
+                url_guard=url_guard_for(shared),
+                marks=FilesystemCancelMarks(shared.media_root),
+                keys=idempotency,
+                webhook_allowed_hosts=shared.webhooks_allowed_hosts,
+                s3_scope=S3Scope.from_settings(shared),
             )
-            yield container
+            # Subscribed before the broker starts, as FastStream wants.
+            subscribe_deletions(broker, container.lifecycle)
+            async with broker:
+                await broker.start()
+                log.info(
+                    "ingest_started",
+                    media_url=describe(shared.media()),
+                    max_upload_bytes=settings.max_upload_bytes,
+                    max_duration_seconds=settings.max_duration_seconds,
+                )
+                yield container
     log.info("ingest_stopped")
+
+
+class SweepableStore(MediaStore, Protocol):
+    """A media store that can remove what crashed uploads left behind."""
+
+    async def sweep_stale_uploads(self, older_than_seconds: float) -> int:
+        """Remove in-flight uploads older than this; returns how many."""
+        ...
+
+
+@asynccontextmanager
+async def open_media(
+    shared: SharedSettings, settings: IngestSettings
+) -> AsyncIterator[SweepableStore]:
+    """The media store `SCRIBE_MEDIA_URL` names: the filesystem, or an S3 bucket."""
+    media = shared.media()
+    if media.s3 is None:
+        assert media.root is not None
+        yield FilesystemMediaStore(media.root, min_free_bytes=settings.min_free_bytes)
+        return
+    async with open_s3_client() as client:
+        yield S3MediaStore(client, media.s3)
+
+
+def describe(media: MediaUrl) -> str:
+    """The media store, as start-up logs it."""
+    return media.s3.uri if media.s3 is not None else f"file://{media.root}"
+
+
+def url_guard_for(shared: SharedSettings) -> UrlGuard:
+    """The SSRF guard, letting through only the configured store and allow-listed endpoints."""
+    allowed = allowed_private_endpoints(shared)
+
+    async def guard(url: str) -> ResolvedUrl:
+        return await resolve_public_url(url, allowed=allowed)
+
+    return guard
 
 
 @asynccontextmanager

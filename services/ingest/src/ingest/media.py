@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import BinaryIO, Final, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -55,24 +56,24 @@ class UploadTooLargeError(TooLargeError):
 class StoredMedia:
     """Audio at its content address."""
 
-    path: Path
+    uri: str
+    """What events carry: `file:///<root>/...` or `s3://bucket/key`."""
     sha256: str
     size_bytes: int
     created: bool
     """True when this request put the file there (it did not exist before)."""
 
     @property
-    def uri(self) -> str:
-        """The `file://` URI events carry."""
-        return self.path.resolve().as_uri()
+    def path(self) -> Path:
+        """The local path of a `file://` URI (filesystem store only)."""
+        return Path(unquote(urlsplit(self.uri).path))
 
 
 class PendingUpload(Protocol):
     """An upload being written: bytes in, then `commit` or `discard`."""
 
-    @property
-    def path(self) -> Path:
-        """Where the bytes are while in flight (for probing)."""
+    def reader(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The finished upload as a seekable file, for the prober (called in a thread)."""
         ...
 
     @property
@@ -114,6 +115,13 @@ class MediaStore(Protocol):
 
     async def check_writable(self) -> str | None:
         """None when uploads can be stored; otherwise why not."""
+        ...
+
+    async def delete(self, uri: str) -> bool:
+        """Remove the stored audio `uri` names (a job's deletion); False if it was not there.
+
+        Refuses (ValueError) a URI outside this store: deletion never reaches elsewhere.
+        """
         ...
 
 
@@ -165,6 +173,15 @@ class FilesystemMediaStore:
 
     async def check_writable(self) -> str | None:
         return await asyncio.to_thread(self._check_writable)
+
+    async def delete(self, uri: str) -> bool:
+        parts = urlsplit(uri)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            raise ValueError("not a file:// URI of this media store")
+        path = Path(unquote(parts.path))
+        if ".." in path.parts or not path.is_relative_to(self.root) or TMP_DIR in path.parts:
+            raise ValueError("the URI is outside this media store")
+        return await asyncio.to_thread(_remove, path)
 
     async def sweep_stale_uploads(self, older_than_seconds: float) -> int:
         """Remove temp files a crashed process left; returns how many.
@@ -240,11 +257,15 @@ class FilesystemUpload:
 
     @property
     def path(self) -> Path:
+        """Where the bytes are while in flight."""
         return self._path
 
     @property
     def size_bytes(self) -> int:
         return self._size
+
+    def reader(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        return self._path.open("rb")
 
     async def write(self, data: bytes) -> None:
         self._size += len(data)
@@ -300,7 +321,9 @@ class FilesystemUpload:
         except BaseException:
             self._store.unlock(target)
             raise
-        return StoredMedia(path=target, sha256=sha256, size_bytes=self._size, created=created)
+        return StoredMedia(
+            uri=target.as_uri(), sha256=sha256, size_bytes=self._size, created=created
+        )
 
     def _rename(self, target: Path) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -322,6 +345,14 @@ class FilesystemUpload:
             with contextlib.suppress(OSError):
                 os.close(file)
         _unlink(self._path)
+
+
+def _remove(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _unlink(path: Path) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import av
 
 from contracts.errors import ErrorCode
 from ingest.failures import TooLargeError, UnsupportedMediaError
-from scribe_runtime.wav import wav_data_chunk
+from scribe_runtime.wav import wav_data_chunk_in
 
 CONTENT_TYPES: Final[dict[str, str]] = {
     "wav": "audio/wav",
@@ -75,24 +75,28 @@ def unsupported(message: str) -> UnsupportedMediaError:
 
 def probe_audio(path: Path, max_duration_seconds: float) -> AudioProbe:
     """Decode the file's first audio stream; raise `MediaRejectedError` if it is not usable."""
-    size = path.stat().st_size
+    with path.open("rb") as file:
+        return probe_file(file, path.stat().st_size, max_duration_seconds)
+
+
+def probe_file(file: BinaryIO, size: int, max_duration_seconds: float) -> AudioProbe:
+    """`probe_audio` of an open, seekable file of `size` bytes (local, or an object's ranges)."""
     if size == 0:
         raise unsupported("the file is empty")
-    with path.open("rb") as file:
-        try:
-            # A file object (not a path) and no protocols: a container that refers to other
-            # files or URLs (playlists, concat lists) cannot make FFmpeg open them.
-            container = av.open(file, mode="r", options={"protocol_whitelist": "none"})
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            # strerror, not str(exc): the latter names the server's temp path.
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise unsupported(f"the file is not a recognised audio format ({reason})") from None
-        with container:
-            return _probe_container(container, path, size, max_duration_seconds)
+    try:
+        # A file object (not a path) and no protocols: a container that refers to other
+        # files or URLs (playlists, concat lists) cannot make FFmpeg open them.
+        container = av.open(file, mode="r", options={"protocol_whitelist": "none"})
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        # strerror, not str(exc): the latter names the server's temp path.
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise unsupported(f"the file is not a recognised audio format ({reason})") from None
+    with container:
+        return _probe_container(container, file, size, max_duration_seconds)
 
 
 def _probe_container(
-    container: av.container.InputContainer, path: Path, size: int, max_duration: float
+    container: av.container.InputContainer, file: BinaryIO, size: int, max_duration: float
 ) -> AudioProbe:
     name = container.format.name
     if name not in CONTENT_TYPES:
@@ -136,7 +140,7 @@ def _probe_container(
         raise unsupported(f"{bad_packets} of {packets} audio packets cannot be decoded")
     duration = samples / sample_rate
 
-    declared = _declared_seconds(container, stream, path, name)
+    declared = _declared_seconds(container, stream, file, size, name)
     if declared is not None and duration + _TRUNCATION_SLACK_SECONDS < declared:
         raise unsupported(
             f"the file is truncated: its header declares {declared:.2f} s of audio, "
@@ -155,7 +159,8 @@ def _probe_container(
 def _declared_seconds(
     container: av.container.InputContainer,
     stream: av.AudioStream,
-    path: Path,
+    file: BinaryIO,
+    size: int,
     name: str,
 ) -> float | None:
     """The length the header promises, where the format makes it exact."""
@@ -164,16 +169,16 @@ def _declared_seconds(
             return float(stream.duration * stream.time_base)
         return None
     if name == "wav":
-        return _wav_declared_seconds(path, stream)
+        return _wav_declared_seconds(file, size, stream)
     return None
 
 
-def _wav_declared_seconds(path: Path, stream: av.AudioStream) -> float | None:
+def _wav_declared_seconds(file: BinaryIO, size: int, stream: av.AudioStream) -> float | None:
     """FFmpeg trusts a short WAV's file size over its header; the header is what was meant."""
     block_align = stream.codec_context.channels * (stream.codec_context.format.bytes or 0)
     if block_align <= 0:
         return None
-    data = wav_data_chunk(path)
+    data = wav_data_chunk_in(file, size)
     if data is None:
         return None
     frames = data[1] // block_align

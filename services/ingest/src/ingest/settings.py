@@ -139,6 +139,12 @@ class IngestSettings(BaseSettings):
             "(uploads that still come and find the disk full get 507 `insufficient_storage`)."
         ),
     )
+    presigned_upload_expires_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a `POST /v1/uploads` URL may be used to PUT the audio.",
+    )
     publish_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

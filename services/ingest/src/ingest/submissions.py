@@ -32,6 +32,7 @@ from ingest.multipart import FILE_FIELD, read_multipart
 from ingest.openapi import SUBMIT_BODY, SUBMIT_DESCRIPTION, SUBMIT_RESPONSES
 from ingest.options import InvalidOptionsError, RequestOptions, parse_options, validation_details
 from ingest.settings import IngestSettings
+from ingest.upload_targets import get_presigned
 from ingest.uploads import Accepted, Submission, UploadService
 
 router = APIRouter()
@@ -187,6 +188,8 @@ async def _submit_url(
         raise MalformedRequestError("the body nests too deeply") from None
     if not isinstance(raw, dict):
         raise MalformedRequestError("the body must be a JSON object")
+    if "upload_id" in raw:
+        return await _submit_upload_id(request, raw, uploads, settings, tenant, key, correlation)
     try:
         submission = UrlSubmission.model_validate(raw)
         options = parse_options(
@@ -210,6 +213,40 @@ def _body(request: Request, settings: IngestSettings) -> AsyncIterator[bytes]:
         grace_seconds=settings.upload_rate_grace_seconds,
     )
     return paced(request.stream(), pace)
+
+
+class UploadIdSubmission(RequestOptions):
+    """A JSON submission of a presigned upload (`POST /v1/uploads`), by its id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upload_id: uuid.UUID = Field(description="The `id` `POST /v1/uploads` answered.")
+
+
+async def _submit_upload_id(
+    request: Request,
+    raw: dict[str, Any],
+    uploads: UploadService,
+    settings: IngestSettings,
+    tenant: str,
+    key: str | None,
+    correlation: uuid.UUID,
+) -> Accepted:
+    presigned = get_presigned(request)
+    try:
+        submission = UploadIdSubmission.model_validate(raw)
+        options = parse_options(
+            {k: v for k, v in raw.items() if k != "upload_id"}, settings.allowed_models
+        )
+    except ValidationError as exc:
+        raise invalid_fields(validation_details(exc)) from None
+    except InvalidOptionsError as exc:
+        raise invalid_fields(exc.details) from None
+    probed = await presigned.inspect(tenant, submission.upload_id)
+    return await uploads.accept_object(
+        probed,
+        Submission(tenant=tenant, options=options, correlation_id=correlation, idempotency_key=key),
+    )
 
 
 async def _read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:

@@ -12,8 +12,8 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import structlog
@@ -40,8 +40,16 @@ from ingest.idempotency import (
 )
 from ingest.media import MediaStore, PendingUpload, StoredMedia
 from ingest.options import RequestOptions
-from ingest.probe import AudioProbe, probe_audio
+from ingest.probe import AudioProbe, probe_file
 from scribe_runtime.netguard import ForbiddenUrlError, ResolvedUrl
+from scribe_runtime.objectstore import (
+    FORBIDDEN_CODE,
+    MediaUrl,
+    S3AccessRefusedError,
+    S3Location,
+    check_tenant_access,
+)
+from scribe_runtime.settings import SharedSettings
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +78,55 @@ UrlGuard = Callable[[str], Awaitable[ResolvedUrl]]
 
 async def probe_in_thread(upload: PendingUpload, max_duration_seconds: float) -> AudioProbe:
     """The real prober: PyAV decodes off the event loop."""
-    return await asyncio.to_thread(probe_audio, upload.path, max_duration_seconds)
+    return await asyncio.to_thread(_probe_upload, upload, max_duration_seconds)
+
+
+def _probe_upload(upload: PendingUpload, max_duration_seconds: float) -> AudioProbe:
+    with upload.reader() as file:
+        return probe_file(file, upload.size_bytes, max_duration_seconds)
+
+
+SOURCE_FORBIDDEN: Final = FORBIDDEN_CODE
+
+
+@dataclass(frozen=True, slots=True)
+class S3Scope:
+    """Which `s3://` objects a tenant's submissions may name (see `scribe_runtime.objectstore`)."""
+
+    media: MediaUrl = field(default_factory=lambda: MediaUrl(root=None))
+    grants: Mapping[str, tuple[S3Location, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, shared: SharedSettings) -> S3Scope:
+        """The media store's tenant prefixes and `SCRIBE_S3_TENANT_PREFIXES`."""
+        return cls(media=shared.media(), grants=shared.s3_grants())
+
+    def check(self, uri: str, tenant: str) -> None:
+        """Refuse (`source_forbidden`) an object outside the tenant's prefixes; no request."""
+        try:
+            check_tenant_access(S3Location.parse(uri), tenant, media=self.media, grants=self.grants)
+        except S3AccessRefusedError as exc:
+            raise InvalidInputError(
+                SOURCE_FORBIDDEN,
+                f"audio_url is not allowed: {exc.reason}",
+                details=[{"loc": ["body", "audio_url"], "msg": exc.reason, "type": exc.code}],
+            ) from None
+        except ValueError as exc:
+            raise InvalidInputError(
+                INVALID_AUDIO_URL,
+                f"audio_url is not a usable s3:// URI: {exc}",
+                details=[{"loc": ["body", "audio_url"], "msg": str(exc), "type": "url"}],
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbedObject:
+    """An object already in the store (a presigned upload), probed where it lies."""
+
+    uri: str
+    size_bytes: int
+    etag: str
+    probe: AudioProbe
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +159,11 @@ class UploadService:
         publisher: UploadedPublisher,
         url_guard: UrlGuard,
         prober: Prober = probe_in_thread,
+        s3_scope: S3Scope | None = None,
         max_upload_bytes: int,
         max_duration_seconds: float,
     ) -> None:
+        self.s3_scope = s3_scope or S3Scope()
         self.media = media
         self.idempotency = idempotency
         self.publisher = publisher
@@ -179,7 +237,10 @@ class UploadService:
         _check_tenant(request.tenant)
         try:
             audio_uri = _URI.validate_python(url)
-            await self.url_guard(url)
+            if audio_uri.scheme == "s3":
+                self.s3_scope.check(url, request.tenant)
+            else:
+                await self.url_guard(url)
         except ForbiddenUrlError as exc:
             raise InvalidInputError(
                 INVALID_AUDIO_URL,
@@ -214,6 +275,39 @@ class UploadService:
             correlation_id=str(request.correlation_id),
             tenant_id=request.tenant,
             source="url",
+        )
+        return Accepted(job_id, request.correlation_id)
+
+    async def accept_object(self, probed: ProbedObject, request: Submission) -> Accepted:
+        """Announce a presigned upload once probed: the bytes never passed through ingest."""
+        _check_tenant(request.tenant)
+        self.s3_scope.check(probed.uri, request.tenant)
+        fingerprint = _fingerprint("object", f"{probed.uri}@{probed.etag}", request.options)
+        job_id, claim = await self._claim(request, fingerprint)
+        if claim is Claim.DONE:
+            log.info("upload_replayed", job_id=str(job_id))
+            return Accepted(job_id, request.correlation_id, replayed=True)
+        event = AudioUploadedV1(
+            event_id=_event_id(job_id, request),
+            job_id=job_id,
+            tenant_id=request.tenant,
+            correlation_id=request.correlation_id,
+            producer=PRODUCER,
+            audio_uri=_URI.validate_python(probed.uri),
+            size_bytes=probed.size_bytes,
+            content_type=probed.probe.content_type,
+            duration_seconds=probed.probe.duration_seconds,
+            options=request.options.to_contract(),
+        )
+        await self._publish(event, request, fingerprint, claim, None)
+        log.info(
+            "audio_accepted",
+            job_id=str(job_id),
+            correlation_id=str(request.correlation_id),
+            tenant_id=request.tenant,
+            source="presigned",
+            size_bytes=probed.size_bytes,
+            duration_seconds=probed.probe.duration_seconds,
         )
         return Accepted(job_id, request.correlation_id)
 

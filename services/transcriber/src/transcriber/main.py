@@ -34,7 +34,7 @@ from transcriber.admission import Admission
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
-from transcriber.sources import FileSource, HttpSource, UriSource
+from transcriber.sources import FileSource, HttpSource, S3Source, UriSource, guarded_resolver
 
 SERVICE = "scribe-transcriber"
 INFERENCE_STOP_SECONDS = 30.0
@@ -66,6 +66,13 @@ def build(
             connect_timeout_seconds=settings.http_connect_timeout_seconds,
             max_redirects=settings.http_max_redirects,
             attempts=settings.fetch_attempts,
+            download_dir=settings.download_dir,
+            resolver=guarded_resolver(shared),
+        ),
+        S3Source(
+            media=shared.media(),
+            grants=shared.s3_grants(),
+            max_bytes=settings.s3_max_bytes,
             download_dir=settings.download_dir,
         ),
     )

@@ -164,6 +164,11 @@ class TranscriberSettings(BaseSettings):
         gt=0,
         description="Largest `http(s)://` download; larger fails with `file_too_large`.",
     )
+    s3_max_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="Largest `s3://` object fetched; larger fails with `file_too_large`.",
+    )
     http_timeout_seconds: float = Field(
         default=300.0, gt=0, description="Total time allowed for one `http(s)://` download."
     )

@@ -6,6 +6,7 @@
   refused, and confinement is decided on the resolved path before the file's existence is
   looked at, so a path outside that area fails the same way (`source_forbidden`, one
   message) whether or not something is there.
+- `s3://` (see `S3Source`) only under the job's tenant's prefixes, streamed to a temp file.
 - `http(s)://` goes through `scribe_runtime.netguard`: every address the host resolves to
   must be public, the connection is made to one of those addresses (so DNS cannot change
   between check and use) with the Host header and TLS SNI/certificate check still naming
@@ -19,18 +20,34 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 import structlog
 
 from contracts.errors import ErrorCode
-from scribe_runtime.netguard import ForbiddenUrlError, ResolvedUrl, resolve_public_url
+from scribe_runtime.netguard import (
+    ForbiddenUrlError,
+    ResolvedUrl,
+    allowed_private_endpoints,
+    resolve_public_url,
+)
+from scribe_runtime.objectstore import (
+    MediaUrl,
+    S3AccessRefusedError,
+    S3Location,
+    check_tenant_access,
+    error_code,
+    is_not_found,
+    is_transient,
+    open_s3_client,
+)
 from scribe_runtime.retry import TransientError
+from scribe_runtime.settings import SharedSettings
 from transcriber.errors import JobFailure
 
 log = structlog.get_logger(__name__)
@@ -128,6 +145,16 @@ class FileSource:
 
 
 Resolver = Callable[[str], Awaitable[ResolvedUrl]]
+
+
+def guarded_resolver(shared: SharedSettings) -> Resolver:
+    """The SSRF guard, letting through only the configured store and allow-listed endpoints."""
+    allowed = allowed_private_endpoints(shared)
+
+    async def resolve(url: str) -> ResolvedUrl:
+        return await resolve_public_url(url, allowed=allowed)
+
+    return resolve
 
 
 class HttpSource:
@@ -284,12 +311,101 @@ def _too_large(size: int, limit: int) -> JobFailure:
     )
 
 
+class S3Source:
+    """`s3://` URIs, only under the tenant's prefixes; streamed to a temp file.
+
+    Bounded memory, not bounded disk: the object is copied to `download_dir` one chunk at a
+    time (PyAV then decodes the local file). The tenant check comes first and makes no
+    request: an event naming another tenant's prefix or an unconfigured bucket fails with
+    `source_forbidden`. A store that is away raises `TransientError` (the message waits
+    in the retry stages), never a failed job.
+    """
+
+    def __init__(
+        self,
+        *,
+        media: MediaUrl,
+        grants: Mapping[str, Sequence[S3Location]],
+        max_bytes: int,
+        download_dir: Path | None = None,
+        open_client: Callable[[], contextlib.AbstractAsyncContextManager[Any]] = open_s3_client,
+    ) -> None:
+        self._media = media
+        self._grants = grants
+        self._max_bytes = max_bytes
+        self._download_dir = download_dir
+        self._open_client = open_client
+
+    def location(self, uri: str, tenant: str | None) -> S3Location:
+        """The object, once the tenant may read it; `JobFailure` otherwise."""
+        try:
+            location = S3Location.parse(uri)
+        except ValueError as exc:
+            raise JobFailure(ErrorCode.SOURCE_UNREACHABLE, str(exc)) from None
+        if tenant is None:
+            raise JobFailure(ErrorCode.SOURCE_FORBIDDEN, "an s3:// job must name its tenant")
+        try:
+            check_tenant_access(location, tenant, media=self._media, grants=self._grants)
+        except S3AccessRefusedError as exc:
+            raise JobFailure(ErrorCode.SOURCE_FORBIDDEN, exc.reason) from None
+        return location
+
+    @contextlib.asynccontextmanager
+    async def fetch(self, uri: str, *, tenant_id: str) -> AsyncIterator[FetchedAudio]:
+        """Download to a temporary file, deleted when the context ends."""
+        location = self.location(uri, tenant_id)
+        path = await asyncio.to_thread(_temp_file, self._download_dir)
+        try:
+            try:
+                async with self._open_client() as client:
+                    size = await self._download(client, location, path)
+            except (JobFailure, TransientError):
+                raise
+            except Exception as exc:
+                if is_not_found(exc):
+                    raise JobFailure(
+                        ErrorCode.SOURCE_NOT_FOUND, f"no object at {location.uri}"
+                    ) from None
+                if is_transient(exc):
+                    raise TransientError(
+                        f"object store unavailable reading {location.uri}: {type(exc).__name__}"
+                    ) from None
+                raise JobFailure(
+                    ErrorCode.SOURCE_UNREACHABLE,
+                    f"cannot read {location.uri}: {error_code(exc) or type(exc).__name__}",
+                ) from None
+            log.info("audio_fetched", source="s3", size_bytes=size)
+            yield FetchedAudio(path=path, size_bytes=size)
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def _download(self, client: Any, location: S3Location, path: Path) -> int:
+        head = await client.head_object(Bucket=location.bucket, Key=location.key)
+        declared = int(head.get("ContentLength", 0))
+        if declared > self._max_bytes:
+            raise _too_large(declared, self._max_bytes)
+        # Pinned to the version HEAD saw: an object replaced mid-download is not mixed.
+        response = await client.get_object(
+            Bucket=location.bucket, Key=location.key, IfMatch=head["ETag"]
+        )
+        size = 0
+        with path.open("wb") as out:
+            async with response["Body"] as body:
+                while chunk := await body.read(_CHUNK):
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise _too_large(size, self._max_bytes)
+                    await asyncio.to_thread(out.write, chunk)
+        return size
+
+
 class UriSource:
     """Dispatches by scheme; any other scheme fails the job as unreachable."""
 
-    def __init__(self, files: FileSource, http: HttpSource) -> None:
+    def __init__(self, files: FileSource, http: HttpSource, s3: S3Source | None = None) -> None:
         self._files = files
         self._http = http
+        self._s3 = s3
 
     def fetch(
         self, uri: str, *, tenant_id: str
@@ -300,6 +416,8 @@ class UriSource:
             return self._files.fetch(uri, tenant_id=tenant_id)
         if scheme in ("http", "https"):
             return self._http.fetch(uri, tenant_id=tenant_id)
+        if scheme == "s3" and self._s3 is not None:
+            return self._s3.fetch(uri, tenant_id=tenant_id)
         return _Refused(
             JobFailure(
                 # The URI is not repeated: its user-info could hold credentials.
