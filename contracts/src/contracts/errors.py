@@ -25,6 +25,11 @@ class ErrorCode(StrEnum):
     bucket or prefix the job's tenant may not read."""
     MODEL_ERROR = "model_error"
     """The speech model failed on this input."""
+    MODEL_UNAVAILABLE = "model_unavailable"
+    """The job asks for a model no worker that received it serves; nothing was transcribed."""
+    UNSUPPORTED_OPTION = "unsupported_option"
+    """The job asks what its model cannot do (translate, or a language other than English,
+    on an English-only model); nothing was transcribed, never a silent downgrade."""
     DEAD_LETTERED = "dead_lettered"
     """The job's message was dead-lettered (crash loop, delivery limit, malformed)."""
     INTERNAL_ERROR = "internal_error"

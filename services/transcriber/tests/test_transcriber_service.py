@@ -25,6 +25,7 @@ from services.transcriber.tests.fakes import (
     upload,
 )
 from transcriber.admission import Admission
+from transcriber.engine import EngineRequest
 from transcriber.errors import JobCancelled, JobFailure
 from transcriber.service import JobPolicy, Transcriber
 
@@ -194,3 +195,69 @@ async def test_cancel_in_flight_hands_the_job_back_without_an_outcome() -> None:
         await asyncio.wait_for(job, 10)
     assert (busy_before, service.busy) == (True, False)
     assert [type(e) for e in events.events] == [TranscriptionStartedV1]
+
+
+async def test_every_option_a_job_asks_for_reaches_the_engine() -> None:
+    service, engine, _, _ = make()
+    job = upload(
+        language="de",
+        task="translate",
+        initial_prompt="Zyntherix, Siobhan Quaglieri",
+        hotwords="Zyntherix",
+        temperature=0.2,
+        beam_size=3,
+        vad_filter=True,
+        model="base",
+    )
+
+    await service.transcribe(job, attempt=1)
+
+    [request] = engine.requests
+    assert (request.language, request.task, request.model) == ("de", "translate", "base")
+    assert request.initial_prompt == "Zyntherix, Siobhan Quaglieri"
+    assert request.hotwords == "Zyntherix"
+    assert (request.temperature, request.beam_size, request.vad_filter) == (0.2, 3, True)
+
+
+class PoolEngine(FakeEngine):
+    """Serves `tiny.en` only, and says so before any work (like FasterWhisperEngine.check)."""
+
+    def check(self, request: EngineRequest) -> str:
+        if request.model not in (None, "tiny.en"):
+            raise JobFailure(ErrorCode.MODEL_UNAVAILABLE, f"{request.model!r} is not served")
+        if request.task == "translate":
+            raise JobFailure(ErrorCode.UNSUPPORTED_OPTION, "tiny.en cannot translate")
+        return "tiny.en"
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"model": "large-v3"}, ErrorCode.MODEL_UNAVAILABLE),
+        ({"task": "translate"}, ErrorCode.UNSUPPORTED_OPTION),
+    ],
+)
+async def test_a_job_its_worker_cannot_honour_fails_before_any_work(
+    options: dict[str, str], code: ErrorCode
+) -> None:
+    engine = PoolEngine()
+    service, _, source, events = make(engine)
+
+    outcome = await service.transcribe(upload(**options), attempt=1)
+
+    assert isinstance(outcome, TranscriptionFailedV1)
+    assert (outcome.code, outcome.retryable) == (code, False)
+    assert engine.requests == []  # no inference
+    assert source.fetched == []  # not even fetched
+    assert [type(e) for e in events.events] == [TranscriptionFailedV1]  # no `started`
+
+
+async def test_the_model_that_served_the_job_is_the_one_events_name() -> None:
+    service, _, _, events = make(PoolEngine())
+
+    outcome = await service.transcribe(upload(), attempt=1)
+
+    assert isinstance(events.events[0], TranscriptionStartedV1)
+    assert events.events[0].model == "tiny.en"
+    assert isinstance(outcome, TranscriptCompletedV1)
+    assert outcome.model == "tiny.en"

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import structlog
 
@@ -81,6 +81,15 @@ class EngineResult:
 
 OnSegment = Callable[[Segment, float, float], None]
 """Called from the engine's thread per finished segment: segment, seconds done, duration."""
+
+
+@runtime_checkable
+class ModelChooser(Protocol):
+    """An engine that serves several models and says, without I/O, which one a request gets."""
+
+    def check(self, request: EngineRequest) -> str:
+        """The model name that will serve `request`; `JobFailure` when none can."""
+        ...
 
 
 class SpeechEngine(Protocol):
@@ -187,19 +196,19 @@ class FasterWhisperEngine:
             name = next((n for n in self._specs if self._multilingual(n)), name)
         if name not in self._specs:
             raise JobFailure(
-                ErrorCode.MODEL_ERROR,
+                ErrorCode.MODEL_UNAVAILABLE,
                 f"model {name!r} is not served by this worker (it serves {', '.join(self._specs)})",
             )
         english_only = not self._multilingual(name)
         if english_only and request.task == "translate":
             raise JobFailure(
-                ErrorCode.MODEL_ERROR,
+                ErrorCode.UNSUPPORTED_OPTION,
                 f"model {name!r} is English-only and cannot translate; ask for a "
                 "multilingual model",
             )
         if english_only and request.language not in (None, "en"):
             raise JobFailure(
-                ErrorCode.MODEL_ERROR,
+                ErrorCode.UNSUPPORTED_OPTION,
                 f"model {name!r} is English-only; language {request.language!r} needs a "
                 "multilingual model",
             )

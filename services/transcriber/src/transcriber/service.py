@@ -38,7 +38,7 @@ from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
 from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
-from transcriber.engine import EngineRequest, EngineResult, SpeechEngine
+from transcriber.engine import EngineRequest, EngineResult, ModelChooser, SpeechEngine
 from transcriber.errors import CancelledByRequest, JobCancelled, JobFailure
 from transcriber.progress import ProgressThrottle
 from transcriber.sources import AudioSource
@@ -247,8 +247,23 @@ class Transcriber:
         while it runs.
         """
         started_at = self._clock()
+        request = self._engine_request(event)
+        try:
+            model = self._served_model(request)
+        except JobFailure as refused:
+            # Refused before any work: no `started`, no inference, never a silent downgrade.
+            failed = TranscriptionFailedV1(
+                **self._envelope(event),
+                event_id=outcome_event_id(event, f"failed:{refused.code}"),
+                code=refused.code,
+                message=refused.message[:_MAX_MESSAGE],
+                retryable=False,
+                attempts=attempt,
+            )
+            await self._publish(failed)
+            self._log_outcome(failed, self._clock() - started_at)
+            return failed
         background: list[asyncio.Task[None]] = []
-        model = self._engine.model_name
         background.append(
             asyncio.create_task(
                 self._best_effort(
@@ -258,8 +273,6 @@ class Transcriber:
                 )
             )
         )
-        if event.options.model and event.options.model != model:
-            log.warning("requested_model_unavailable", requested=event.options.model, model=model)
         cancel = threading.Event()
         self._cancels.add(cancel)
         self._idle.clear()
@@ -267,7 +280,7 @@ class Transcriber:
         try:
             outcome: Event
             try:
-                result = await self._run(event, cancel, background)
+                result = await self._run(event, request, cancel, background)
             except JobFailure as failure:
                 outcome = TranscriptionFailedV1(
                     **self._envelope(event),
@@ -311,11 +324,12 @@ class Transcriber:
                     language=result.language,
                     language_probability=result.language_probability,
                     duration_seconds=result.duration_seconds,
-                    model=model,
+                    model=result.model_name or model,
                     text=result.text,
                     segments=result.segments,
                     processing_seconds=round(self._clock() - started_at, 3),
                     attempt=attempt,
+                    empty_reason=result.empty_reason,
                 )
         finally:
             self._cancels.discard(cancel)
@@ -327,16 +341,34 @@ class Transcriber:
         self._log_outcome(outcome, self._clock() - started_at)
         return outcome
 
+    def _engine_request(self, event: AudioUploadedV1) -> EngineRequest:
+        """Every option the job asks for, carried to the engine (none ignored)."""
+        options = event.options
+        return EngineRequest(
+            language=options.language,
+            word_timestamps=options.word_timestamps or self._policy.word_timestamps,
+            task=options.task or "transcribe",
+            initial_prompt=options.initial_prompt,
+            hotwords=options.hotwords,
+            temperature=options.temperature,
+            beam_size=options.beam_size,
+            vad_filter=options.vad_filter,
+            model=options.model,
+        )
+
+    def _served_model(self, request: EngineRequest) -> str:
+        """The model that will serve `request` (`JobFailure` when none of this worker's can)."""
+        if isinstance(self._engine, ModelChooser):
+            return self._engine.check(request)
+        return self._engine.model_name
+
     async def _run(
         self,
         event: AudioUploadedV1,
+        request: EngineRequest,
         cancel: threading.Event,
         background: list[asyncio.Task[None]],
     ) -> EngineResult:
-        request = EngineRequest(
-            language=event.options.language,
-            word_timestamps=event.options.word_timestamps or self._policy.word_timestamps,
-        )
         throttle = ProgressThrottle(
             min_fraction=self._policy.progress_min_fraction,
             min_interval_seconds=self._policy.progress_min_interval_seconds,
