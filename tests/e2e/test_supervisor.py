@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 
+from contracts import routing
+from contracts.transcription import TranscriptCompletedV1
+from ingest.auth import DEV_API_KEY
+from scribe_runtime.topology import EVENTS_EXCHANGE
 from tests.e2e.test_cli import cli_env
 from tests.speech import SCRIPTS, synthesize
 from tests.support.stack import BIN
+from tests.support.workers import long_speech
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -145,6 +153,99 @@ def test_a_killed_service_is_restarted_and_killing_scribe_up_leaves_no_orphan(
             up.wait(60)
         for pid in family & set(_processes()):
             os.kill(pid, signal.SIGKILL)
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _busiest(pids: list[int]) -> int:
+    """The process that used the most CPU over the next second: the one transcribing."""
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    time.sleep(1.0)
+    return max(pids, key=lambda pid: _cpu_ticks(pid) - before[pid])
+
+
+async def _completions_queue(amqp_url: str, name: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(EVENTS_EXCHANGE.name, routing.TRANSCRIPT_COMPLETED_V1)
+
+
+async def _drain(amqp_url: str, name: str) -> list[TranscriptCompletedV1]:
+    connection = await aio_pika.connect(amqp_url)
+    heard: list[TranscriptCompletedV1] = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, durable=True, passive=True)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            heard.append(TranscriptCompletedV1.model_validate_json(message.body))
+    return heard
+
+
+def test_killing_the_busy_transcriber_under_scribe_up_completes_its_job_exactly_once(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = {**cli_env(amqp_url, database_url, tmp_path), "SCRIBE_UP_RESTART_INITIAL_SECONDS": "0.5"}
+    api = env["SCRIBE_API_URL"]
+    headers = {"Authorization": f"Bearer {DEV_API_KEY}"}
+    log_path = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "scribe"), "up", "--transcribers", "2"],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(
+            lambda: up.poll() is not None or _answers(f"{api}/readyz"), 240, "readiness", log_path
+        )
+        assert up.poll() is None, log_path.read_text()
+        downstream = f"test.completions.{uuid.uuid4().hex[:8]}"
+        asyncio.run(_completions_queue(amqp_url, downstream))
+        with long_speech().open("rb") as audio:
+            accepted = httpx.post(
+                f"{api}/v1/transcriptions",
+                headers=headers,
+                files={"file": ("long.wav", audio, "audio/wav")},
+                timeout=60,
+            )
+        assert accepted.status_code == 202, accepted.text
+        job = accepted.json()["id"]
+
+        def status() -> dict[str, object]:
+            answer = httpx.get(f"{api}/v1/transcriptions/{job}", headers=headers, timeout=5)
+            body: dict[str, object] = answer.json()
+            return body
+
+        _wait_for(lambda: status()["status"] == "processing", 120, "the job to start", log_path)
+        transcribers = _children(up.pid, "scribe-transcriber")
+        assert len(transcribers) == 2, transcribers
+        busy = _busiest(transcribers)
+        os.kill(busy, signal.SIGKILL)
+
+        deadline = time.monotonic() + 300
+        while status()["status"] != "completed":
+            assert up.poll() is None, log_path.read_text()
+            assert _healthy(api), "the API stopped answering after the busy worker died"
+            assert status()["status"] != "failed", status()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        restarted = _children(up.pid, "scribe-transcriber")
+        assert busy not in restarted
+        assert len(restarted) == 2, restarted
+        time.sleep(3)  # a quiet period: a second completion would have arrived by now
+        heard = [e for e in asyncio.run(_drain(amqp_url, downstream)) if str(e.job_id) == job]
+        print(f"completions heard downstream for the job: {len(heard)}")
+        assert len(heard) == 1, heard
+        assert heard[0].attempt == 2  # redelivered to the other worker after the kill
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(60)
 
 
 def test_sigterm_to_scribe_up_stops_every_child_and_exits_zero(
