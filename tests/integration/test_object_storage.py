@@ -7,11 +7,13 @@ in a bucket of its own.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contracts.errors import ErrorCode
+from indexer.media import LocalMediaEraser, StoreMediaEraser, UnerasableMediaError
 from ingest.failures import UnavailableError
 from ingest.object_media import S3MediaStore
 from ingest.uploads import probe_in_thread
@@ -205,3 +207,27 @@ async def test_a_private_address_passes_the_guard_only_as_the_configured_store(
     for url in (store, "http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data"):
         with pytest.raises(ForbiddenUrlError, match="non-public"):
             await resolve_public_url(url, allowed=frozenset() if url == store else allowed)
+
+
+async def test_deleting_a_job_erases_its_object_and_keeps_a_producers(
+    s3_env: SeaweedServer, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with s3_env.client() as s3:
+        s3.put_object(Bucket=s3_bucket, Key="media/acme/ab/abc", Body=b"x")
+        s3.put_object(Bucket=s3_bucket, Key="producer/acme/talk.wav", Body=b"x")
+    eraser = StoreMediaEraser(LocalMediaEraser(tmp_path), S3Location(s3_bucket, "media"))
+
+    await eraser.delete_media(f"s3://{s3_bucket}/media/acme/ab/abc")
+    await eraser.delete_media(f"s3://{s3_bucket}/media/acme/ab/abc")  # idempotent
+    await eraser.delete_media(f"s3://{s3_bucket}/producer/acme/talk.wav")  # not ours: kept
+
+    assert _keys(s3_env, s3_bucket) == ["producer/acme/talk.wav"]
+    with pytest.raises(UnerasableMediaError):
+        await StoreMediaEraser(LocalMediaEraser(tmp_path), None).delete_media(
+            f"s3://{s3_bucket}/media/acme/ab/abc"
+        )
+    from tests.support.ports import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(TransientError):  # the store away: the request is retried
+        await eraser.delete_media(f"s3://{s3_bucket}/media/acme/cd/cde")

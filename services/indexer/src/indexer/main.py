@@ -22,7 +22,7 @@ from contracts.webhooks import WEBHOOK_EVENT_CLASSES
 from indexer.dead_letters import PUBLISHES, DeadLetterWatcher
 from indexer.handlers import PUBLISHES as ANNOUNCES
 from indexer.handlers import JobEventIndexer, RetryPolicy
-from indexer.media import LocalMediaEraser
+from indexer.media import LocalMediaEraser, StoreMediaEraser
 from indexer.migrate import prepare_database
 from indexer.retention import Publish, RetentionSweep
 from indexer.settings import IndexerSettings
@@ -92,6 +92,7 @@ def build_indexer(
     """
     broker = make_broker(amqp_url, service=SERVICE, prefetch=settings.prefetch)
     producer = producer_name(SERVICE)
+    shared = SharedSettings()
     events = EventPublisher(broker, (*ANNOUNCES, TranscriptionDeleteRequestedV1))
 
     async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
@@ -103,7 +104,9 @@ def build_indexer(
         dead_letter_here,
         RetryPolicy(attempts=settings.retry_attempts),
         publish=events.publish,
-        media=LocalMediaEraser(media_root or SharedSettings().media_root),
+        media=StoreMediaEraser(
+            LocalMediaEraser(media_root or shared.media_root), shared.media().s3
+        ),
     )
     subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
 

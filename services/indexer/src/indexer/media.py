@@ -4,9 +4,11 @@ Ingest stores uploads as `file://` URIs under the media root; the indexer, which
 deletions, erases them here. Erasing is idempotent (a missing file is already erased) and
 an unreachable store is a `TransientError`, so the delete request goes through the retry
 stages and is applied once the store is back. An `http(s)://` URI is someone else's
-audio: nothing of it is stored. A scheme no adapter here erases (`s3://` until the object
-store's adapter joins this port) is refused with `UnerasableMediaError`, and the request
-is dead-lettered rather than reported done.
+audio: nothing of it is stored. `s3://` objects are erased when they lie in the configured
+object store's prefix (`SCRIBE_MEDIA_URL`), kept when they are an external producer's
+(another bucket or prefix, like a file outside the media root). An `s3://` URI while no
+object store is configured, or a scheme no adapter here erases, is refused with
+`UnerasableMediaError`, and the request is dead-lettered rather than reported done.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
+from scribe_runtime.objectstore import S3Location, delete_object, is_transient, open_s3_client
 from scribe_runtime.retry import TransientError
 
 log = structlog.get_logger(__name__)
@@ -68,4 +71,34 @@ class LocalMediaEraser:
         except OSError as exc:
             if exc.errno in _STORAGE_DOWN:
                 raise TransientError(f"media store unavailable erasing {path}: {exc}") from exc
+            raise
+
+
+class StoreMediaEraser:
+    """`s3://` media in the configured object store; every other URI to `local`."""
+
+    def __init__(self, local: MediaEraser, store: S3Location | None) -> None:
+        self._local = local
+        self._store = store
+
+    async def delete_media(self, uri: str) -> None:
+        if urlsplit(uri).scheme.lower() != "s3":
+            await self._local.delete_media(uri)
+            return
+        if self._store is None:
+            raise UnerasableMediaError("s3:// media, but no object store is configured")
+        try:
+            location = S3Location.parse(uri)
+        except ValueError as exc:
+            raise UnerasableMediaError(str(exc)) from None
+        if not self._store.contains(location):
+            # Not the store's: an external producer's object, which deleting a job keeps.
+            log.warning("media_outside_media_store_kept", uri=uri)
+            return
+        try:
+            async with open_s3_client() as client:
+                await delete_object(client, location)
+        except Exception as exc:
+            if is_transient(exc):
+                raise TransientError(f"object store unavailable erasing {uri}: {exc!r}") from exc
             raise
