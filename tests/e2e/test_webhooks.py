@@ -106,7 +106,7 @@ def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
     env = {
         "SCRIBE_WEBHOOKS_ALLOWED_HOSTS": "127.0.0.1",
         "SCRIBE_INGEST_API_KEYS": json.dumps(keyring()),
-        "SCRIBE_INDEXER_TENANTS": ",".join(KEYS),
+        "SCRIBE_TENANTS": ",".join(KEYS),
     }
     with running_stack(
         amqp_url,
@@ -125,7 +125,7 @@ def _publish_missing_file_job(stack: Stack) -> str:
         job_id=job_id,
         tenant_id="acme",
         producer="e2e-test/1",
-        audio_uri=(stack.media_root / "gone.wav").as_uri(),  # type: ignore[arg-type]
+        audio_uri=(stack.media_root / "acme" / "gone.wav").as_uri(),  # type: ignore[arg-type]
         sha256="0" * 64,
         size_bytes=10,
         content_type="audio/wav",

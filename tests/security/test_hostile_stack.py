@@ -251,7 +251,7 @@ def test_a_hostile_tenant_cannot_stall_crash_or_read_the_logs(
     env |= {
         "SCRIBE_LOG_FORMAT": log_format,
         "SCRIBE_INGEST_API_KEYS": json.dumps(keyring),
-        "SCRIBE_INDEXER_TENANTS": "acme,globex",
+        "SCRIBE_TENANTS": "acme,globex",
         "SCRIBE_INGEST_CURSOR_SECRET": CURSOR_SECRET,
         "SCRIBE_INGEST_MAX_CONCURRENT_UPLOADS_PER_TENANT": str(2 * N),
         "SCRIBE_INGEST_UPLOAD_IDLE_TIMEOUT_SECONDS": "2",
