@@ -7,8 +7,6 @@ at the next segment, then take the next job. The real model on real speech.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,62 +18,19 @@ from contracts.transcription import (
     TranscriptionStartedV1,
 )
 from scribe_runtime.cancellations import FilesystemCancelMarks
-from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import declare_topology
 from tests.speech import SCRIPTS, synthesize
 from tests.support.workers import (
-    UPLOAD_TENANT,
     EventTap,
     WorkerProcess,
     long_speech,
+    publish,
+    put,
     queue_counts,
     upload,
     wait_for_consumers,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def media(tmp_path: Path) -> Path:
-    root = tmp_path / "media"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
-async def tap(amqp_url: str) -> AsyncIterator[EventTap]:
-    await declare_topology(amqp_url)
-    tap = EventTap(amqp_url)
-    await tap.start()
-    try:
-        yield tap
-    finally:
-        await tap.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
-async def publish(amqp_url: str, *events: object) -> None:
-    broker = make_broker(amqp_url, service="test")
-    async with broker:
-        await broker.start()
-        for event in events:
-            await publish_event(broker, event)  # type: ignore[arg-type]
-
-
-def put(media: Path, source: Path, name: str) -> Path:
-    # Under the tenant's own directory: a worker reads no other part of the media root.
-    target = media / UPLOAD_TENANT / name
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
 
 
 async def test_a_worker_never_starts_a_job_cancelled_while_queued_and_stops_a_running_one(

@@ -7,9 +7,7 @@ hands it to another worker, and exactly one `transcript.completed.v1` reaches do
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +17,13 @@ from contracts.transcription import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
-from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import declare_topology
 from tests.speech import SCRIPTS, synthesize
 from tests.support.workers import (
     EventTap,
     WorkerProcess,
     long_speech,
+    publish,
+    put,
     queue_counts,
     upload,
     wait_for_consumers,
@@ -34,54 +32,12 @@ from tests.support.workers import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def media(tmp_path: Path) -> Path:
-    root = tmp_path / "media"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
-async def tap(amqp_url: str) -> AsyncIterator[EventTap]:
-    await declare_topology(amqp_url)
-    tap = EventTap(amqp_url)
-    await tap.start()
-    try:
-        yield tap
-    finally:
-        await tap.close()
-
-
-@pytest.fixture
-def workers(amqp_url: str, media: Path, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
 def spawn(
     workers: list[WorkerProcess], amqp_url: str, media: Path, log_dir: Path, **env: str
 ) -> WorkerProcess:
     worker = WorkerProcess(f"worker-{len(workers) + 1}", amqp_url, media, log_dir, **env)
     workers.append(worker)
     return worker
-
-
-async def publish(amqp_url: str, *events: object) -> None:
-    broker = make_broker(amqp_url, service="test")
-    async with broker:
-        await broker.start()
-        for event in events:
-            await publish_event(broker, event)  # type: ignore[arg-type]
-
-
-def put(media: Path, source: Path, name: str) -> Path:
-    """Store `source` where the jobs' tenant (`acme`) may read it."""
-    target = media / "acme" / name
-    target.parent.mkdir(exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
 
 
 async def test_two_worker_processes_share_six_jobs(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import wave
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import routing
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from contracts.envelope import Event
+from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import TRANSCRIBER_QUEUE
 from tests.speech import CACHE, SCRIPTS, synthesize
 from tests.support.stack import TRANSCRIBER, start_process, stop_processes
@@ -164,3 +166,20 @@ class WorkerProcess:
 
     def stop(self) -> None:
         stop_processes([self.process], timeout=30)
+
+
+async def publish(amqp_url: str, *events: Event) -> None:
+    """Publish `events` to `scribe.events`, confirmed, as an external producer would."""
+    broker = make_broker(amqp_url, service="test")
+    async with broker:
+        await broker.start()
+        for event in events:
+            await publish_event(broker, event)
+
+
+def put(media: Path, source: Path, name: str) -> Path:
+    """Store `source` where the jobs' tenant may read it: a worker reads no other part."""
+    target = media / UPLOAD_TENANT / name
+    target.parent.mkdir(exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
