@@ -124,17 +124,7 @@ class PostgresProjectionStore:
         async with self._pool.acquire() as conn, conn.transaction():
             if isinstance(event, TranscriptionDeleteRequestedV1):
                 return await self._delete(conn, event)
-            recorded = await conn.fetchval(
-                "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, "
-                "occurred_at) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING true",
-                event.event_id,
-                event.tenant_id,
-                event.job_id,
-                event.message_type,
-                event.occurred_at,
-            )
-            if not recorded:
+            if not await record_event(conn, event):
                 return await self._duplicate(conn, event)
             # Events of one job may be applied by several consumers at once; the row is
             # read, merged and written back under this lock so no merge is lost.
@@ -178,7 +168,7 @@ class PostgresProjectionStore:
         after = apply_event(before, cancelled)
         await conn.execute(_UPSERT_JOB, *after.values())
         # The announcement comes back through this indexer's own queue: already applied.
-        await _record(conn, cancelled)
+        await record_event(conn, cancelled)
         return Applied(duplicate=False, status=after.status, announce=cancelled)
 
     async def _duplicate(self, conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> Applied:
@@ -260,16 +250,22 @@ class PostgresProjectionStore:
         )
 
 
-async def _record(conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> None:
-    await conn.execute(
+async def record_event(conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> bool:
+    """Write the event's tracking record in the caller's transaction; False if it was there.
+
+    The one exactly-once mechanism of every projection: the record commits with the
+    projection's writes, or neither does.
+    """
+    recorded: bool | None = await conn.fetchval(
         "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, occurred_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
         event.event_id,
         event.tenant_id,
         event.job_id,
         event.message_type,
         event.occurred_at,
     )
+    return bool(recorded)
 
 
 async def _tombstone(

@@ -22,7 +22,7 @@ from contracts.webhooks import (
     WebhookEndpointRegisteredV1,
     WebhookEndpointSecretRotatedV1,
 )
-from indexer.store import Applied
+from indexer.store import Applied, record_event
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -39,17 +39,7 @@ class PostgresWebhookStore:
 
     async def apply(self, event: Event) -> Applied:
         async with self._pool.acquire() as conn, conn.transaction():
-            recorded = await conn.fetchval(
-                "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, "
-                "occurred_at) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING true",
-                event.event_id,
-                event.tenant_id,
-                event.job_id,
-                event.message_type,
-                event.occurred_at,
-            )
-            if not recorded:
+            if not await record_event(conn, event):
                 return Applied(duplicate=True)
             await _project(conn, event)
             return Applied(duplicate=False)
