@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from contracts.audio import AudioUploadedV1
 from contracts.envelope import Event
@@ -84,20 +86,26 @@ class Harness:
         return await self.client.post("/v1/transcriptions", files=parts, headers=headers or {})
 
 
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    media_root = tmp_path / "media"
-    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
-    publisher = FakePublisher()
+@asynccontextmanager
+async def fake_app(
+    settings: IngestSettings,
+    media_root: Path,
+    publisher: FakePublisher,
+    *,
+    media: FilesystemMediaStore | None = None,
+) -> AsyncIterator[FastAPI]:
+    """The real app over filesystem stores under `media_root` and a fake publisher.
+
+    Its reader pool connects on first use only: tests that never read need no database.
+    """
     idempotency = FilesystemIdempotencyStore(media_root)
-    # The pool connects on first use only, and these tests never read.
     async with open_reader_pool(settings) as reader_pool:
-        app = build_app(
+        yield build_app(
             wire(
                 settings,
                 keyring=ApiKeyring.load({}, None),
                 reader_pool=reader_pool,
-                media=FilesystemMediaStore(media_root),
+                media=media or FilesystemMediaStore(media_root),
                 idempotency=idempotency,
                 publisher=publisher,
                 url_guard=guard,
@@ -105,6 +113,14 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
                 keys=idempotency,
             )
         )
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    media_root = tmp_path / "media"
+    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
+    publisher = FakePublisher()
+    async with fake_app(settings, media_root, publisher) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://ingest", headers=DEV_AUTH

@@ -22,14 +22,10 @@ import pytest
 import srt
 import webvtt
 
-from ingest.app import build_app
-from ingest.auth import DEV_API_KEY, ApiKeyring
-from ingest.container import wire
+from ingest.auth import DEV_API_KEY
 from ingest.deps import get_queries
-from ingest.idempotency import FilesystemIdempotencyStore
 from ingest.links import job_links
-from ingest.media import FilesystemMediaStore
-from ingest.queries import TranscriptLookup, open_reader_pool
+from ingest.queries import TranscriptLookup
 from ingest.read_models import (
     AudioInfo,
     JobError,
@@ -39,9 +35,8 @@ from ingest.read_models import (
     WordOut,
 )
 from ingest.settings import IngestSettings
-from scribe_runtime.cancellations import FilesystemCancelMarks
 from services.ingest.tests import samples
-from services.ingest.tests.test_api import FakePublisher, guard
+from services.ingest.tests.test_api import FakePublisher, fake_app
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
 
@@ -145,21 +140,7 @@ async def _harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
     settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0, **given)
     publisher = FakePublisher()
     reader = FakeReader(publisher)
-    idempotency = FilesystemIdempotencyStore(media_root)
-    async with open_reader_pool(settings) as reader_pool:  # never used: the reader is faked
-        app = build_app(
-            wire(
-                settings,
-                keyring=ApiKeyring.load({}, None),
-                reader_pool=reader_pool,
-                media=FilesystemMediaStore(media_root),
-                idempotency=idempotency,
-                publisher=publisher,
-                url_guard=guard,
-                marks=FilesystemCancelMarks(media_root),
-                keys=idempotency,
-            )
-        )
+    async with fake_app(settings, media_root, publisher) as app:
         app.dependency_overrides[get_queries] = lambda: reader
         async with (
             httpx.AsyncClient(

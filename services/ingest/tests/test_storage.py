@@ -13,16 +13,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from ingest.app import build_app
-from ingest.auth import ApiKeyring
-from ingest.container import wire
-from ingest.idempotency import FilesystemIdempotencyStore
 from ingest.media import FilesystemMediaStore, FilesystemUpload
-from ingest.queries import open_reader_pool
 from ingest.settings import IngestSettings
-from scribe_runtime.cancellations import FilesystemCancelMarks
 from services.ingest.tests import samples
-from services.ingest.tests.test_api import DEV_AUTH, FakePublisher, guard
+from services.ingest.tests.test_api import DEV_AUTH, FakePublisher, fake_app
 
 
 class FillingUpload(FilesystemUpload):
@@ -46,21 +40,7 @@ async def app_client(
     media: FilesystemMediaStore, media_root: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = IngestSettings(max_upload_bytes=10_000_000, max_duration_seconds=60.0)
-    idempotency = FilesystemIdempotencyStore(media_root)
-    async with open_reader_pool(settings) as reader_pool:
-        app = build_app(
-            wire(
-                settings,
-                keyring=ApiKeyring.load({}, None),
-                reader_pool=reader_pool,
-                media=media,
-                idempotency=idempotency,
-                publisher=FakePublisher(),
-                url_guard=guard,
-                marks=FilesystemCancelMarks(media_root),
-                keys=idempotency,
-            )
-        )
+    async with fake_app(settings, media_root, FakePublisher(), media=media) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://ingest", headers=DEV_AUTH
