@@ -23,12 +23,13 @@ from contracts import (
     UnsupportedEventVersionError,
     decode_event,
 )
+from contracts.chunks import CHUNK_EVENT_CLASSES, ChunkSpec, TranscriptionChunkedV1
 from contracts.envelope import MAX_CLOCK_SKEW
 from contracts.examples import EXAMPLES
 from contracts.export import SCHEMA_DIR, render_schemas
 
 
-@pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda c: c.routing_key())
+@pytest.mark.parametrize("cls", EVENT_CLASSES + CHUNK_EVENT_CLASSES, ids=lambda c: c.routing_key())
 def test_every_event_round_trips_through_json(cls: type[Event]) -> None:
     event = EXAMPLES[cls]
     wire = event.model_dump_json().encode()
@@ -37,7 +38,7 @@ def test_every_event_round_trips_through_json(cls: type[Event]) -> None:
     assert type(decode_event(wire)) is cls
 
 
-@pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda c: c.routing_key())
+@pytest.mark.parametrize("cls", EVENT_CLASSES + CHUNK_EVENT_CLASSES, ids=lambda c: c.routing_key())
 def test_exported_schema_is_current(cls: type[Event]) -> None:
     name = f"{cls.routing_key()}.json"
     exported = SCHEMA_DIR / name
@@ -213,3 +214,16 @@ def test_producers_cannot_build_a_poison_event() -> None:
 def test_valid_events_near_the_limits_are_accepted(body: dict[str, Any]) -> None:
     event = decode_event(json.dumps(body).encode(), TranscriptCompletedV1.routing_key())
     assert isinstance(event, TranscriptCompletedV1)
+
+
+def test_a_chunk_plan_must_tile_the_audio() -> None:
+    plan = EXAMPLES[TranscriptionChunkedV1]
+    assert isinstance(plan, TranscriptionChunkedV1)
+    first, second = plan.chunks
+    gap = second.model_copy(update={"core_start": first.core_end + 1.0})
+    with pytest.raises(ValidationError, match="core starts at"):
+        TranscriptionChunkedV1.model_validate(
+            plan.model_dump() | {"chunks": [first.model_dump(), gap.model_dump()]}
+        )
+    with pytest.raises(ValidationError, match="core_start <= core_end"):
+        ChunkSpec.model_validate(first.model_dump() | {"core_end": first.end + 1.0})

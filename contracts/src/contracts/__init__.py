@@ -1,6 +1,12 @@
 """Scribe's event contracts: versioned Pydantic models shared by every service."""
 
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
+from contracts.chunks import (
+    ChunkSpec,
+    TranscriptionChunkedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkTranscribedV1,
+)
 from contracts.envelope import Event, utc_now
 from contracts.errors import (
     ContractError,
@@ -39,6 +45,7 @@ __all__ = [
     "EVENT_CLASSES",
     "EXCHANGE",
     "AudioUploadedV1",
+    "ChunkSpec",
     "ContractError",
     "DeletionReason",
     "ErrorCode",
@@ -49,6 +56,9 @@ __all__ = [
     "TranscriptCompletedV1",
     "TranscriptionCancelRequestedV1",
     "TranscriptionCancelledV1",
+    "TranscriptionChunkRequestedV1",
+    "TranscriptionChunkTranscribedV1",
+    "TranscriptionChunkedV1",
     "TranscriptionDeleteRequestedV1",
     "TranscriptionDeletedV1",
     "TranscriptionFailedV1",

@@ -7,6 +7,12 @@ from typing import Final
 from uuid import UUID
 
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
+from contracts.chunks import (
+    ChunkSpec,
+    TranscriptionChunkedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkTranscribedV1,
+)
 from contracts.envelope import Event
 from contracts.errors import ErrorCode
 from contracts.lifecycle import (
@@ -39,6 +45,23 @@ _ENDPOINT = UUID("7d3c2b1a-0f9e-4d8c-b7a6-958473625140")
 _DELIVERY = UUID("2a1b0c9d-8e7f-5a6b-9c8d-7e6f5a4b3c2d")
 _SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105  (an example, published)
 _SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+_CHUNK_0 = ChunkSpec(
+    index=0,
+    start=0.0,
+    end=301.2,
+    core_start=0.0,
+    core_end=298.4,
+    audio_uri="file:///var/lib/scribe/media/acme/chunks/0b9f6a52/0000.wav",  # type: ignore[arg-type]
+)
+_CHUNK_1 = ChunkSpec(
+    index=1,
+    start=298.4,
+    end=612.0,
+    core_start=298.4,
+    core_end=612.0,
+    audio_uri="file:///var/lib/scribe/media/acme/chunks/0b9f6a52/0001.wav",  # type: ignore[arg-type]
+)
 
 EXAMPLES: Final[dict[type[Event], Event]] = {
     AudioUploadedV1: AudioUploadedV1(
@@ -78,6 +101,7 @@ EXAMPLES: Final[dict[type[Event], Event]] = {
         processed_seconds=5.51,
         duration_seconds=11.02,
         segments_done=1,
+        eta_seconds=1.4,
     ),
     TranscriptCompletedV1: TranscriptCompletedV1(
         event_id=UUID("44444444-4444-4444-8444-444444444444"),
@@ -222,5 +246,60 @@ EXAMPLES: Final[dict[type[Event], Event]] = {
         error="ConnectError: connection refused",
         duration_ms=2.1,
         next_attempt_at=datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
+    ),
+    TranscriptionChunkedV1: TranscriptionChunkedV1(
+        event_id=UUID("c1c1c1c1-c1c1-4c1c-8c1c-c1c1c1c1c1c1"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        duration_seconds=612.0,
+        model="tiny.en",
+        language="en",
+        language_probability=1.0,
+        chunks=[_CHUNK_0, _CHUNK_1],
+        worker="transcriber-host-1234",
+    ),
+    TranscriptionChunkRequestedV1: TranscriptionChunkRequestedV1(
+        event_id=UUID("c2c2c2c2-c2c2-4c2c-8c2c-c2c2c2c2c2c2"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        chunk=_CHUNK_1,
+        chunk_count=2,
+        duration_seconds=612.0,
+        model="tiny.en",
+        language="en",
+        options=TranscriptionOptions(language="en", word_timestamps=True),
+    ),
+    TranscriptionChunkTranscribedV1: TranscriptionChunkTranscribedV1(
+        event_id=UUID("c3c3c3c3-c3c3-4c3c-8c3c-c3c3c3c3c3c3"),
+        occurred_at=_AT,
+        job_id=_JOB,
+        tenant_id="acme",
+        correlation_id=_CORRELATION,
+        producer="scribe-transcriber/0.1.0",
+        chunk_index=1,
+        chunk_count=2,
+        core_start=298.4,
+        core_end=612.0,
+        model="tiny.en",
+        language="en",
+        segments=[
+            Segment(
+                id=0,
+                start=300.1,
+                end=304.9,
+                text=" And so, my fellow Americans.",
+                avg_logprob=-0.21,
+                no_speech_prob=0.01,
+            )
+        ],
+        audio_seconds=313.6,
+        processing_seconds=38.2,
+        worker="transcriber-host-5678",
     ),
 }

@@ -11,6 +11,12 @@ from typing import Final
 from pydantic import ValidationError
 
 from contracts.audio import AudioUploadedV1
+from contracts.chunks import (
+    CHUNK_EVENT_CLASSES,
+    TranscriptionChunkedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkTranscribedV1,
+)
 from contracts.envelope import INVALID_FIELD, NUL_FREE_CONTEXT, Event
 from contracts.errors import (
     InvalidEventFieldError,
@@ -56,8 +62,10 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
 )
 
 """The job events (what the job projection consumes)."""
-ALL_EVENT_CLASSES: Final[tuple[type[Event], ...]] = EVENT_CLASSES + WEBHOOK_EVENT_CLASSES
-"""Every event Scribe knows: the job events and the webhook events."""
+ALL_EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
+    EVENT_CLASSES + CHUNK_EVENT_CLASSES + WEBHOOK_EVENT_CLASSES
+)
+"""Every event Scribe knows: the job events, a long job's chunk events, the webhook events."""
 
 _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
     (cls.TYPE, cls.VERSION): cls for cls in ALL_EVENT_CLASSES
@@ -72,6 +80,9 @@ TRANSCRIPTION_CANCEL_REQUESTED_V1: Final = TranscriptionCancelRequestedV1.routin
 TRANSCRIPTION_CANCELLED_V1: Final = TranscriptionCancelledV1.routing_key()
 TRANSCRIPTION_DELETE_REQUESTED_V1: Final = TranscriptionDeleteRequestedV1.routing_key()
 TRANSCRIPTION_DELETED_V1: Final = TranscriptionDeletedV1.routing_key()
+TRANSCRIPTION_CHUNKED_V1: Final = TranscriptionChunkedV1.routing_key()
+TRANSCRIPTION_CHUNK_REQUESTED_V1: Final = TranscriptionChunkRequestedV1.routing_key()
+TRANSCRIPTION_CHUNK_TRANSCRIBED_V1: Final = TranscriptionChunkTranscribedV1.routing_key()
 WEBHOOK_DELIVERY_REQUESTED_V1: Final = WebhookDeliveryRequestedV1.routing_key()
 WEBHOOK_DELIVERY_ATTEMPTED_V1: Final = WebhookDeliveryAttemptedV1.routing_key()
 

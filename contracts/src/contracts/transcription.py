@@ -94,6 +94,13 @@ class TranscriptionProgressV1(Event):
     processed_seconds: NonNegative = 0.0
     duration_seconds: NonNegative | None = None
     segments_done: int = Field(default=0, ge=0)
+    eta_seconds: NonNegative | None = Field(
+        default=None,
+        description=(
+            "Estimated seconds until the transcript is complete, from the measured real-time "
+            "factor and the workers at work on the job; absent when not yet estimable."
+        ),
+    )
     job_fingerprint: JobFingerprint | None = Field(
         default=None, description=_FINGERPRINT_DESCRIPTION
     )
