@@ -23,7 +23,13 @@ from contracts import (
     UnsupportedEventVersionError,
     decode_event,
 )
-from contracts.chunks import CHUNK_EVENT_CLASSES, ChunkSpec, TranscriptionChunkedV1
+from contracts.chunks import (
+    CHUNK_EVENT_CLASSES,
+    ChunkSpec,
+    TranscriptionChunkedV1,
+    TranscriptionChunkTranscribedV1,
+    assemble_segments,
+)
 from contracts.envelope import MAX_CLOCK_SKEW
 from contracts.examples import EXAMPLES
 from contracts.export import SCHEMA_DIR, render_schemas
@@ -227,3 +233,23 @@ def test_a_chunk_plan_must_tile_the_audio() -> None:
         )
     with pytest.raises(ValidationError, match="core_start <= core_end"):
         ChunkSpec.model_validate(first.model_dump() | {"core_end": first.end + 1.0})
+
+
+def test_chunk_results_assemble_in_time_order_renumbered() -> None:
+    example = EXAMPLES[TranscriptionChunkTranscribedV1]
+    assert isinstance(example, TranscriptionChunkTranscribedV1)
+    seg = example.segments[0]
+    first = example.model_copy(
+        update={
+            "chunk_index": 0,
+            "segments": [
+                seg.model_copy(update={"id": 0, "start": 1.0, "end": 2.0, "text": " one"}),
+                seg.model_copy(update={"id": 1, "start": 3.0, "end": 4.0, "text": " two"}),
+            ],
+        }
+    )
+    segments = assemble_segments([example, first])  # out of order, as they may finish
+    assert [s.id for s in segments] == [0, 1, 2]
+    assert [s.text for s in segments] == [" one", " two", seg.text]
+    with pytest.raises(ValueError, match="repeat an index"):
+        assemble_segments([first, first])

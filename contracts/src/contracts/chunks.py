@@ -13,6 +13,7 @@ these: they are versioned contracts so that a fleet of mixed versions still agre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, ClassVar, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -155,3 +156,21 @@ CHUNK_EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     TranscriptionChunkTranscribedV1,
 )
 """A long job's internal events (plan, work item, result)."""
+
+
+def assemble_segments(results: Sequence[TranscriptionChunkTranscribedV1]) -> list[Segment]:
+    """A long job's segments from its chunks' results: in time order, renumbered from 0.
+
+    Takes one result per chunk (any order); the caller checks that every chunk is in.
+    Timestamps are already absolute and each word belongs to one chunk only, so this is
+    concatenation and renumbering; a result redelivered with another event id is the same
+    chunk and must have been upserted, not appended, before this is called.
+    """
+    indexes = [r.chunk_index for r in results]
+    if len(set(indexes)) != len(indexes):
+        raise ValueError(f"chunk results repeat an index: {sorted(indexes)}")
+    segments: list[Segment] = []
+    for result in sorted(results, key=lambda r: r.chunk_index):
+        for segment in result.segments:
+            segments.append(segment.model_copy(update={"id": len(segments)}))
+    return segments
