@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
+import aio_pika
 import httpx
 import pytest
 
 from contracts import AudioUploadedV1
 from scribe_runtime.messaging import make_broker, publish_event
+from scribe_runtime.topology import BUCKET_EVENTS_EXCHANGE_NAME
 from tests.speech import SCRIPTS, synthesize
+from tests.support.bucket_events import s3_event
 from tests.support.servers import SeaweedServer
 from tests.support.stack import Stack, running_stack, wait_for_job
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,7 +30,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def s3_stack(
     amqp_url: str, database_url: str, tmp_path: Path, seaweed: SeaweedServer, s3_bucket: str
 ) -> Iterator[Stack]:
-    env = {"SCRIBE_MEDIA_URL": f"s3://{s3_bucket}/media", **seaweed.env()}
+    env = {
+        "SCRIBE_MEDIA_URL": f"s3://{s3_bucket}/media",
+        "SCRIBE_S3_TENANT_PREFIXES": json.dumps({"default": [f"s3://{s3_bucket}/inbox/default/"]}),
+        **seaweed.env(),
+    }
     with running_stack(amqp_url, database_url, tmp_path, env=env) as running:
         yield running
 
@@ -110,4 +121,44 @@ def test_a_presigned_upload_is_put_straight_to_the_bucket_then_submitted_by_id(
         assert answer.status_code == 202, answer.text
         job = wait_for_job(client, answer.json()["id"])
         assert job["status"] == "completed"
+        assert _audio_files_under(s3_stack.media_root) == []
+
+
+async def _notify(amqp_url: str, body: bytes, times: int) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(BUCKET_EVENTS_EXCHANGE_NAME)
+        for _ in range(times):
+            await exchange.publish(aio_pika.Message(body), routing_key="scribe/put")
+
+
+def test_a_bucket_notification_delivered_twice_ends_as_one_completed_job(
+    s3_stack: Stack, seaweed: SeaweedServer, s3_bucket: str
+) -> None:
+    audio = synthesize(SCRIPTS["weather"]).read_bytes()
+    key = "inbox/default/weekly call.wav"
+    with seaweed.client() as s3:
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=audio)
+        head = s3.head_object(Bucket=s3_bucket, Key=key)
+    # What the store publishes for that put, delivered twice (notifications are
+    # at-least-once), through the whole stack: ingest, transcriber, indexer.
+    asyncio.run(_notify(s3_stack.amqp_url, s3_event(s3_bucket, key, head), times=2))
+    with httpx.Client(
+        base_url=s3_stack.api, timeout=60, headers={"Authorization": "Bearer dev-insecure-key"}
+    ) as client:
+
+        def listed() -> list[dict[str, Any]]:
+            page = client.get("/v1/transcriptions")
+            assert page.status_code == 200, page.text
+            return list(page.json()["items"])
+
+        eventually(lambda: len(listed()) >= 1, within=120, what="the notified job is listed")
+        [job] = listed()
+        wait_for_job(client, job["id"])
+        text = client.get(f"/v1/transcriptions/{job['id']}/transcript.txt")
+        assert text.status_code == 200, text.text
+        assert "weather" in text.text.lower()
+        time.sleep(3)  # the second notification has long been consumed: still one job
+        assert [j["id"] for j in listed()] == [job["id"]]
         assert _audio_files_under(s3_stack.media_root) == []
