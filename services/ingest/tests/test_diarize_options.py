@@ -50,8 +50,8 @@ async def test_json_diarization_members_reach_the_event(harness: Harness) -> Non
     body = {"audio_url": f"https://{PUBLIC_HOST}/call.wav", "diarize": "channels"}
     response = await harness.client.post("/v1/transcriptions", json=body)
     assert response.status_code == 202, response.text
-    body = {"audio_url": f"https://{PUBLIC_HOST}/m.wav", "diarize": True, "max_speakers": 3}
-    response = await harness.client.post("/v1/transcriptions", json=body)
+    bounded = {"audio_url": f"https://{PUBLIC_HOST}/m.wav", "diarize": True, "max_speakers": 3}
+    response = await harness.client.post("/v1/transcriptions", json=bounded)
     assert response.status_code == 202, response.text
     first, second = harness.publisher.events
     assert first.options.diarize == "channels"
