@@ -227,7 +227,7 @@ def _dct_matrix() -> npt.NDArray[np.float64]:
 
 
 class _WindowStats:
-    """Streams blocks into per-0.1 s MFCC sums; the memory is ~1.6 KB per second of audio."""
+    """Streams blocks into per-0.1 s MFCC sums (float32): ~1.6 KB per second of audio."""
 
     def __init__(self) -> None:
         self._dct = _dct_matrix()
@@ -235,7 +235,7 @@ class _WindowStats:
         self._window = np.hamming(_WIN)
         self._tail = np.zeros(0, dtype=np.float32)
         self._pending: list[npt.NDArray[np.float64]] = []  # rows: [speech, mfcc…, mfcc²…]
-        self.subs: list[npt.NDArray[np.float64]] = []
+        self.subs: list[npt.NDArray[np.float32]] = []
 
     def feed(self, block: FloatArray) -> None:
         samples = np.concatenate([self._tail, block.reshape(-1)])
@@ -256,10 +256,10 @@ class _WindowStats:
         self._pending.append(rows)
         self._group(final=False)
 
-    def finish(self) -> npt.NDArray[np.float64]:
+    def finish(self) -> npt.NDArray[np.float32]:
         self._group(final=True)
         if not self.subs:
-            return np.zeros((0, 1 + 2 * _N_MFCC))
+            return np.zeros((0, 1 + 2 * _N_MFCC), dtype=np.float32)
         return np.concatenate(self.subs, axis=0)
 
     def _group(self, *, final: bool) -> None:
@@ -268,10 +268,11 @@ class _WindowStats:
         rows = np.concatenate(self._pending, axis=0)
         whole = (rows.shape[0] // _SUB) * _SUB
         if whole:
-            self.subs.append(rows[:whole].reshape(-1, _SUB, rows.shape[1]).sum(axis=1))
+            grouped = rows[:whole].reshape(-1, _SUB, rows.shape[1]).sum(axis=1)
+            self.subs.append(grouped.astype(np.float32))
         rest = rows[whole:]
         if final and rest.shape[0]:
-            self.subs.append(rest.sum(axis=0, keepdims=True))
+            self.subs.append(rest.sum(axis=0, keepdims=True).astype(np.float32))
             rest = rest[:0]
         self._pending = [rest] if rest.shape[0] else []
 
@@ -303,7 +304,7 @@ class SpectralDiarizer:
 
 
 def _windows(
-    subs: npt.NDArray[np.float64],
+    subs: npt.NDArray[np.float32],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Window start (in sub-windows) and standardised features, for mostly-speech windows."""
     if subs.shape[0] == 0:
@@ -312,15 +313,15 @@ def _windows(
     total = count.sum()
     if total == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 2 * _N_MFCC))
-    overall = sums.sum(axis=0) / total  # cepstral mean: removes the channel
+    overall = sums.sum(axis=0, dtype=np.float64) / total  # cepstral mean: removes the channel
     last = max(1, subs.shape[0] - _WINDOW_SUBS + 1)
     starts, rows = [], []
     for start in range(0, last, _HOP_SUBS):
         n = count[start : start + _WINDOW_SUBS].sum()
         if n < 0.5 * _SUB * min(_WINDOW_SUBS, subs.shape[0] - start):
             continue
-        mean = sums[start : start + _WINDOW_SUBS].sum(axis=0) / n
-        var = squares[start : start + _WINDOW_SUBS].sum(axis=0) / n - mean**2
+        mean = sums[start : start + _WINDOW_SUBS].sum(axis=0, dtype=np.float64) / n
+        var = squares[start : start + _WINDOW_SUBS].sum(axis=0, dtype=np.float64) / n - mean**2
         starts.append(start)
         rows.append(np.concatenate([mean - overall, np.sqrt(np.maximum(var, 0.0))]))
     if not rows:
