@@ -246,3 +246,43 @@ async def test_a_job_without_diarize_has_no_speakers(tmp_path: Path) -> None:
     )
     assert isinstance(outcome, TranscriptCompletedV1)
     assert all(s.speaker is None for s in outcome.segments)
+
+
+@pytest.mark.slow
+async def test_a_real_transcript_of_a_stereo_call_is_labelled_by_channel(
+    tmp_path: Path, two_voices: tuple[Samples, Samples]
+) -> None:
+    from transcriber.engine import FasterWhisperEngine
+    from transcriber.settings import TranscriberSettings
+
+    first = two_voices[0]
+    second = _read(
+        synthesize("Please call me back tomorrow afternoon about the invoice for the kitchen.")
+    )
+    pause = np.zeros(int(0.8 * SAMPLE_RATE), dtype=np.float32)
+    left = np.concatenate([first, pause, np.zeros_like(second)])
+    right = np.concatenate([np.zeros_like(first), pause, second])
+    path = _write(tmp_path / "call.wav", np.stack([left, 0.7 * right]))
+    engine = FasterWhisperEngine(TranscriberSettings(health_port=None, cpu_threads=2, models=[]))
+    service = Transcriber(
+        engine=engine,
+        source=_FileSource(path),
+        publish=Recorder(),
+        admission=Admission(("acme",)),
+        dead_letter=DeadLetters(),
+        worker="worker-1",
+        producer="scribe-transcriber/test",
+    )
+
+    outcome = await service.transcribe(
+        upload(diarize="channels", word_timestamps=True, language="en"), attempt=1
+    )
+
+    assert isinstance(outcome, TranscriptCompletedV1)
+    words = [
+        (w.word.strip(" .,").lower(), w.speaker) for s in outcome.segments for w in s.words or []
+    ]
+    said = dict(words)
+    assert said.get("boston") == "SPEAKER_00"
+    assert said.get("kitchen") == "SPEAKER_01"
+    assert {s.speaker for s in outcome.segments} == {"SPEAKER_00", "SPEAKER_01"}
