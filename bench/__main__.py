@@ -32,6 +32,7 @@ BENCHMARKS = {
     "accuracy": "bench.wer",
     "models": "bench.models",
     "object_store": "bench.object_store",
+    "diarization": "bench.diarization",
 }
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal, Self
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, StringConstraints, UrlConstraints
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+    model_validator,
+)
 
 from contracts.envelope import Event
 
@@ -18,6 +26,12 @@ LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 InitialPrompt = Annotated[str, StringConstraints(max_length=MAX_INITIAL_PROMPT_CHARS)]
 AudioUri = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["file", "http", "https", "s3"])]
 JobFingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+MAX_SPEAKERS: Final = 20
+"""The most speakers a job may ask diarization to tell apart."""
+SpeakerCount = Annotated[int, Field(ge=1, le=MAX_SPEAKERS)]
+Diarize = bool | Literal["channels"]
+"""`false`: no speaker labels; `true`: tell speakers apart by voice; `"channels"`: one
+speaker per channel of a multi-channel recording (exact, cheap: call-centre audio)."""
 
 
 def job_fingerprint(
@@ -27,15 +41,22 @@ def job_fingerprint(
     language: str | None,
     model: str | None,
     word_timestamps: bool,
+    diarize: Diarize = False,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
 ) -> str:
     """What defines a job (its audio and options), as 64 hex digits.
 
     The first upload of a job id defines the job; a later upload with another fingerprint
     is a conflicting one (refused as `conflicting_job`), an equal one a redelivery.
+    Diarization changes what the transcript says (speaker labels), so it is part of the
+    definition; it is appended only when asked, so every fingerprint of a job without it
+    is the one earlier versions computed.
     """
-    canonical = json.dumps(
-        [audio_uri, sha256, language, model, bool(word_timestamps)], separators=(",", ":")
-    )
+    fields: list[object] = [audio_uri, sha256, language, model, bool(word_timestamps)]
+    if diarize is not False:
+        fields.append({"diarize": diarize, "min": min_speakers, "max": max_speakers})
+    canonical = json.dumps(fields, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -86,6 +107,31 @@ class TranscriptionOptions(BaseModel):
         default=None,
         description="Skip non-speech with voice activity detection; omitted: the worker's.",
     )
+    diarize: Diarize = Field(
+        default=False,
+        description=(
+            "Label segments and words with who spoke: `true` tells speakers apart by voice, "
+            '`"channels"` takes one speaker per channel of a stereo/multi-channel recording.'
+        ),
+    )
+    min_speakers: SpeakerCount | None = Field(
+        default=None, description="With `diarize`: at least this many speakers."
+    )
+    max_speakers: SpeakerCount | None = Field(
+        default=None, description="With `diarize`: at most this many speakers."
+    )
+
+    @model_validator(mode="after")
+    def _speaker_bounds_ordered(self) -> Self:
+        if (
+            self.min_speakers is not None
+            and self.max_speakers is not None
+            and self.min_speakers > self.max_speakers
+        ):
+            raise ValueError(
+                f"min_speakers ({self.min_speakers}) is above max_speakers ({self.max_speakers})"
+            )
+        return self
 
 
 class AudioUploadedV1(Event):
@@ -120,4 +166,7 @@ class AudioUploadedV1(Event):
             language=self.options.language,
             model=self.options.model,
             word_timestamps=self.options.word_timestamps,
+            diarize=self.options.diarize,
+            min_speakers=self.options.min_speakers,
+            max_speakers=self.options.max_speakers,
         )

@@ -14,6 +14,12 @@ NonNegative = Annotated[float, Field(ge=0)]
 SegmentFlag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """A quality flag; consumers ignore flags they do not know (more may be added)."""
 Probability = Annotated[float, Field(ge=0, le=1)]
+SpeakerLabel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A speaker's label within one transcript, e.g. `SPEAKER_00`; not an identity across jobs."""
+_SPEAKER_DESCRIPTION = (
+    "Who spoke (e.g. `SPEAKER_00`, numbered in order of first appearance) when diarization "
+    "was asked for; absent otherwise."
+)
 _FINGERPRINT_DESCRIPTION = (
     "`job_fingerprint` of the upload this event is about (its audio and options); the "
     "indexer refuses an event whose fingerprint differs from the job's first upload."
@@ -38,6 +44,7 @@ class Word(_Timed):
 
     word: str
     probability: Probability
+    speaker: SpeakerLabel | None = Field(default=None, description=_SPEAKER_DESCRIPTION)
 
 
 class Segment(_Timed):
@@ -64,6 +71,7 @@ class Segment(_Timed):
             "`high_compression` (compression ratio above 2.4). Absent when not computed."
         ),
     )
+    speaker: SpeakerLabel | None = Field(default=None, description=_SPEAKER_DESCRIPTION)
 
 
 class TranscriptionStartedV1(Event):

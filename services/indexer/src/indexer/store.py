@@ -56,6 +56,7 @@ _SEGMENT_COLUMNS: Final = (
     "no_speech_prob",
     "words",
     "language",
+    "speaker",
 )
 
 
@@ -315,10 +316,12 @@ async def _replace_transcript(
             s.text,
             s.avg_logprob,
             s.no_speech_prob,
-            json.dumps([w.model_dump(mode="json") for w in s.words])
+            # Without None fields: a word stores as before unless it has a speaker.
+            json.dumps([w.model_dump(mode="json", exclude_none=True) for w in s.words])
             if s.words is not None
             else None,
             event.language,
+            s.speaker,
         )
         for s in event.segments
     ]

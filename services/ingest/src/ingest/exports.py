@@ -5,10 +5,14 @@ lines a cue; a caller may ask for other limits (`CueLimits`: line width, lines p
 and a longest cue duration). A segment too long for one cue is split at word boundaries;
 with word timestamps each cue takes its words' own times, otherwise the segment's time is
 shared out by characters.
+
+A diarized transcript names its speakers: WebVTT voice spans (`<v SPEAKER_00>`), and a
+`SPEAKER_00: ` prefix on SRT cues and text lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -39,6 +43,7 @@ class TimedSegment:
     end: float
     text: str
     words: Sequence[TimedWord] | None = None
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+    speaker: str | None = None
 
 
 def timed_segments(segments: Iterable[SegmentOut]) -> list[TimedSegment]:
@@ -70,6 +76,7 @@ def timed_segments(segments: Iterable[SegmentOut]) -> list[TimedSegment]:
             end=s.end,
             text=s.text,
             words=[TimedWord(w.word, w.start, w.end) for w in s.words] if s.words else None,
+            speaker=s.speaker,
         )
         for s in segments
     ]
@@ -178,15 +185,24 @@ def segment_cues(segment: TimedSegment, limits: CueLimits = DEFAULT_LIMITS) -> l
 
 
 def build_cues(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS) -> list[Cue]:
-    """Every cue of a transcript, in time order."""
-    return [cue for segment in segments for cue in segment_cues(segment, limits)]
+    """Every cue of a transcript, in time order, each with its segment's speaker."""
+    return [
+        dataclasses.replace(cue, speaker=segment.speaker) if segment.speaker else cue
+        for segment in segments
+        for cue in segment_cues(segment, limits)
+    ]
+
+
+def _prefixed(speaker: str | None, text: str) -> str:
+    return f"{speaker}: {text}" if speaker else text
 
 
 def to_srt(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS) -> str:
     """SubRip: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`, a blank line between."""
     blocks = [
         f"{n}\n{format_timestamp(c.start, decimal=',')} --> "
-        f"{format_timestamp(c.end, decimal=',')}\n" + "\n".join(c.lines)
+        f"{format_timestamp(c.end, decimal=',')}\n"
+        + "\n".join((_prefixed(c.speaker, c.lines[0]), *c.lines[1:]))
         for n, c in enumerate(build_cues(segments, limits), start=1)
     ]
     return "\n\n".join(blocks) + "\n" if blocks else ""
@@ -198,6 +214,9 @@ def to_vtt(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS)
     for n, c in enumerate(build_cues(segments, limits), start=1):
         # Cue text is HTML-like in WebVTT: `<`, `&` (and `-->`) must not appear raw.
         body = "\n".join(html.escape(line, quote=False) for line in c.lines)
+        if c.speaker:
+            # A voice span: players show or style the speaker; the label is [A-Za-z0-9_-].
+            body = f"<v {c.speaker}>{body}"
         blocks.append(
             f"{n}\n{format_timestamp(c.start, decimal='.')} --> "
             f"{format_timestamp(c.end, decimal='.')}\n{body}"
@@ -207,8 +226,8 @@ def to_vtt(segments: Iterable[TimedSegment], limits: CueLimits = DEFAULT_LIMITS)
 
 def to_text(segments: Iterable[TimedSegment]) -> str:
     """The transcript as plain text, one segment a line."""
-    lines = [" ".join(s.text.split()) for s in segments]
-    return "\n".join(line for line in lines if line) + "\n"
+    lines = [(s.speaker, " ".join(s.text.split())) for s in segments]
+    return "\n".join(_prefixed(speaker, line) for speaker, line in lines if line) + "\n"
 
 
 def to_tsv(segments: Iterable[TimedSegment]) -> str:

@@ -216,6 +216,7 @@ class OpenAIOptions(RequestOptions):
             task=self.task,
             initial_prompt=self.initial_prompt,
             temperature=self.temperature,
+            **self.speaker_options(),
         )
 
 

@@ -25,7 +25,8 @@ from ingest.multipart import FILE_FIELD
 SUBMIT_DESCRIPTION: Final = (
     "Send the audio as multipart `file` (streamed, hashed and size-checked on the way, "
     'then decoded to check it is audio), or JSON `{"audio_url": "https://..."}`. '
-    "Options: `language`, `model`, `word_timestamps` (form fields or JSON members). "
+    "Options: `language`, `model`, `word_timestamps`, `diarize` (`true`, `false` or "
+    "`channels`) with `min_speakers` / `max_speakers` (1-20) (form fields or JSON members). "
     "`202` means the broker confirmed the job's `audio.uploaded.v1` event. "
     "With `Idempotency-Key`, a repeated request returns the same job id and never "
     "creates a second job; the same key with different audio or options is a `409`."
@@ -122,6 +123,13 @@ _OPTION_PROPERTIES: Final[dict[str, Any]] = {
     "language": {"type": "string", "description": "ISO 639 code, e.g. `en`; omit to detect."},
     "model": {"type": "string", "description": "Model name, e.g. `tiny.en`."},
     "word_timestamps": {"type": "boolean", "default": False},
+    "diarize": {
+        "oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["channels"]}],
+        "default": False,
+        "description": "Who spoke: `true` by voice, `channels` one speaker per channel.",
+    },
+    "min_speakers": {"type": "integer", "minimum": 1, "maximum": 20},
+    "max_speakers": {"type": "integer", "minimum": 1, "maximum": 20},
 }
 
 SUBMIT_BODY: Final[dict[str, Any]] = {
@@ -161,7 +169,23 @@ SUBMIT_BODY: Final[dict[str, Any]] = {
                             "language": "en",
                             "word_timestamps": True,
                         }
-                    }
+                    },
+                    "diarized": {
+                        "summary": "Who spoke when, two to four speakers",
+                        "value": {
+                            "audio_url": "https://example.com/meetings/standup.m4a",
+                            "diarize": True,
+                            "min_speakers": 2,
+                            "max_speakers": 4,
+                        },
+                    },
+                    "call": {
+                        "summary": "A stereo call: one speaker per channel",
+                        "value": {
+                            "audio_url": "https://example.com/calls/0042.wav",
+                            "diarize": "channels",
+                        },
+                    },
                 },
             },
         },

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from contracts.audio import TranscriptionOptions
+from contracts.audio import MAX_SPEAKERS, Diarize, SpeakerCount, TranscriptionOptions
 
 WHISPER_LANGUAGES: Final = frozenset(
     {
@@ -114,7 +121,14 @@ WHISPER_LANGUAGES: Final = frozenset(
 )
 """ISO 639 codes Whisper models know (faster-whisper's list)."""
 
-OPTION_FIELDS: Final = ("language", "model", "word_timestamps")
+OPTION_FIELDS: Final = (
+    "language",
+    "model",
+    "word_timestamps",
+    "diarize",
+    "min_speakers",
+    "max_speakers",
+)
 
 
 class RequestOptions(BaseModel):
@@ -136,6 +150,27 @@ class RequestOptions(BaseModel):
     word_timestamps: bool = Field(
         default=False, description="Include words with start/end times and probability."
     )
+    diarize: Diarize = Field(
+        default=False,
+        description=(
+            "Label segments and words with who spoke (`SPEAKER_00`…): `true` by voice, "
+            '`"channels"` one speaker per channel of a stereo recording (call centres).'
+        ),
+        examples=[True, "channels"],
+    )
+    min_speakers: SpeakerCount | None = Field(
+        default=None, description=f"With `diarize`: at least this many speakers (1-{MAX_SPEAKERS})."
+    )
+    max_speakers: SpeakerCount | None = Field(
+        default=None, description=f"With `diarize`: at most this many speakers (1-{MAX_SPEAKERS})."
+    )
+
+    @model_validator(mode="after")
+    def _speaker_bounds_ordered(self) -> Self:
+        low, high = self.min_speakers, self.max_speakers
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_speakers ({low}) is above max_speakers ({high})")
+        return self
 
     @field_validator("language")
     @classmethod
@@ -150,8 +185,19 @@ class RequestOptions(BaseModel):
     def to_contract(self) -> TranscriptionOptions:
         """The options as the event carries them."""
         return TranscriptionOptions(
-            language=self.language, model=self.model, word_timestamps=self.word_timestamps
+            language=self.language,
+            model=self.model,
+            word_timestamps=self.word_timestamps,
+            **self.speaker_options(),
         )
+
+    def speaker_options(self) -> dict[str, Any]:
+        """The diarization options, as `TranscriptionOptions` takes them."""
+        return {
+            "diarize": self.diarize,
+            "min_speakers": self.min_speakers,
+            "max_speakers": self.max_speakers,
+        }
 
 
 class InvalidOptionsError(Exception):

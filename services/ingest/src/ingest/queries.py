@@ -251,6 +251,7 @@ class JobReader:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         after: tuple[float, UUID, int] | None = None,
+        speaker: str | None = None,
     ) -> SearchResults:
         """One page of ranked segments matching `text` (see `ingest.search`)."""
         query = SearchQuery(
@@ -259,6 +260,7 @@ class JobReader:
             limit=limit,
             candidate_limit=self.search_candidate_limit,
             language=language,
+            speaker=speaker,
             created_after=created_after,
             created_before=created_before,
             after=after,
@@ -273,6 +275,7 @@ class JobReader:
                 start=h.start,
                 end=h.end,
                 language=h.language,
+                speaker=h.speaker,
                 text=h.text,
                 snippet=h.snippet,
                 rank=h.rank,
@@ -460,8 +463,8 @@ async def _transcript(conn: Connection, tenant: str, job_id: UUID) -> Transcript
     if row is None:
         return None
     segments = await conn.fetch(
-        "SELECT segment_id, start_seconds, end_seconds, text, avg_logprob, no_speech_prob, words "
-        "FROM segments WHERE tenant_id = $1 AND job_id = $2 ORDER BY segment_id",
+        "SELECT segment_id, start_seconds, end_seconds, text, avg_logprob, no_speech_prob, words, "
+        "speaker FROM segments WHERE tenant_id = $1 AND job_id = $2 ORDER BY segment_id",
         tenant,
         job_id,
     )
@@ -480,4 +483,5 @@ def _segment(row: asyncpg.Record) -> SegmentOut:
         avg_logprob=row["avg_logprob"],
         no_speech_prob=row["no_speech_prob"],
         words=[WordOut(**w) for w in words] if words is not None else None,
+        speaker=row["speaker"],
     )

@@ -63,6 +63,9 @@ class WordOut(BaseModel):
     start: float = Field(examples=[2.1])
     end: float = Field(examples=[2.9])
     probability: float = Field(examples=[0.97])
+    speaker: str | None = Field(
+        default=None, examples=["SPEAKER_00"], description="Who spoke it, when diarized."
+    )
 
 
 class SegmentOut(BaseModel):
@@ -76,6 +79,11 @@ class SegmentOut(BaseModel):
     no_speech_prob: float | None = None
     words: list[WordOut] | None = Field(
         default=None, description="Present when word timestamps were requested."
+    )
+    speaker: str | None = Field(
+        default=None,
+        examples=["SPEAKER_00"],
+        description="Who spoke (numbered by first appearance) when the job asked `diarize`.",
     )
 
 
@@ -173,6 +181,7 @@ class SearchHit(BaseModel):
     start: float = Field(examples=[73.4], description="Segment start, seconds into the audio.")
     end: float = Field(examples=[77.9], description="Segment end, seconds into the audio.")
     language: str = Field(examples=["en"])
+    speaker: str | None = Field(default=None, examples=["SPEAKER_01"])
     text: str = Field(examples=["ask not what your country can do for you"])
     snippet: str = Field(
         examples=["ask not what your <mark>country</mark> can do for you"],

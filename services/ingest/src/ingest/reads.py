@@ -255,6 +255,14 @@ async def search_segments(
         ),
     ],
     language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
+    speaker: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]{1,64}$",
+            description="Only segments of this speaker (diarized jobs), e.g. `SPEAKER_00`.",
+            examples=["SPEAKER_00"],
+        ),
+    ] = None,
     created_after: Annotated[datetime | None, Query(description="Job created at or after.")] = None,
     created_before: Annotated[datetime | None, Query(description="Job created before.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -276,7 +284,9 @@ async def search_segments(
     created_after = _utc(created_after, "created_after")
     created_before = _utc(created_before, "created_before")
     _check_range(created_after, created_before)
-    scope = cursors.fingerprint(tenant, q, language, created_after, created_before)
+    # The speaker joins the scope only when given: cursors issued before it stay valid.
+    speaker_scope = () if speaker is None else (speaker,)
+    scope = cursors.fingerprint(tenant, q, language, created_after, created_before, *speaker_scope)
     position = _decode(codec, cursor, "search", scope)
     after = None
     if position is not None:
@@ -297,6 +307,7 @@ async def search_segments(
         created_after=created_after,
         created_before=created_before,
         after=after,
+        speaker=speaker,
     )
     next_cursor = None
     if result.has_more and result.hits:

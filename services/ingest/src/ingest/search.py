@@ -37,6 +37,7 @@ class SearchQuery:
     limit: int
     candidate_limit: int
     language: str | None = None
+    speaker: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     after: tuple[float, UUID, int] | None = None
@@ -55,6 +56,7 @@ class Hit:
     text: str
     snippet: str
     rank: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ def build_sql(query: SearchQuery) -> tuple[str, list[Any]]:
     filters = ["s.tenant_id = $1", "s.tsv @@ q.query"]
     if query.language is not None:
         filters.append(f"s.language = {param(query.language)}")
+    if query.speaker is not None:
+        filters.append(f"s.speaker = {param(query.speaker)}")
     job_filters = []
     if query.created_after is not None:
         job_filters.append(f"j.created_at >= {param(query.created_after)}")
@@ -100,14 +104,15 @@ def build_sql(query: SearchQuery) -> tuple[str, list[Any]]:
     sql = f"""
 WITH q AS MATERIALIZED (SELECT websearch_to_tsquery('english', $2) AS query),
 candidates AS (
-    SELECT s.job_id, s.segment_id, s.start_seconds, s.end_seconds, s.text, s.language, s.tsv
+    SELECT s.job_id, s.segment_id, s.start_seconds, s.end_seconds, s.text, s.language, s.tsv,
+           s.speaker
     FROM q, segments s
     WHERE {" AND ".join(filters)}
     LIMIT {candidate_limit}
 ),
 ranked AS (
     SELECT c.job_id, c.segment_id, c.start_seconds, c.end_seconds, c.text, c.language,
-           ts_rank_cd(c.tsv, q.query, 1) AS rank, count(*) OVER () AS considered
+           c.speaker, ts_rank_cd(c.tsv, q.query, 1) AS rank, count(*) OVER () AS considered
     FROM candidates c, q
 ),
 page AS (
@@ -116,7 +121,8 @@ page AS (
     LIMIT {page_limit}
 )
 SELECT p.job_id, p.segment_id, p.start_seconds, p.end_seconds, p.text, p.language, p.rank,
-       p.considered, ts_headline('english', p.text, q.query, '{_HEADLINE_OPTIONS}') AS snippet
+       p.speaker, p.considered,
+       ts_headline('english', p.text, q.query, '{_HEADLINE_OPTIONS}') AS snippet
 FROM page p, q
 ORDER BY p.rank DESC, p.job_id, p.segment_id
 """
@@ -153,6 +159,7 @@ async def search(
             text=r["text"],
             snippet=render_snippet(r["snippet"]),
             rank=float(r["rank"]),
+            speaker=r["speaker"],
         )
         for r in rows[: query.limit]
     ]

@@ -380,7 +380,9 @@ def _check_tenant(tenant: str) -> None:
 
 def _fingerprint(kind: str, source: str, options: RequestOptions) -> str:
     """What a key promises: the same source with the same options."""
-    payload = f"{kind}\n{source}\n{options.model_dump_json()}"
+    # Diarization options only when asked: keys stored before they existed still match.
+    unasked = {"diarize", "min_speakers", "max_speakers"} if options.diarize is False else None
+    payload = f"{kind}\n{source}\n{options.model_dump_json(exclude=unasked)}"
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

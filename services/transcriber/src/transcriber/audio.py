@@ -223,3 +223,44 @@ def _drain(
             chunks.append(array)
             added += array.shape[0]
     return added
+
+
+BLOCK_SECONDS: Final = 30.0
+
+
+def iter_blocks(
+    path: Path, *, channels: bool = False, block_seconds: float = BLOCK_SECONDS
+) -> Iterator[npt.NDArray[np.float32]]:
+    """The audio at 16 kHz in blocks of `block_seconds`, shaped (channels, samples). Blocking.
+
+    Mono (a downmix) unless `channels`, then every channel of the first audio stream as it
+    is. For passes after `decode_audio` has accepted the file (diarization): memory stays at
+    one block whatever the length. A file that fails here is `corrupt_audio`.
+    """
+    block = int(block_seconds * SAMPLE_RATE)
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            stream = container.streams.audio[0]
+            layout = stream.layout.name if channels else "mono"
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=SAMPLE_RATE)
+            pending: list[npt.NDArray[np.float32]] = []
+            held = 0
+            for frame in container.decode(stream):
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().astype(np.float32, copy=False))
+                    held += pending[-1].shape[1]
+                if held >= block:
+                    joined = np.concatenate(pending, axis=1)
+                    for start in range(0, joined.shape[1] - block + 1, block):
+                        yield joined[:, start : start + block]
+                    rest = joined[:, (joined.shape[1] // block) * block :]
+                    pending, held = [rest], rest.shape[1]
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().astype(np.float32, copy=False))
+            if pending and sum(p.shape[1] for p in pending):
+                yield np.concatenate(pending, axis=1)
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise JobFailure(
+            ErrorCode.CORRUPT_AUDIO, f"the audio cannot be read again: {exc}"
+        ) from None

@@ -31,6 +31,7 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.admission import Admission
+from transcriber.diarization import build_diarizer
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
@@ -96,6 +97,13 @@ def build(
             cancel_poll_seconds=settings.cancel_poll_seconds,
         ),
         marks=FilesystemCancelMarks(shared.media_root),
+        diarizer=build_diarizer(
+            engine=settings.diarization_engine,
+            segmentation_model=settings.diarization_segmentation_model,
+            embedding_model=settings.diarization_embedding_model,
+            max_speakers=settings.diarization_max_speakers,
+            threads=settings.cpu_threads,
+        ),
     )
     # One job at a time per process: a second message would only wait behind the model.
     subscribe_events(

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -38,7 +40,14 @@ from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics
 from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
-from transcriber.engine import EngineRequest, EngineResult, ModelChooser, SpeechEngine
+from transcriber.diarization import Diarizer, label_segments
+from transcriber.engine import (
+    EngineRequest,
+    EngineResult,
+    ModelChooser,
+    OnSegment,
+    SpeechEngine,
+)
 from transcriber.errors import CancelledByRequest, JobCancelled, JobFailure
 from transcriber.progress import ProgressThrottle
 from transcriber.sources import AudioSource
@@ -134,8 +143,10 @@ class Transcriber:
         policy: JobPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         marks: CancelMarks | None = None,
+        diarizer: Diarizer | None = None,
     ) -> None:
         self._engine = engine
+        self._diarizer = diarizer or Diarizer()
         self._source = source
         self._publish = publish
         self._admission = admission
@@ -400,8 +411,8 @@ class Transcriber:
 
         async with self._source.fetch(str(event.audio_uri), tenant_id=event.tenant_id) as audio:
             future, thread = run_in_daemon_thread(
-                lambda: self._engine.transcribe(
-                    audio.path, request, on_segment=on_segment, cancelled=cancel
+                lambda: self._transcribe_and_label(
+                    audio.path, request, event, on_segment=on_segment, cancelled=cancel
                 ),
                 name=f"inference-{event.job_id}",
             )
@@ -430,6 +441,38 @@ class Transcriber:
             if result.duration_seconds > 0:
                 metrics.REAL_TIME_FACTOR.observe(inference / result.duration_seconds)
             return result
+
+    def _transcribe_and_label(
+        self,
+        path: Path,
+        request: EngineRequest,
+        event: AudioUploadedV1,
+        *,
+        on_segment: OnSegment,
+        cancelled: threading.Event,
+    ) -> EngineResult:
+        """The engine's transcript, its segments labelled by speaker when the job asks."""
+        result = self._engine.transcribe(path, request, on_segment=on_segment, cancelled=cancelled)
+        options = event.options
+        if options.diarize is False or not result.segments:
+            return result
+        if cancelled.is_set():
+            raise JobCancelled("shutdown before diarization")
+        began = time.perf_counter()
+        turns = self._diarizer.turns(
+            path,
+            options.diarize,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+        )
+        log.info(
+            "speakers_diarized",
+            mode="channels" if options.diarize == "channels" else self._diarizer.engine.name,
+            speakers=len({t.speaker for t in turns}),
+            turns=len(turns),
+            duration_ms=round((time.perf_counter() - began) * 1000),
+        )
+        return dataclasses.replace(result, segments=label_segments(result.segments, turns))
 
     async def _best_effort(self, event: Event) -> None:
         try:

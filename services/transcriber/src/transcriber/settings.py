@@ -151,6 +151,29 @@ class TranscriberSettings(BaseSettings):
         default=False,
         description="Emit words with timestamps even when a job does not ask for them.",
     )
+    diarization_engine: Literal["spectral", "sherpa-onnx"] = Field(
+        default="spectral",
+        description=(
+            "How a job asking `diarize=true` tells speakers apart: `spectral` (MFCC statistics "
+            "and clustering, no model, always available) or `sherpa-onnx` (pyannote "
+            "segmentation + speaker embeddings from the two local ONNX files below; needs the "
+            "`sherpa` extra). `diarize=channels` never needs an engine."
+        ),
+    )
+    diarization_segmentation_model: Path | None = Field(
+        default=None,
+        description="`sherpa-onnx` engine: path of the pyannote segmentation `model.onnx`.",
+    )
+    diarization_embedding_model: Path | None = Field(
+        default=None,
+        description="`sherpa-onnx` engine: path of the speaker-embedding `.onnx` model.",
+    )
+    diarization_max_speakers: int = Field(
+        default=8,
+        ge=1,
+        le=20,
+        description="Most speakers looked for when a diarized job gives no `max_speakers`.",
+    )
     max_duration_seconds: float = Field(
         default=7200.0,
         gt=0,

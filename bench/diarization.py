@@ -1,0 +1,271 @@
+"""Who spoke when, measured on `../shared/audio`'s diarization clips.
+
+- `faster-whisper_stereo_diarization.wav` (one LibriSpeech speaker per channel): the truth
+  of each 10 ms frame is the louder channel (energy of a 25 ms Hann window), over frames
+  where anyone speaks (loudest channel within 35 dB of the file's peak). Mixed to mono and
+  diarized by voice (`diarize=true`), then by channel (`diarize=channels`): agreement on
+  speech time after the best label mapping (Hungarian assignment).
+- every clip whose sidecar gives speaker turns (`pyannote_sample.rttm`; the AMI lhotse cuts,
+  scored only over the span its two supervisions cover): diarization error rate, computed
+  here the way NIST md-eval and pyannote.metrics do (missed + false alarm + confusion over
+  reference speech, 10 ms frames, optimal one-to-one speaker mapping), without a collar
+  and with the standard 0.25 s collar; and the speakers found vs the reference's.
+- clips whose sidecar only names speakers (Picovoice's word tags; the AMI mixed-headset clip
+  has no reference): speakers found vs the reference's count.
+
+    uv run python -m bench diarization [--quick]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
+
+from bench.common import MANIFEST, Result
+from transcriber.audio import SAMPLE_RATE, iter_blocks
+from transcriber.diarization import ChannelDiarizer, Diarizer, SpectralDiarizer, Turn
+
+FRAME: Final = 0.01
+COLLAR: Final = 0.25
+STEREO: Final = "faster-whisper_stereo_diarization.wav"
+
+
+@dataclass(frozen=True)
+class Reference:
+    turns: list[tuple[float, float, str]]
+    speakers: int
+    span: tuple[float, float] | None  # scored region; None: the whole file
+
+
+def _references(audio: Path) -> dict[str, Reference]:
+    """Speaker references found in the sidecar files, by clip name."""
+    sidecar = audio / "sidecar"
+    found: dict[str, Reference] = {}
+    for rttm in sorted(sidecar.glob("*.rttm")):
+        turns = []
+        for line in rttm.read_text().splitlines():
+            parts = line.split()
+            if parts and parts[0] == "SPEAKER":
+                start, duration = float(parts[3]), float(parts[4])
+                turns.append((start, start + duration, parts[7]))
+        found[rttm.stem + ".wav"] = Reference(turns, len({t[2] for t in turns}), None)
+    for cuts in sorted(sidecar.glob("*.cuts.json")):
+        supervisions = [s for cut in json.loads(cuts.read_text()) for s in cut["supervisions"]]
+        turns = [(s["start"], s["start"] + s["duration"], s["speaker"]) for s in supervisions]
+        span = (min(t[0] for t in turns), max(t[1] for t in turns))
+        found[cuts.name.removesuffix(".cuts.json") + ".wav"] = Reference(
+            turns, len({t[2] for t in turns}), span
+        )
+    for words in sorted(sidecar.glob("*.words.json")):
+        tags = {w.get("speaker_tag") for w in json.loads(words.read_text())["words"]}
+        tags.discard(None)
+        if tags:
+            found[words.name.removesuffix(".words.json") + ".wav"] = Reference([], len(tags), None)
+    return found
+
+
+def _diarization_clips(audio: Path) -> list[str]:
+    with (audio / "manifest.tsv").open(newline="") as f:
+        return [
+            r["filename"]
+            for r in csv.DictReader(f, delimiter="\t")
+            if r["category"] == "diarization"
+        ]
+
+
+def _activity(
+    turns: list[tuple[float, float, str]], frames: int
+) -> tuple[npt.NDArray[np.bool_], list[str]]:
+    """(speakers, frames) activity matrix of `turns` on 10 ms frames."""
+    names = sorted({t[2] for t in turns})
+    matrix = np.zeros((len(names), frames), dtype=bool)
+    for start, end, name in turns:
+        matrix[names.index(name), round(start / FRAME) : round(end / FRAME)] = True
+    return matrix, names
+
+
+def der(
+    reference: list[tuple[float, float, str]],
+    hypothesis: list[Turn],
+    duration: float,
+    *,
+    collar: float = 0.0,
+    span: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """Diarization error rate and its parts, as md-eval / pyannote.metrics count them."""
+    frames = round(duration / FRAME) + 1
+    ref, _ = _activity(reference, frames)
+    hyp, _ = _activity([(t.start, t.end, t.speaker) for t in hypothesis], frames)
+    scored = np.ones(frames, dtype=bool)
+    if span is not None:
+        scored[:] = False
+        scored[round(span[0] / FRAME) : round(span[1] / FRAME)] = True
+    if collar:
+        for start, end, _ in reference:
+            for edge in (start, end):
+                scored[max(0, round((edge - collar) / FRAME)) : round((edge + collar) / FRAME)] = (
+                    False
+                )
+    ref, hyp = ref[:, scored], hyp[:, scored]
+    if hyp.shape[0]:
+        overlap = ref.astype(np.int64) @ hyp.T.astype(np.int64)
+        rows, cols = linear_sum_assignment(-overlap)
+        correct = int(overlap[rows, cols].sum())
+    else:
+        correct = 0
+    n_ref, n_hyp = ref.sum(axis=0), hyp.sum(axis=0)
+    total = int(n_ref.sum())
+    missed = int(np.maximum(0, n_ref - n_hyp).sum())
+    false_alarm = int(np.maximum(0, n_hyp - n_ref).sum())
+    confusion = int(np.minimum(n_ref, n_hyp).sum()) - correct
+    return {
+        "der": (missed + false_alarm + confusion) / total if total else 0.0,
+        "missed": missed / total if total else 0.0,
+        "false_alarm": false_alarm / total if total else 0.0,
+        "confusion": confusion / total if total else 0.0,
+    }
+
+
+def _louder_channel(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], Any]:
+    """Per 10 ms frame: the louder channel, whether anyone speaks; and the decoded channels."""
+    channels = np.concatenate(list(iter_blocks(path, channels=True)), axis=1)
+    hop, win = int(FRAME * SAMPLE_RATE), 400
+    count = 1 + (channels.shape[1] - win) // hop
+    index = np.arange(win)[None, :] + hop * np.arange(count)[:, None]
+    energy = 10 * np.log10(((channels[:, index] * np.hanning(win)) ** 2).mean(axis=2) + 1e-10)
+    return energy.argmax(axis=0), energy.max(axis=0) > energy.max() - 35, channels
+
+
+def agreement(
+    turns: list[Turn], truth: npt.NDArray[np.int64], speech: npt.NDArray[np.bool_]
+) -> float:
+    """Share of speech frames whose label maps to the truth, under the best mapping."""
+    labels = np.full(truth.size, -1, dtype=np.int64)
+    for t in turns:
+        labels[round(t.start / FRAME) : round(t.end / FRAME)] = int(
+            t.speaker.removeprefix("SPEAKER_")
+        )
+    labels, truth = labels[speech], truth[speech]
+    hyp_ids = sorted(set(labels[labels >= 0].tolist()))
+    if not hyp_ids:
+        return 0.0
+    counts = np.array(
+        [
+            [np.sum((labels == h) & (truth == r)) for h in hyp_ids]
+            for r in range(int(truth.max()) + 1)
+        ]
+    )
+    rows, cols = linear_sum_assignment(-counts)
+    return float(counts[rows, cols].sum() / truth.size)
+
+
+def run(quick: bool) -> Result:
+    audio = MANIFEST.parent
+    result = Result(
+        name="diarization",
+        title="speaker diarization on ../shared/audio (spectral engine; channels mode)",
+        columns=[
+            "clip",
+            "mode",
+            "speakers found",
+            "reference",
+            "agreement %",
+            "DER %",
+            "DER % (0.25 s collar)",
+            "seconds",
+            "RTF",
+        ],
+    )
+    diarizer = Diarizer(SpectralDiarizer())
+    # Warm up (the decoder, scikit-learn's imports: seconds on a cold start) before timing.
+    diarizer.turns(audio / "pyannote_sample.wav", True)
+
+    truth, speech, channels = _louder_channel(audio / STEREO)
+    duration = channels.shape[1] / SAMPLE_RATE
+    mono = channels.mean(axis=0)
+    for mode in ("mono mix, diarize=true", "diarize=channels"):
+        began = time.perf_counter()
+        if mode == "diarize=channels":
+            turns = ChannelDiarizer().turns(iter_blocks(audio / STEREO, channels=True))
+        else:
+            turns = diarizer.engine.diarize([mono], min_speakers=1, max_speakers=8)
+        seconds = time.perf_counter() - began
+        share = agreement(turns, truth, speech)
+        result.rows.append(
+            [
+                STEREO,
+                mode,
+                len({t.speaker for t in turns}),
+                2,
+                round(100 * share, 1),
+                None,
+                None,
+                round(seconds, 3),
+                round(seconds / duration, 4),
+            ]
+        )
+        result.figures[f"stereo_agreement_{'channels' if 'channels' in mode else 'mono'}"] = round(
+            share, 4
+        )
+    overlap = float(
+        np.mean(
+            (channels[:, : truth.size * 160].reshape(2, -1, 160) ** 2)
+            .mean(axis=2)
+            .min(axis=0)[speech[: truth.size]]
+            > 1e-5
+        )
+    )
+    result.notes.append(
+        f"{STEREO}: both channels speak at once in {100 * overlap:.0f} % of its speech frames; "
+        "the frame truth flips with each syllable there"
+    )
+
+    references = _references(audio)
+    for name in _diarization_clips(audio):
+        if name == STEREO:
+            continue
+        path = audio / name
+        reference = references.get(name)
+        began = time.perf_counter()
+        turns = diarizer.turns(path, True)
+        seconds = time.perf_counter() - began
+        duration = sum(b.shape[1] for b in iter_blocks(path)) / SAMPLE_RATE
+        row: list[Any] = [
+            name,
+            "diarize=true",
+            len({t.speaker for t in turns}),
+            reference.speakers if reference else None,
+            None,
+            None,
+            None,
+            round(seconds, 3),
+            round(seconds / duration, 4),
+        ]
+        if reference is not None and reference.turns:
+            plain = der(reference.turns, turns, duration, span=reference.span)
+            collared = der(reference.turns, turns, duration, collar=COLLAR, span=reference.span)
+            row[5], row[6] = round(100 * plain["der"], 1), round(100 * collared["der"], 1)
+            result.figures[f"der_{Path(name).stem}"] = {
+                "none": {k: round(v, 4) for k, v in plain.items()},
+                "collar_0.25": {k: round(v, 4) for k, v in collared.items()},
+            }
+        result.rows.append(row)
+    result.settings = {
+        "engine": "spectral",
+        "frame_seconds": FRAME,
+        "collar_seconds": COLLAR,
+        "bounds": "1..8 (defaults)",
+    }
+    result.notes.append(
+        "DER: own scorer (md-eval / pyannote.metrics definition, 10 ms frames, Hungarian "
+        "mapping); the AMI excerpt is scored only over its two supervised segments' span"
+    )
+    return result
