@@ -64,6 +64,8 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
         routing.WEBHOOK_DELIVERY_ATTEMPTED_V1,
     }
     assert sent["indexer"] == {
+        routing.TRANSCRIPT_COMPLETED_V1,  # a long job's, assembled from its chunks (outbox)
+        routing.TRANSCRIPTION_PROGRESS_V1,  # a long job's, with its ETA (outbox)
         routing.TRANSCRIPTION_FAILED_V1,  # for dead-lettered jobs
         routing.TRANSCRIPTION_CANCELLED_V1,  # the outcome of a cancel request
         routing.TRANSCRIPTION_DELETED_V1,  # the outcome of a delete request
@@ -78,7 +80,12 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
     # A consumer's message is the contract's events, not FastStream's empty payload.
     for doc, queue, consumed in (
         (docs["transcriber"], "transcriber.audio-uploaded", {"AudioUploadedV1"}),
-        (docs["indexer"], "indexer.job-events", {c.__name__ for c in routing.EVENT_CLASSES}),
+        (
+            docs["indexer"],
+            "indexer.job-events",
+            {c.__name__ for c in routing.EVENT_CLASSES}
+            | {"TranscriptionChunkedV1", "TranscriptionChunkTranscribedV1"},
+        ),
     ):
         (reference,) = doc["channels"][queue]["messages"].values()
         message = doc["components"]["messages"][reference["$ref"].rsplit("/", 1)[-1]]
