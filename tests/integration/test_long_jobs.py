@@ -15,17 +15,25 @@ import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
 
+from contracts import routing
+from contracts.chunks import TranscriptionChunkRequestedV1
 from contracts.envelope import Event
-from contracts.transcription import TranscriptCompletedV1, TranscriptionProgressV1
+from contracts.transcription import (
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+)
 from indexer.chunks import completion_event_id
 from indexer.main import wire
 from indexer.migrate import prepare_database
@@ -37,6 +45,7 @@ from ingest.settings import IngestSettings
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
+from scribe_runtime.topology import TRANSCRIBER_CHUNK_QUEUE_NAME
 from services.indexer.tests import job_events as ev
 from tests.support.servers import READER, as_role
 from tests.support.waiting import eventually_async
@@ -424,3 +433,56 @@ async def test_any_arrival_order_of_a_long_jobs_events_ends_in_the_same_rows(
     assert len(expected["completions"]) == 1
     for name, rows in dumps.items():
         assert rows == expected, f"{name} differs from in order"
+
+
+async def test_a_dead_lettered_chunk_fails_its_job_once(stack: LongStack) -> None:
+    job = uuid4()
+    upload, start, _, *results = ev.long_job(job)
+    plan = ev.plan(job)
+    await stack.send(upload, start, plan, results[0])
+    await stack.until(job, "processing", chunks_done=1)
+    connection = await aio_pika.connect(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        dlx = await channel.get_exchange(routing.DEAD_LETTER_EXCHANGE)
+        for index in (1, 2):  # two chunks crash-loop their workers
+            item = TranscriptionChunkRequestedV1(
+                job_id=job,
+                tenant_id="default",
+                producer="scribe-transcriber/test",
+                chunk=plan.chunks[index],
+                chunk_count=3,
+                duration_seconds=plan.duration_seconds,
+                model="tiny.en",
+                language="en",
+                job_fingerprint=plan.job_fingerprint,
+            )
+            await dlx.publish(
+                aio_pika.Message(
+                    item.model_dump_json().encode(),
+                    message_id=str(item.event_id),
+                    type=item.message_type,
+                    headers={
+                        "x-death": [
+                            {
+                                "reason": "delivery_limit",
+                                "queue": "transcriber.chunks",
+                                "count": 1,
+                                "time": datetime.now(UTC),
+                            }
+                        ]
+                    },
+                ),
+                routing_key=TRANSCRIBER_CHUNK_QUEUE_NAME,
+            )
+    await stack.until(job, "failed")
+    await stack.tap.wait_until(lambda: len(stack.tap.of(TranscriptionFailedV1, job)) >= 2, 20)
+    failures = stack.tap.of(TranscriptionFailedV1, job)
+    assert {f.event_id for f in failures} == {failures[0].event_id}
+    body = await stack.job(job)
+    assert body["error"]["code"] == "dead_lettered"
+    assert body.get("eta_seconds") is None
+    # A chunk still in flight when its sibling died is kept, and the job stays failed.
+    await stack.send(results[1])
+    await stack.until(job, "failed", chunks_done=2)
+    assert not stack.completions(job)

@@ -44,6 +44,7 @@ from scribe_runtime.topology import (
     DEAD_LETTER_WATCH_QUEUE,
     INDEXER_QUEUE,
     INDEXER_WEBHOOK_QUEUE,
+    TRANSCRIBER_CHUNK_QUEUE_NAME,
     TRANSCRIBER_QUEUE,
     declare_topology,
 )
@@ -167,8 +168,9 @@ def wire(
         DEAD_LETTER_WATCH_QUEUE,
         watcher.on_dead_letter,
         description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
-        f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
-        "again as `transcription.failed.v1` with code `dead_lettered`.",
+        f"`{TRANSCRIBER_QUEUE.name}` and `{TRANSCRIBER_CHUNK_QUEUE_NAME}`: a copy of each "
+        "upload or chunk work item dead-lettered there, published again as "
+        "`transcription.failed.v1` with code `dead_lettered`.",
     )
     return Wired(broker, events.publish, relay)
 
