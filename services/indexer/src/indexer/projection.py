@@ -14,6 +14,10 @@ their arrival order or duplication (a commutative, idempotent merge):
   started attempt, the latest failure and the latest completion (ties by event id);
 - audio metadata fills from the upload whenever it arrives, so a `completed` that overtook
   its `uploaded` still ends in a complete job.
+- a long job's plan (`transcription.chunked`, the earliest wins) sets its chunk count,
+  language and decoded duration, which a later upload's probe or start does not replace;
+  its chunks' results are merged by the store (`indexer.chunks`), which derives progress,
+  the ETA (the furthest progress's estimate wins) and the completion from every chunk.
 
 A cancel *request* is not a fact but a question put to the current state: `decide_cancel`
 answers it once (a job that already finished is not cancelled) and its answer, the fact
