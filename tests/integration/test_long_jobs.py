@@ -37,6 +37,7 @@ from contracts.transcription import (
 from indexer.chunks import completion_event_id
 from indexer.main import wire
 from indexer.migrate import prepare_database
+from indexer.outbox import OutboxRelay, enqueue
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
 from ingest.app import create_app
@@ -486,3 +487,36 @@ async def test_a_dead_lettered_chunk_fails_its_job_once(stack: LongStack) -> Non
     await stack.send(results[1])
     await stack.until(job, "failed", chunks_done=2)
     assert not stack.completions(job)
+
+
+async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
+    database_url: str,
+) -> None:
+    """LISTEN/NOTIFY: with a one-minute poll, a committed row still goes out at once."""
+    await prepare_database(
+        database_url, reader_role=READER, reader_password=None, tenants=("default",)
+    )
+    published: list[Event] = []
+    sent = asyncio.Event()
+
+    async def publish(event: Event) -> None:
+        published.append(event)
+        sent.set()
+
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        relay = OutboxRelay(pool, publish, listen_dsn=database_url, poll_seconds=60)
+        stop = asyncio.Event()
+        running = asyncio.create_task(relay.run(stop))
+        try:
+            await asyncio.sleep(0.5)  # the first drain (nothing) and LISTEN are done
+            event = ev.progress(uuid4(), 0.5)
+            async with pool.acquire() as conn, conn.transaction():
+                assert await enqueue(conn, event)
+                assert not await enqueue(conn, event)  # the same event id, once
+            async with asyncio.timeout(5):
+                await sent.wait()
+        finally:
+            stop.set()
+            await running
+        assert [e.event_id for e in published] == [event.event_id]
+        assert await pool.fetchval("SELECT count(*) FROM event_outbox WHERE sent_at IS NULL") == 0
