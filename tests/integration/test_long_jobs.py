@@ -520,3 +520,30 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
             await running
         assert [e.event_id for e in published] == [event.event_id]
         assert await pool.fetchval("SELECT count(*) FROM event_outbox WHERE sent_at IS NULL") == 0
+
+
+async def test_two_relays_draining_at_once_publish_each_row_once_in_order(
+    database_url: str,
+) -> None:
+    """Replicas take turns (an advisory lock): no row twice, a job's rows in their order."""
+    await prepare_database(
+        database_url, reader_role=READER, reader_password=None, tenants=("default",)
+    )
+    job = uuid4()
+    rows = [
+        ev.progress(job, (i + 1) / 40).model_copy(update={"event_id": uuid4()}) for i in range(40)
+    ]
+    published: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        await asyncio.sleep(0.002)  # a confirm's round trip: lets the other relay try to cut in
+        published.append(event)
+
+    async with asyncpg.create_pool(database_url, min_size=2, max_size=4) as pool:
+        async with pool.acquire() as conn, conn.transaction():
+            for row in rows:
+                await enqueue(conn, row)
+        relays = [OutboxRelay(pool, publish), OutboxRelay(pool, publish)]
+        counts = await asyncio.gather(*(relay.drain() for relay in relays))
+    assert sum(counts) == len(rows)
+    assert [e.event_id for e in published] == [e.event_id for e in rows]
