@@ -100,17 +100,24 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
 
 def _events_built_in(package: Path) -> set[str]:
     """Routing keys of the events a package's code constructs: a service builds only the
-    events it publishes (a consumer decodes, it never constructs)."""
+    events it publishes (a consumer decodes, it never constructs). `Event(...)` builds one,
+    and so does `Event.model_validate(fields, context=...)` (a constructor with context)."""
     names = {cls.__name__: cls.routing_key() for cls in routing.ALL_EVENT_CLASSES}
     found: set[str] = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id in names
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in names:
+                found.add(names[func.id])
+            elif (
+                isinstance(func, ast.Attribute)
+                and func.attr == "model_validate"
+                and isinstance(func.value, ast.Name)
+                and func.value.id in names
             ):
-                found.add(names[node.func.id])
+                found.add(names[func.value.id])
     return found
 
 
