@@ -386,7 +386,7 @@ async def _replace_transcript(
             s.text,
             s.avg_logprob,
             s.no_speech_prob,
-            _WORDS.dump_json(s.words).decode() if s.words is not None else None,
+            _WORDS.dump_json(s.words, exclude_none=True).decode() if s.words is not None else None,
             event.language,
         )
         for s in event.segments
