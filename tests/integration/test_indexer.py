@@ -108,7 +108,9 @@ async def test_in_order_duplicated_and_shuffled_sequences_end_in_the_same_rows(
     }
     dumps = {}
     for name, sequence in sequences.items():
-        await pool.execute("TRUNCATE jobs, transcripts, segments, processed_events")
+        await pool.execute(
+            "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+        )
         await apply_all(store, sequence)
         dumps[name] = await dump(pool)
     expected = dumps["in order"]
@@ -132,7 +134,9 @@ async def test_concurrent_events_of_one_job_lose_no_update(pool: asyncpg.Pool) -
     events = ev.completed_job()
     await asyncio.gather(*(store.apply(e) for e in events))
     concurrent = await dump(pool)
-    await pool.execute("TRUNCATE jobs, transcripts, segments, processed_events")
+    await pool.execute(
+        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+    )
     await apply_all(store, events)
     assert concurrent == await dump(pool)
 

@@ -34,6 +34,9 @@ pytestmark = pytest.mark.integration
 DEFINITIONS_FILE = Path(__file__).parents[2] / "infra" / "rabbitmq" / "definitions.json"
 EVERY_JOB_EVENT = {cls.routing_key() for cls in routing.EVENT_CLASSES} - {
     routing.TRANSCRIPTION_DELETED_V1  # the indexer's own announcement, for downstream
+} | {
+    routing.TRANSCRIPTION_CHUNKED_V1,  # a long job's plan and its chunks' results
+    routing.TRANSCRIPTION_CHUNK_TRANSCRIBED_V1,
 }
 
 

@@ -7,6 +7,7 @@ in a bucket of its own.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,20 @@ async def test_deleting_a_job_erases_its_object_and_keeps_a_producers(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientError):  # the store away: the request is retried
         await eraser.delete_media(f"s3://{s3_bucket}/media/acme/cd/cde")
+
+
+async def test_deleting_a_long_job_erases_its_chunk_prefix_only(
+    s3_env: SeaweedServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    job, other = uuid.uuid4(), uuid.uuid4()
+    with s3_env.client() as s3:
+        for i in range(3):
+            s3.put_object(Bucket=s3_bucket, Key=f"media/acme/chunks/{job}/{i:04d}.wav", Body=b"x")
+        s3.put_object(Bucket=s3_bucket, Key=f"media/acme/chunks/{other}/0000.wav", Body=b"x")
+        s3.put_object(Bucket=s3_bucket, Key=f"media/acme/chunks/{job}-not-it/0000.wav", Body=b"x")
+    eraser = StoreMediaEraser(LocalMediaEraser(tmp_path), S3Location(s3_bucket, "media"))
+    await eraser.delete_chunks("acme", job)
+    await eraser.delete_chunks("acme", job)  # idempotent
+    assert _keys(s3_env, s3_bucket) == sorted(
+        [f"media/acme/chunks/{other}/0000.wav", f"media/acme/chunks/{job}-not-it/0000.wav"]
+    )

@@ -98,6 +98,8 @@ INDEXER_QUEUE: Final = QueueSpec(
         routing.TRANSCRIPTION_CANCEL_REQUESTED_V1,
         routing.TRANSCRIPTION_CANCELLED_V1,
         routing.TRANSCRIPTION_DELETE_REQUESTED_V1,
+        routing.TRANSCRIPTION_CHUNKED_V1,
+        routing.TRANSCRIPTION_CHUNK_TRANSCRIBED_V1,
     ),
 )
 INGEST_DELETIONS_QUEUE: Final = QueueSpec(
@@ -105,15 +107,18 @@ INGEST_DELETIONS_QUEUE: Final = QueueSpec(
 )
 """Ingest erases what it keeps of a deleted job on the media volume (its idempotency record
 and cancel mark); the indexer, which erased the rest, announces the deletion."""
+TRANSCRIBER_CHUNK_QUEUE_NAME: Final = "transcriber.chunks"
+"""The transcribers' queue of a long job's chunk work items (`transcription.chunk.requested.v1`)."""
 DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
     name="indexer.dead-letters",
-    bindings=(TRANSCRIBER_QUEUE.name,),
+    bindings=(TRANSCRIBER_QUEUE.name, TRANSCRIBER_CHUNK_QUEUE_NAME),
     exchange=routing.DEAD_LETTER_EXCHANGE,
     retry_delays=(),
 )
-"""A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
-`scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
-no job stays `processing` because its message was dead-lettered."""
+"""A copy of every job, and every chunk of a long job, that dies in a transcriber queue (the
+DLQ keeps its own copy for `scribe dlq`): the indexer turns each into
+`transcription.failed.v1` (`dead_lettered`), so no job stays `processing` because one of
+its messages was dead-lettered."""
 INDEXER_WEBHOOK_QUEUE: Final = QueueSpec(
     name="indexer.webhook-events",
     bindings=tuple(cls.routing_key() for cls in WEBHOOK_EVENT_CLASSES),

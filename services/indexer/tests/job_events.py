@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from contracts import (
     AudioUploadedV1,
@@ -15,6 +15,7 @@ from contracts import (
     TranscriptionProgressV1,
     TranscriptionStartedV1,
 )
+from contracts.chunks import ChunkSpec, TranscriptionChunkedV1, TranscriptionChunkTranscribedV1
 from contracts.envelope import Event
 from contracts.errors import ErrorCode
 from contracts.transcription import Segment, Word
@@ -175,3 +176,102 @@ def delete_requested(
         **_envelope(job_id, tenant, at),  # type: ignore[arg-type]
         producer="scribe-ingest/test",
     )
+
+
+# A long job: a plan of chunks, then one result per chunk (synthetic; no transcriber).
+
+CHUNK_SECONDS = 60.0
+LAST_CHUNK_WORD = "zanzibar"
+"""Said only in the last chunk of `long_job`."""
+
+
+def chunk_texts(index: int, count: int) -> list[str]:
+    """Two sentences per chunk; the last chunk's second one holds `LAST_CHUNK_WORD`."""
+    last = f"we close in {LAST_CHUNK_WORD} tonight" if index == count - 1 else "we carry on"
+    return [f"this is part {index} of the meeting", last]
+
+
+def plan(
+    job_id: UUID, count: int = 3, tenant: str = "default", at: float = 1.0
+) -> TranscriptionChunkedV1:
+    duration = count * CHUNK_SECONDS
+    return TranscriptionChunkedV1(
+        **_envelope(job_id, tenant, at),  # type: ignore[arg-type]
+        event_id=uuid5(job_id, "plan"),
+        producer="scribe-transcriber/test",
+        duration_seconds=duration,
+        model="tiny.en",
+        language="en",
+        language_probability=0.98,
+        worker="planner-1",
+        # The planner names the upload it split, as every transcriber event does.
+        job_fingerprint=uploaded(job_id, tenant).job_fingerprint(),
+        chunks=[
+            ChunkSpec(
+                index=i,
+                start=max(0.0, i * CHUNK_SECONDS - 1.0),
+                end=min(duration, (i + 1) * CHUNK_SECONDS + 1.0),
+                core_start=i * CHUNK_SECONDS,
+                core_end=(i + 1) * CHUNK_SECONDS,
+                audio_uri=f"file:///media/{tenant}/chunks/{job_id}/{i:04d}.wav",  # type: ignore[arg-type]
+            )
+            for i in range(count)
+        ],
+    )
+
+
+def chunk_result(
+    job_id: UUID,
+    index: int,
+    count: int = 3,
+    tenant: str = "default",
+    at: float | None = None,
+    worker: str = "worker-a",
+    processing_seconds: float = 6.0,
+) -> TranscriptionChunkTranscribedV1:
+    """Chunk `index`'s result: absolute times, local ids 0.., words in its core."""
+    base = index * CHUNK_SECONDS
+    segs = []
+    for local, text in enumerate(chunk_texts(index, count)):
+        start = base + 5.0 + local * 25.0
+        words = text.split()
+        segs.append(
+            Segment(
+                id=local,
+                start=start,
+                end=start + 20.0,
+                text=text,
+                avg_logprob=-0.3,
+                no_speech_prob=0.02,
+                words=[
+                    Word(word=w, start=start + j, end=start + j + 0.8, probability=0.9)
+                    for j, w in enumerate(words)
+                ],
+            )
+        )
+    return TranscriptionChunkTranscribedV1(
+        **_envelope(job_id, tenant, at if at is not None else 10.0 + index),  # type: ignore[arg-type]
+        event_id=uuid5(job_id, f"chunk:{index}"),
+        producer="scribe-transcriber/test",
+        chunk_index=index,
+        chunk_count=count,
+        core_start=base,
+        core_end=base + CHUNK_SECONDS,
+        model="tiny.en",
+        language="en",
+        segments=segs,
+        audio_seconds=CHUNK_SECONDS + 2.0,
+        processing_seconds=processing_seconds,
+        worker=worker,
+        job_fingerprint=uploaded(job_id, tenant).job_fingerprint(),
+    )
+
+
+def long_job(job_id: UUID, count: int = 3, tenant: str = "default") -> list[Event]:
+    """Upload, start, plan, then every chunk's result in order."""
+    return [
+        uploaded(job_id, tenant),
+        started(job_id, 1, tenant, at=0.5),
+        plan(job_id, count, tenant),
+        *(chunk_result(job_id, i, count, tenant) for i in range(count)),
+    ]

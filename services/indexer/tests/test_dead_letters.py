@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import uuid4
 
-from contracts import AudioUploadedV1, ErrorCode, TranscriptionFailedV1
+from contracts import (
+    AudioUploadedV1,
+    ErrorCode,
+    TranscriptionChunkRequestedV1,
+    TranscriptionFailedV1,
+)
 from contracts.envelope import Event
 from contracts.examples import EXAMPLES
 from indexer.dead_letters import DeadLetterWatcher
@@ -76,3 +82,45 @@ async def test_a_dead_letter_that_is_no_upload_publishes_nothing() -> None:
         _dead({}, body=b"\xff not an event")
     )
     assert published.events == []
+
+
+async def test_dead_chunks_of_a_long_job_fail_it_once_whichever_chunks_died() -> None:
+    item = EXAMPLES[TranscriptionChunkRequestedV1]
+    assert isinstance(item, TranscriptionChunkRequestedV1)
+    other = item.model_copy(
+        update={
+            "event_id": uuid4(),
+            "chunk": item.chunk.model_copy(
+                update={"index": (item.chunk.index + 1) % item.chunk_count}
+            ),
+        }
+    )
+    death = {
+        "x-death": [
+            {"reason": b"delivery_limit", "queue": "transcriber.chunks", "count": 1,
+             "time": datetime(2026, 1, 1, tzinfo=UTC)}
+        ],
+        "x-delivery-count": 5,
+    }  # fmt: skip
+    published = Published()
+    watcher = DeadLetterWatcher(published, "scribe-indexer/test")
+    for dead in (item, item, other):
+        await watcher.on_dead_letter(
+            Delivery(
+                body=dead.model_dump_json().encode(),
+                message_id=str(dead.event_id),
+                type=dead.message_type,
+                headers=death,
+            )
+        )
+    failures = [e for e in published.events if isinstance(e, TranscriptionFailedV1)]
+    assert len(failures) == 3
+    assert {f.event_id for f in failures} == {failures[0].event_id}, "one failure of the job"
+    first = failures[0]
+    assert (first.job_id, first.tenant_id, first.code) == (
+        item.job_id,
+        item.tenant_id,
+        ErrorCode.DEAD_LETTERED,
+    )
+    assert f"chunk {item.chunk.index} of {item.chunk_count}" in first.message
+    assert "transcriber.chunks.dlq" in first.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
@@ -34,3 +35,17 @@ async def test_someone_elses_url_is_not_ours_and_s3_is_refused(tmp_path: Path) -
     await eraser.delete_media("https://example.com/talk.mp3")
     with pytest.raises(UnerasableMediaError, match="s3"):
         await eraser.delete_media("s3://bucket/acme/ab/abcd")
+
+
+async def test_a_long_jobs_chunks_are_erased_and_another_jobs_are_kept(tmp_path: Path) -> None:
+    job, other = uuid4(), uuid4()
+    for j in (job, other):
+        folder = tmp_path / "acme" / "chunks" / str(j)
+        folder.mkdir(parents=True)
+        (folder / "0000.wav").write_bytes(b"RIFF")
+    eraser = LocalMediaEraser(tmp_path)
+    await eraser.delete_chunks("acme", job)
+    await eraser.delete_chunks("acme", job)  # a retried request finds them gone
+    await eraser.delete_chunks("acme", uuid4())  # a short job has none
+    assert not (tmp_path / "acme" / "chunks" / str(job)).exists()
+    assert (tmp_path / "acme" / "chunks" / str(other) / "0000.wav").exists()

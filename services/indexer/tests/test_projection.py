@@ -137,3 +137,24 @@ def test_a_cancel_that_overtakes_the_upload_still_ends_cancelled() -> None:
     job = fold([cancelled, ev.uploaded(job_id), ev.started(job_id)])
     assert job.status is JobStatus.CANCELLED
     assert job.original_filename == "standup.wav", "the upload still describes the job"
+
+
+def test_a_plan_shows_the_decided_language_and_decoded_duration_in_any_order() -> None:
+    job = uuid4()
+    upload, start, plan = ev.uploaded(job), ev.started(job), ev.plan(job, count=4)
+    for order in itertools.permutations([upload, start, plan]):
+        state = fold(list(order))
+        assert state.status is JobStatus.PROCESSING
+        assert (state.chunk_count, state.chunked_at) == (4, plan.occurred_at)
+        assert state.duration_seconds == 240.0  # the plan's, not the upload's probe (11 s)
+        assert (state.language, state.language_probability) == ("en", 0.98)
+
+
+def test_the_eta_is_the_furthest_progresss_and_none_once_finished() -> None:
+    job = uuid4()
+    ahead = ev.progress(job, 0.5).model_copy(update={"eta_seconds": 30.0, "event_id": uuid4()})
+    behind = ev.progress(job, 0.25).model_copy(update={"eta_seconds": 90.0, "event_id": uuid4()})
+    for order in ([ahead, behind], [behind, ahead]):
+        assert fold([ev.uploaded(job), *order]).eta_seconds == 30.0
+    assert fold([ev.uploaded(job), ahead, ev.completed(job)]).eta_seconds is None
+    assert fold([ev.uploaded(job), ev.completed(job), ahead]).eta_seconds is None

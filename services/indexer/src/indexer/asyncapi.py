@@ -28,5 +28,7 @@ def document() -> dict[str, Any]:
         "`correlation_id`. Events of an unknown tenant go to `indexer.job-events.dlq` "
         "(`unknown_tenant`). Applies cancel and delete requests and announces their "
         "outcome (`transcription.cancelled.v1`, `transcription.deleted.v1`); requests the "
-        "deletion of jobs past their tenant's `retain_days` (`reason: retention`).",
+        "deletion of jobs past their tenant's `retain_days` (`reason: retention`). Keeps a "
+        "long job's plan and chunk results; publishes from its outbox the job's progress "
+        "(with `eta_seconds`) and, once every chunk is in, its `transcript.completed.v1`.",
     )

@@ -11,6 +11,11 @@ job's end like any other failure. A replayed job that then completes still ends
 The failure's event id is derived from the dead letter's identity and time of death, so a
 redelivered dead letter publishes the same event (deduplicated) while a replayed job that
 dies again publishes a new one.
+
+A long job's chunk work item (`transcription.chunk.requested.v1`) that dies in
+`transcriber.chunks` fails its job the same way, once: the failure's id is derived from
+the job alone, so a second chunk of the job dying publishes the same event again
+(deduplicated), never a second failure.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import structlog
 
 from contracts import routing
 from contracts.audio import AudioUploadedV1
+from contracts.chunks import TranscriptionChunkRequestedV1
 from contracts.envelope import Event
 from contracts.errors import ContractError, ErrorCode, RefusalCode
 from contracts.routing import decode_event
@@ -37,7 +43,7 @@ from scribe_runtime.amqp import (
     latest_death,
     text,
 )
-from scribe_runtime.topology import TRANSCRIBER_QUEUE
+from scribe_runtime.topology import TRANSCRIBER_CHUNK_QUEUE_NAME, TRANSCRIBER_QUEUE
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +55,11 @@ Publish = Callable[[Event], Awaitable[None]]
 
 PUBLISHES: tuple[type[Event], ...] = (TranscriptionFailedV1,)
 """Every event the watcher publishes (the indexer's composition root declares them)."""
+
+
+def chunk_failure_event_id(item: TranscriptionChunkRequestedV1) -> uuid.UUID:
+    """The one failure of a long job by a dead chunk, whichever of its chunks died."""
+    return uuid.uuid5(_NAMESPACE, f"chunks|{item.tenant_id}|{item.job_id}")
 
 
 def explain(headers: Mapping[str, Any], queue: str) -> tuple[str, str, int]:
@@ -102,6 +113,9 @@ class DeadLetterWatcher:
                 reason=exc.reason[:200],
             )
             return
+        if isinstance(upload, TranscriptionChunkRequestedV1):
+            await self._chunk_died(upload, headers)
+            return
         if not isinstance(upload, AudioUploadedV1):
             log.info(
                 "dead_letter_without_job",
@@ -138,6 +152,42 @@ class DeadLetterWatcher:
             "dead_lettered_job_failed",
             job_id=str(upload.job_id),
             correlation_id=str(upload.correlation_id) if upload.correlation_id else None,
+            cause=cause,
+            attempts=deliveries,
+            event_id=str(failed.event_id),
+        )
+
+    async def _chunk_died(
+        self, item: TranscriptionChunkRequestedV1, headers: Mapping[str, Any]
+    ) -> None:
+        cause, reason, deliveries = explain(headers, TRANSCRIBER_CHUNK_QUEUE_NAME)
+        if cause in _REFUSALS:
+            log.info(
+                "dead_letter_refused_event",
+                job_id=str(item.job_id),
+                chunk_index=item.chunk.index,
+                cause=cause,
+            )
+            return
+        failed = TranscriptionFailedV1(
+            event_id=chunk_failure_event_id(item),
+            job_id=item.job_id,
+            tenant_id=item.tenant_id,
+            correlation_id=item.correlation_id,
+            producer=self._producer,
+            job_fingerprint=item.job_fingerprint,
+            code=ErrorCode.DEAD_LETTERED,
+            message=(f"dead-lettered: chunk {item.chunk.index} of {item.chunk_count} ({reason})")[
+                :_MAX_MESSAGE
+            ],
+            retryable=True,
+            attempts=deliveries,
+        )
+        await self._publish(failed)
+        log.warning(
+            "dead_lettered_job_failed",
+            job_id=str(item.job_id),
+            chunk_index=item.chunk.index,
             cause=cause,
             attempts=deliveries,
             event_id=str(failed.event_id),

@@ -149,6 +149,8 @@ class JobEventIndexer:
             status=str(applied.status) if applied.status else None,
             segments=applied.segments_written,
             announced=applied.announce.message_type if applied.announce else None,
+            decided=[e.message_type for e in applied.decided] or None,
+            dropped=applied.dropped or None,
             tombstoned=applied.tombstoned or None,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
@@ -158,10 +160,14 @@ class JobEventIndexer:
         uri = await with_retries(
             lambda: self._store.media_of(request.tenant_id, request.job_id), self._retry
         )
+        if self._media is None:
+            if uri is None:
+                return
+            raise RuntimeError("this indexer was built without a media eraser")
+        # A long job's chunks are its own, whether or not its upload is shared.
+        await self._media.delete_chunks(request.tenant_id, request.job_id)
         if uri is None:
             return
-        if self._media is None:
-            raise RuntimeError("this indexer was built without a media eraser")
         await self._media.delete_media(uri)
         log.info("job_media_erased", job_id=str(request.job_id))
 
@@ -174,6 +180,9 @@ def record_metrics(event: Event, applied: Applied) -> None:
     )
     if applied.duplicate:
         metrics.DUPLICATES.labels(event_type).inc()
+    elif any(isinstance(e, TranscriptCompletedV1) for e in applied.decided):
+        # A long job's last chunk completed it (the completion's own delivery is a duplicate).
+        metrics.JOB_OUTCOMES.labels("completed", "").inc()
     elif isinstance(event, TranscriptCompletedV1):
         metrics.JOB_OUTCOMES.labels("completed", "").inc()
     elif isinstance(event, TranscriptionFailedV1):

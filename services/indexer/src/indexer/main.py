@@ -10,20 +10,25 @@ import argparse
 import asyncio
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import structlog
 from faststream.rabbit import RabbitBroker
 
+from contracts.chunks import TranscriptionChunkedV1, TranscriptionChunkTranscribedV1
+from contracts.envelope import Event
 from contracts.lifecycle import TranscriptionDeleteRequestedV1
 from contracts.routing import EVENT_CLASSES
+from contracts.transcription import TranscriptCompletedV1, TranscriptionProgressV1
 from contracts.webhooks import WEBHOOK_EVENT_CLASSES
 from indexer.dead_letters import PUBLISHES, DeadLetterWatcher
 from indexer.handlers import PUBLISHES as ANNOUNCES
 from indexer.handlers import JobEventIndexer, RetryPolicy
 from indexer.media import LocalMediaEraser, StoreMediaEraser
 from indexer.migrate import prepare_database
+from indexer.outbox import OutboxRelay
 from indexer.retention import Publish, RetentionSweep
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
@@ -39,6 +44,7 @@ from scribe_runtime.topology import (
     DEAD_LETTER_WATCH_QUEUE,
     INDEXER_QUEUE,
     INDEXER_WEBHOOK_QUEUE,
+    TRANSCRIBER_CHUNK_QUEUE_NAME,
     TRANSCRIBER_QUEUE,
     declare_topology,
 )
@@ -46,6 +52,24 @@ from scribe_runtime.worker import Worker, producer_name
 
 SERVICE = "scribe-indexer"
 log = structlog.get_logger(__name__)
+
+CONSUMES: tuple[type[Event], ...] = (
+    *EVENT_CLASSES,
+    TranscriptionChunkedV1,
+    TranscriptionChunkTranscribedV1,
+)
+"""The job events, and a long job's plan and chunk results."""
+DECIDES: tuple[type[Event], ...] = (TranscriptCompletedV1, TranscriptionProgressV1)
+"""What the indexer publishes from its outbox: a long job's completion and progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wired:
+    """The indexer's broker, the publisher of its announcements, and its outbox relay."""
+
+    broker: RabbitBroker
+    publish: Publish
+    relay: OutboxRelay
 
 
 async def migrate(shared: SharedSettings, settings: IndexerSettings) -> None:
@@ -75,7 +99,7 @@ def build_broker(
     media_root: Path | None = None,
 ) -> RabbitBroker:
     """The broker with the indexer's subscribers wired to the PostgreSQL adapters."""
-    return build_indexer(amqp_url, pool, tenants, settings, media_root=media_root)[0]
+    return wire(amqp_url, pool, tenants, settings, media_root=media_root).broker
 
 
 def build_indexer(
@@ -86,9 +110,24 @@ def build_indexer(
     *,
     media_root: Path | None = None,
 ) -> tuple[RabbitBroker, Publish]:
-    """`build_broker`, and the publisher of the indexer's own events (for retention).
+    """`build_broker`, and the publisher of the indexer's own events (for retention)."""
+    wired = wire(amqp_url, pool, tenants, settings, media_root=media_root)
+    return wired.broker, wired.publish
 
-    `media_root` is where deleted jobs' media is erased (default: the shared setting's).
+
+def wire(
+    amqp_url: str,
+    pool: asyncpg.Pool,
+    tenants: PostgresTenants,
+    settings: IndexerSettings,
+    *,
+    media_root: Path | None = None,
+    listen_dsn: str | None = None,
+) -> Wired:
+    """Everything of the indexer on one broker; the relay is run by the caller (`run`).
+
+    `media_root` is where deleted jobs' media is erased (default: the shared setting's);
+    `listen_dsn` the database the relay LISTENs on for new outbox rows (None: it polls).
     """
     broker = make_broker(amqp_url, service=SERVICE, prefetch=settings.prefetch)
     producer = producer_name(SERVICE)
@@ -108,7 +147,8 @@ def build_indexer(
             LocalMediaEraser(media_root or shared.media_root), shared.media().s3
         ),
     )
-    subscribe_events(broker, INDEXER_QUEUE, EVENT_CLASSES, indexer.on_job_event)
+    subscribe_events(broker, INDEXER_QUEUE, CONSUMES, indexer.on_job_event)
+    relay = OutboxRelay(pool, EventPublisher(broker, DECIDES).publish, listen_dsn=listen_dsn)
 
     async def dead_letter_webhook(delivery: Delivery, *, code: str, reason: str) -> None:
         await dead_letter(
@@ -128,10 +168,11 @@ def build_indexer(
         DEAD_LETTER_WATCH_QUEUE,
         watcher.on_dead_letter,
         description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
-        f"`{TRANSCRIBER_QUEUE.name}`: a copy of each upload dead-lettered there, published "
-        "again as `transcription.failed.v1` with code `dead_lettered`.",
+        f"`{TRANSCRIBER_QUEUE.name}` and `{TRANSCRIBER_CHUNK_QUEUE_NAME}`: a copy of each "
+        "upload or chunk work item dead-lettered there, published again as "
+        "`transcription.failed.v1` with code `dead_lettered`.",
     )
-    return broker, events.publish
+    return Wired(broker, events.publish, relay)
 
 
 async def run(
@@ -150,20 +191,27 @@ async def run(
         async def database_answers() -> bool:
             return bool(await pool.fetchval("SELECT true", timeout=2.0))
 
-        broker, publish = build_indexer(
-            shared.amqp_url, pool, tenants, settings, media_root=shared.media_root
+        wired = wire(
+            shared.amqp_url,
+            pool,
+            tenants,
+            settings,
+            media_root=shared.media_root,
+            listen_dsn=shared.database_url,
         )
+        broker = wired.broker
         sweep = RetentionSweep(
-            pool, settings.retain_days, publish=publish, producer=producer_name(SERVICE)
+            pool, settings.retain_days, publish=wired.publish, producer=producer_name(SERVICE)
         )
         sweeping = asyncio.Event()
-        retention: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
 
-        async def start_retention() -> None:
-            nonlocal retention
+        async def start_background() -> None:
+            # The relay first publishes what a previous run left unsent.
+            background.append(asyncio.create_task(wired.relay.run(sweeping)))
             if settings.retain_days:
-                retention = asyncio.create_task(
-                    sweep.run(settings.retention_interval_seconds, sweeping)
+                background.append(
+                    asyncio.create_task(sweep.run(settings.retention_interval_seconds, sweeping))
                 )
 
         try:
@@ -180,12 +228,12 @@ async def run(
                     "prefetch": settings.prefetch,
                     "retain_days": settings.retain_days,
                 },
-                started=start_retention,
+                started=start_background,
             )
         finally:
             sweeping.set()
-            if retention is not None:
-                await retention
+            for task in background:
+                await task
     finally:
         await pool.close()
 

@@ -9,6 +9,11 @@ object store's prefix (`SCRIBE_MEDIA_URL`), kept when they are an external produ
 (another bucket or prefix, like a file outside the media root). An `s3://` URI while no
 object store is configured, or a scheme no adapter here erases, is refused with
 `UnerasableMediaError`, and the request is dead-lettered rather than reported done.
+
+A long job's chunks (normalised once by the planner) live under
+`<media_root>/<tenant>/chunks/<job_id>/`, or `<prefix>/<tenant>/chunks/<job_id>/` in the
+object store; `delete_chunks` erases that folder or prefix, whatever the job's own audio
+URI is (it is never shared with another job).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import shutil
 from pathlib import Path
 from typing import Final, Protocol
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 import structlog
 
@@ -42,6 +49,14 @@ class MediaEraser(Protocol):
         """Erase the media at `uri`; idempotent. `TransientError` when the store is away."""
         ...
 
+    async def delete_chunks(self, tenant_id: str, job_id: UUID) -> None:
+        """Erase a long job's chunk audio, if it has any; idempotent."""
+        ...
+
+
+CHUNKS_FOLDER: Final = "chunks"
+"""`<tenant>/chunks/<job_id>/`: where a long job's normalised chunks are stored."""
+
 
 class LocalMediaEraser:
     """`file://` media under the media root (the volume ingest writes uploads to)."""
@@ -61,6 +76,25 @@ class LocalMediaEraser:
             log.warning("media_outside_media_root_kept", uri=uri)
             return
         await asyncio.to_thread(self._unlink, path)
+
+    async def delete_chunks(self, tenant_id: str, job_id: UUID) -> None:
+        folder = self.root / tenant_id / CHUNKS_FOLDER / str(job_id)
+        if not folder.resolve().is_relative_to(self.root):
+            log.warning("chunks_outside_media_root_kept", job_id=str(job_id))
+            return
+        await asyncio.to_thread(self._remove_tree, folder)
+
+    def _remove_tree(self, folder: Path) -> None:
+        if not self.root.is_dir():
+            raise TransientError(f"media root {self.root} is unavailable")
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno in _STORAGE_DOWN:
+                raise TransientError(f"media store unavailable erasing {folder}: {exc}") from exc
+            raise
 
     def _unlink(self, path: Path) -> None:
         if not self.root.is_dir():
@@ -101,4 +135,22 @@ class StoreMediaEraser:
         except Exception as exc:
             if is_transient(exc):
                 raise TransientError(f"object store unavailable erasing {uri}: {exc!r}") from exc
+            raise
+
+    async def delete_chunks(self, tenant_id: str, job_id: UUID) -> None:
+        await self._local.delete_chunks(tenant_id, job_id)
+        if self._store is None:
+            return
+        prefix = self._store.child(tenant_id, CHUNKS_FOLDER, str(job_id))
+        try:
+            async with open_s3_client() as client:
+                paginator = client.get_paginator("list_objects_v2")
+                async for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key + "/"):
+                    for item in page.get("Contents", []):
+                        await client.delete_object(Bucket=prefix.bucket, Key=item["Key"])
+        except Exception as exc:
+            if is_transient(exc):
+                raise TransientError(
+                    f"object store unavailable erasing {prefix.uri}/: {exc!r}"
+                ) from exc
             raise

@@ -14,6 +14,10 @@ their arrival order or duplication (a commutative, idempotent merge):
   started attempt, the latest failure and the latest completion (ties by event id);
 - audio metadata fills from the upload whenever it arrives, so a `completed` that overtook
   its `uploaded` still ends in a complete job.
+- a long job's plan (`transcription.chunked`, the earliest wins) sets its chunk count,
+  language and decoded duration, which a later upload's probe or start does not replace;
+  its chunks' results are merged by the store (`indexer.chunks`), which derives progress,
+  the ETA (the furthest progress's estimate wins) and the completion from every chunk.
 
 A cancel *request* is not a fact but a question put to the current state: `decide_cancel`
 answers it once (a job that already finished is not cancelled) and its answer, the fact
@@ -39,6 +43,8 @@ from contracts import (
     TranscriptCompletedV1,
     TranscriptionCancelledV1,
     TranscriptionCancelRequestedV1,
+    TranscriptionChunkedV1,
+    TranscriptionChunkTranscribedV1,
     TranscriptionFailedV1,
     TranscriptionProgressV1,
     TranscriptionStartedV1,
@@ -111,6 +117,14 @@ class JobState:
     cancelled_event_id: UUID | None = None
     cancelled_at: datetime | None = None
     job_fingerprint: str | None = None
+    chunk_count: int | None = None
+    chunked_at: datetime | None = None
+    eta_seconds: float | None = None
+
+    @property
+    def chunked(self) -> bool:
+        """A long job: its plan of chunks is known."""
+        return self.chunked_at is not None
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
@@ -135,7 +149,13 @@ class JobState:
 def _status_for(event: Event) -> JobStatus:
     if isinstance(event, AudioUploadedV1):
         return JobStatus.QUEUED
-    if isinstance(event, TranscriptionStartedV1 | TranscriptionProgressV1):
+    if isinstance(
+        event,
+        TranscriptionStartedV1
+        | TranscriptionProgressV1
+        | TranscriptionChunkedV1
+        | TranscriptionChunkTranscribedV1,
+    ):
         return JobStatus.PROCESSING
     if isinstance(event, TranscriptCompletedV1):
         return JobStatus.COMPLETED
@@ -214,11 +234,12 @@ def apply_event(state: JobState | None, event: Event) -> JobState:
     if isinstance(event, TranscriptionStartedV1):
         return _on_started(state, event)
     if isinstance(event, TranscriptionProgressV1):
-        return dataclasses.replace(
-            state,
-            progress=max(state.progress, event.progress),
-            processed_seconds=max(state.processed_seconds, event.processed_seconds),
-        )
+        return _on_progress(state, event)
+    if isinstance(event, TranscriptionChunkedV1):
+        return _on_chunked(state, event)
+    if isinstance(event, TranscriptionChunkTranscribedV1):
+        # Its effect is on `job_chunks`: the store derives progress from every chunk done.
+        return dataclasses.replace(state, attempts=max(state.attempts, event.attempt))
     if isinstance(event, TranscriptCompletedV1):
         return _on_completed(state, event)
     if isinstance(event, TranscriptionCancelledV1):
@@ -271,6 +292,43 @@ def _on_cancelled(state: JobState, event: TranscriptionCancelledV1) -> JobState:
     )
 
 
+def _on_progress(state: JobState, event: TranscriptionProgressV1) -> JobState:
+    # The estimate of the furthest progress wins (the smaller of two at the same point).
+    eta = state.eta_seconds
+    if event.progress > state.progress:
+        eta = event.eta_seconds
+    elif event.progress == state.progress and event.eta_seconds is not None:
+        eta = event.eta_seconds if eta is None else min(eta, event.eta_seconds)
+    return dataclasses.replace(
+        state,
+        progress=max(state.progress, event.progress),
+        processed_seconds=max(state.processed_seconds, event.processed_seconds),
+        eta_seconds=None if state.status in FINISHED else eta,
+    )
+
+
+def _on_chunked(state: JobState, event: TranscriptionChunkedV1) -> JobState:
+    """The plan of a long job: the earliest one describes it (a planner is deterministic)."""
+    if state.chunked_at is not None and state.chunked_at <= event.occurred_at:
+        return state
+    state = dataclasses.replace(
+        state,
+        chunk_count=len(event.chunks),
+        chunked_at=event.occurred_at,
+        attempts=max(state.attempts, event.attempt),
+    )
+    if state.completed_event_id is not None:
+        return state
+    # The decoded duration and the language decided once for every chunk, shown from now.
+    return dataclasses.replace(
+        state,
+        model=event.model,
+        language=event.language,
+        language_probability=event.language_probability,
+        duration_seconds=event.duration_seconds,
+    )
+
+
 def _on_uploaded(state: JobState, event: AudioUploadedV1) -> JobState:
     if state.uploaded_at is not None and state.uploaded_at <= event.occurred_at:
         return state  # the earliest upload of a job describes it
@@ -287,10 +345,10 @@ def _on_uploaded(state: JobState, event: AudioUploadedV1) -> JobState:
         requested_model=event.options.model,
         word_timestamps=event.options.word_timestamps,
         uploaded_at=event.occurred_at,
-        # The probe's duration stands in until the decoded duration of a transcript.
+        # The probe's duration stands in until the decoded duration of a plan or transcript.
         duration_seconds=(
             state.duration_seconds
-            if state.completed_event_id is not None
+            if state.completed_event_id is not None or state.chunked
             else event.duration_seconds
         ),
     )
@@ -310,7 +368,9 @@ def _on_started(state: JobState, event: TranscriptionStartedV1) -> JobState:
         state,
         worker=event.worker,
         started_attempt=event.attempt,
-        model=state.model if state.completed_event_id is not None else event.model,
+        model=(
+            state.model if state.completed_event_id is not None or state.chunked else event.model
+        ),
     )
 
 
@@ -320,6 +380,7 @@ def _on_completed(state: JobState, event: TranscriptCompletedV1) -> JobState:
         attempts=max(state.attempts, event.attempt),
         progress=1.0,
         processed_seconds=max(state.processed_seconds, event.duration_seconds),
+        eta_seconds=None,
     )
     if not _newer(event.occurred_at, event.event_id, state.completed_at, state.completed_event_id):
         return state

@@ -408,6 +408,7 @@ def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> Tra
         status=row["status"],
         progress=row["progress"],
         processed_seconds=row["processed_seconds"],
+        eta_seconds=_eta(row),
         attempts=row["attempts"],
         error=_error(row),
         audio=AudioInfo(
@@ -435,6 +436,14 @@ def _transcription(row: asyncpg.Record, transcript: TranscriptOut | None) -> Tra
         transcript=transcript,
         links=job_links(row["job_id"], row["status"]),
     )
+
+
+def _eta(row: asyncpg.Record) -> float | None:
+    # An estimate means nothing once the job has ended.
+    if row["status"] != "processing":
+        return None
+    eta: float | None = row["eta_seconds"]
+    return eta
 
 
 def _summary(row: asyncpg.Record) -> TranscriptionSummary:

@@ -108,6 +108,8 @@ class TranscriptionOut(BaseModel):
                     "id": _JOB,
                     "status": "processing",
                     "progress": 0.5,
+                    "processed_seconds": 1800.0,
+                    "eta_seconds": 95.4,
                     "attempts": 1,
                     "audio": {"original_filename": "standup.wav", "duration_seconds": 11.02},
                     "created_at": "2026-11-28T12:00:00Z",
@@ -125,6 +127,16 @@ class TranscriptionOut(BaseModel):
     status: JobStatusName
     progress: float = Field(ge=0, le=1, description="Fraction of the audio transcribed.")
     processed_seconds: float = Field(default=0.0, description="Seconds of audio transcribed.")
+    eta_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "While `processing`: estimated seconds until the transcript is complete. For a "
+            "long job (split into chunks) it is the audio left times the real-time factor "
+            "measured on its chunks so far, divided by the workers at work on it; absent "
+            "when no estimate exists yet (a short job, or before its first chunk is done)."
+        ),
+    )
     attempts: int = Field(description="Deliveries to a worker so far.")
     error: JobError | None = Field(default=None, description="Set when `status` is `failed`.")
     audio: AudioInfo
