@@ -44,7 +44,13 @@ class Word(_Timed):
 
     word: str
     probability: Probability
-    speaker: SpeakerLabel | None = Field(default=None, description=_SPEAKER_DESCRIPTION)
+    speaker: SpeakerLabel | None = Field(
+        default=None,
+        description=_SPEAKER_DESCRIPTION,
+        # Left out of the JSON when not diarized: no `"speaker": null` on every word of a
+        # 10-hour transcript (1.4 MiB of its body; see tests/unit/test_payload_size.py).
+        exclude_if=lambda value: value is None,
+    )
 
 
 class Segment(_Timed):
@@ -71,7 +77,13 @@ class Segment(_Timed):
             "`high_compression` (compression ratio above 2.4). Absent when not computed."
         ),
     )
-    speaker: SpeakerLabel | None = Field(default=None, description=_SPEAKER_DESCRIPTION)
+    speaker: SpeakerLabel | None = Field(
+        default=None,
+        description=_SPEAKER_DESCRIPTION,
+        # Left out of the JSON when not diarized: no `"speaker": null` on every word of a
+        # 10-hour transcript (1.4 MiB of its body; see tests/unit/test_payload_size.py).
+        exclude_if=lambda value: value is None,
+    )
 
 
 class TranscriptionStartedV1(Event):
