@@ -1,6 +1,7 @@
 """The dead-letter watcher: a job whose upload dies in the transcriber's queue ends `failed`.
 
-`scribe.dlx` routes each dead letter of `transcriber.audio-uploaded` both to that queue's
+`scribe.dlx` routes each dead letter of `transcriber.audio-uploaded` (the intake) and of
+every pool's queue (`transcriber.pool.<model>.audio-uploaded`) both to that queue's
 DLQ (kept for `scribe dlq list|replay`) and to `indexer.dead-letters`, consumed here. For
 each one that is a valid `audio.uploaded.v1`, the watcher publishes
 `transcription.failed.v1` with code `dead_lettered` and the reason (RabbitMQ's `x-death`
@@ -109,7 +110,9 @@ class DeadLetterWatcher:
                 message_type=delivery.type,
             )
             return
-        cause, reason, deliveries = explain(headers, TRANSCRIBER_QUEUE.name)
+        # Dead letters are routed by the queue they died in: the intake or a pool's queue.
+        queue = delivery.routing_key or TRANSCRIBER_QUEUE.name
+        cause, reason, deliveries = explain(headers, queue)
         if cause in _REFUSALS:
             # The transcriber refused the event itself (another tenant's, a conflicting
             # re-upload): the job it names, if any, is not this event's to end.
