@@ -270,7 +270,10 @@ def create_app() -> FastAPI:
 
 
 async def measure(
-    reader_url: str, terms: dict[str, list[str]], rounds: int
+    reader_url: str,
+    terms: dict[str, list[str]],
+    rounds: int,
+    languages: tuple[str, ...] = ("en",),
 ) -> list[dict[str, Any]]:
     settings = IngestSettings(database_url=reader_url)
     figures: list[dict[str, Any]] = []
@@ -278,6 +281,14 @@ async def measure(
     # Row-level security shows the reader only the tenant set for its session, as the API
     # sets it per transaction; set for the whole session here (a no-op without RLS).
     await conn.execute("SELECT set_config('scribe.tenant_id', $1, false)", TENANT)
+    # What the API parses each query with: one configuration per language of the tenant.
+    configs = sorted(
+        {
+            await conn.fetchval("SELECT scribe_text_search_config($1)::text", language)
+            for language in languages
+        }
+    )
+    label = "+".join(languages)
     port = free_port()
     env = os.environ | {
         "SCRIBE_INGEST_DATABASE_URL": reader_url,
@@ -297,13 +308,13 @@ async def measure(
                 return (await client.get("/v1/search", params={"q": "x"})).status_code == 200
 
             await eventually_async(
-                ready, within=10, interval=0.1, what="the search app answering",
+                ready, within=60, interval=0.1, what="the search app answering",
                 ignoring=(httpx.TransportError,),
             )  # fmt: skip
 
             async def sql(term: str, limit: int = settings.search_candidate_limit) -> object:
                 query = SearchQuery(tenant_id=TENANT, text=term, limit=20, candidate_limit=limit)
-                statement, params = build_sql(query)
+                statement, params = build_sql(query, configs)
                 return await conn.fetch(statement, *params)
 
             async def sql_rank_all(term: str) -> object:
@@ -314,6 +325,7 @@ async def measure(
                 response.raise_for_status()
                 return response
 
+            print(f"tenant languages: {label} (query parsed with {', '.join(configs)})")
             print(f"{'terms':<8} {'path':<13} {'p50 ms':>8} {'p95 ms':>8} {'matches':>9}")
             for kind, words in terms.items():
                 counts = [
@@ -336,6 +348,7 @@ async def measure(
                         {
                             "terms": kind,
                             "path": name,
+                            "languages": label,
                             "p50_ms": statistics.median(samples),
                             "p95_ms": percentile(samples, 95),
                             "matches": round(statistics.mean(counts)),
@@ -375,7 +388,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "two": [f"{a} {b}" for a, b in zip(COMMON_WORDS[:8], COMMON_WORDS[8:16], strict=True)],
             "phrase": [f'"{a} {b}"' for a, b in itertools.pairwise(COMMON_WORDS[:9])],
         }
-        rows = await measure(with_database(url, name, READER), terms, args.rounds)
+        reader = with_database(url, name, READER)
+        rows = await measure(reader, terms, args.rounds)
+        if args.mixed:
+            # The same English segments, searched as by a tenant whose transcripts are also
+            # in German, French and Spanish: each query is parsed in four configurations.
+            mixed = ("en", "de", "fr", "es")
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.executemany(
+                    "INSERT INTO search_languages VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(TENANT, language) for language in mixed],
+                )
+            finally:
+                await conn.close()
+            rows += await measure(reader, terms, args.rounds, mixed)
         return {"segments": count, "load_s": loaded, "terms": terms, "rows": rows}
     finally:
         if not args.keep:
@@ -398,18 +425,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a role that may create databases; the benchmark's own database is dropped after",
     )
     parser.add_argument("--keep", action="store_true", help="keep the loaded database")
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="measure again as a tenant with en+de+fr+es transcripts (search per language)",
+    )
     return parser
 
 
 def run(quick: bool = False) -> Result:
     """`python -m bench search`: 1M segments, 10 rounds (quick: 50k segments, 3 rounds)."""
     argv = ["--segments", "50000", "--rounds", "3"] if quick else ["--rounds", "10"]
+    argv.append("--mixed")
     args = _parser().parse_args(argv)
     figures = asyncio.run(_run(args))
     result = Result(
         name="search",
         title=f"search latency over {figures['segments']:,} segments: HTTP API vs bare SQL",
-        columns=["terms", "path", "p50 ms", "p95 ms", "matches"],
+        columns=["terms", "languages", "path", "p50 ms", "p95 ms", "matches"],
         settings={"segments": args.segments, "rounds": args.rounds, "terms": figures["terms"]},
         figures=figures,
     )
@@ -417,6 +450,7 @@ def run(quick: bool = False) -> Result:
         result.rows.append(
             [
                 row["terms"],
+                row["languages"],
                 row["path"],
                 round(row["p50_ms"], 1),
                 round(row["p95_ms"], 1),

@@ -275,3 +275,66 @@ def test_sigterm_to_scribe_up_stops_every_child_and_exits_zero(
             up.kill()
         for pid in family & set(_processes()):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(amqp_url, database_url, tmp_path)
+    api = env["SCRIBE_API_URL"]
+    log_path = tmp_path / "up.log"
+    up = subprocess.Popen(
+        [str(BIN / "scribe"), "up", "--models", "tiny.en=1,base=1"],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(
+            lambda: up.poll() is not None or _answers(f"{api}/readyz"), 240, "readiness", log_path
+        )
+        assert up.poll() is None, log_path.read_text()
+        models = []
+        for pid in _children(up.pid, "scribe-transcriber"):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            models += [
+                e.split(b"=", 1)[1].decode()
+                for e in environ
+                if e.startswith(b"SCRIBE_TRANSCRIBER_MODEL=")
+            ]
+        assert sorted(models) == ["base", "tiny.en"]
+        auth = {"Authorization": f"Bearer {DEV_API_KEY}"}
+        served = httpx.get(f"{api}/v1/models", headers=auth, timeout=10).json()["data"]
+        assert [m["id"] for m in served][:2] == ["tiny.en", "base"]
+
+        speech = synthesize(SCRIPTS["weather"])
+        jobs = {}
+        for model in ("base", None):
+            fields = {"model": model} if model else {}
+            with speech.open("rb") as audio:
+                response = httpx.post(
+                    f"{api}/v1/transcriptions",
+                    headers=auth,
+                    data=fields,
+                    files={"file": ("weather.wav", audio, "audio/wav")},
+                    timeout=60,
+                )
+            assert response.status_code == 202, response.text
+            jobs[model or "tiny.en"] = response.json()["id"]
+
+        def finished() -> bool:
+            return all(
+                httpx.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()[
+                    "status"
+                ]
+                == "completed"
+                for job in jobs.values()
+            )
+
+        _wait_for(finished, 300, "both jobs completed", log_path)
+        for model, job in jobs.items():
+            body = httpx.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()
+            assert body["transcript"]["model"] == model, body
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(120)

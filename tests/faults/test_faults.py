@@ -27,7 +27,7 @@ from contracts import AudioUploadedV1, TranscriptionFailedV1
 from contracts.errors import ErrorCode
 from scribe_cli import dlq
 from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE
+from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE, pool_queue
 from tests.faults.conftest import FaultEnv
 from tests.faults.support import (
     Outcomes,
@@ -44,6 +44,9 @@ from tests.support import crashing_transcriber
 from tests.support.servers import SeaweedServer
 from tests.support.stack import BIN, TRANSCRIBER, Stack
 from tests.support.waiting import eventually
+
+DEFAULT_POOL = pool_queue("tiny.en")
+"""Where the workers' jobs are (retried, crash-looped, dead-lettered) once routed."""
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -182,7 +185,7 @@ def test_object_store_stopped_for_thirty_seconds(fault_env: FaultEnv) -> None:
             result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
             retried = stack.log("transcriber-1").count('"message_retry_scheduled"')
             dlq_depth = asyncio.run(
-                dead_letter_count(stack.amqp_url, TRANSCRIBER_QUEUE.dead_letter_queue)
+                dead_letter_count(stack.amqp_url, DEFAULT_POOL.dead_letter_queue)
             )
     finally:
         store.stop()
@@ -236,14 +239,14 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         assert rows[crash_job]["error_code"] == ErrorCode.DEAD_LETTERED
         assert "delivery_limit" in rows[crash_job]["error_message"]
         assert result.completed == 4
-        assert restarts >= TRANSCRIBER_QUEUE.delivery_limit  # it really did die every time
+        assert restarts >= DEFAULT_POOL.delivery_limit  # it really did die every time
 
-        letters = asyncio.run(dlq.list_dead_letters(stack.amqp_url, [TRANSCRIBER_QUEUE]))
+        letters = asyncio.run(dlq.list_dead_letters(stack.amqp_url, [DEFAULT_POOL]))
         assert [(letter.job_id, letter.code) for letter in letters] == [
             (str(crash_job), "rabbitmq_delivery_limit")
         ]
         listed = subprocess.run(
-            [str(BIN / "scribe"), "dlq", "list", "--queue", TRANSCRIBER_QUEUE.name],
+            [str(BIN / "scribe"), "dlq", "list", "--queue", DEFAULT_POOL.name],
             env=stack.env,
             capture_output=True,
             text=True,
@@ -260,7 +263,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
             stack.processes[name].wait(60)
             stack.start_transcriber(name)
         replayed = subprocess.run(
-            [str(BIN / "scribe"), "dlq", "replay", "--queue", TRANSCRIBER_QUEUE.name,
+            [str(BIN / "scribe"), "dlq", "replay", "--queue", DEFAULT_POOL.name,
              "--job", str(crash_job)],
             env=stack.env,
             capture_output=True,
@@ -271,9 +274,7 @@ def test_a_file_that_kills_the_worker_ends_in_the_dlq_and_can_be_replayed(
         assert "replayed 1 message(s)" in replayed.stdout
         rows = wait_terminal_status(stack.database_url, crash_job, "completed", timeout=120)
         assert rows[crash_job]["status"] == "completed"
-        assert (
-            asyncio.run(dead_letter_count(stack.amqp_url, TRANSCRIBER_QUEUE.dead_letter_queue)) == 0
-        )
+        assert asyncio.run(dead_letter_count(stack.amqp_url, DEFAULT_POOL.dead_letter_queue)) == 0
 
 
 def wait_terminal_status(

@@ -201,7 +201,7 @@ BAD_UPLOADS: list[tuple[str, dict[str, Any], int, str]] = [
         "unknown-model",
         {"data": samples.wav_bytes(0.5), "fields": {"model": "/models/evil"}},
         422,
-        "validation_error",
+        "model_unavailable",
     ),
     (
         "bad-bool",

@@ -46,7 +46,7 @@ from ingest.settings import IngestSettings
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import TRANSCRIBER_CHUNK_QUEUE_NAME
+from scribe_runtime.topology import pool_queue
 from services.indexer.tests import job_events as ev
 from tests.support.servers import READER, as_role
 from tests.support.waiting import eventually_async
@@ -467,14 +467,14 @@ async def test_a_dead_lettered_chunk_fails_its_job_once(stack: LongStack) -> Non
                         "x-death": [
                             {
                                 "reason": "delivery_limit",
-                                "queue": "transcriber.chunks",
+                                "queue": pool_queue("tiny.en", "chunk").name,
                                 "count": 1,
                                 "time": datetime.now(UTC),
                             }
                         ]
                     },
                 ),
-                routing_key=TRANSCRIBER_CHUNK_QUEUE_NAME,
+                routing_key=pool_queue("tiny.en", "chunk").name,
             )
     await stack.until(job, "failed")
     await stack.tap.wait_until(lambda: len(stack.tap.of(TranscriptionFailedV1, job)) >= 2, 20)

@@ -99,7 +99,10 @@ def check_topology_as_designed(api: Management) -> None:
         bindings
     )
     for spec in QUEUES:
-        assert re.fullmatch(r"[a-z]+\.[a-z-]+", spec.name), spec.name
+        # `<service>.<purpose>`; a pool's queue is `transcriber.pool.<model>.<purpose>`.
+        assert re.fullmatch(r"[a-z]+\.[a-z-]+", spec.name) or re.fullmatch(
+            r"transcriber\.pool\.[a-z0-9._-]+\.(audio-uploaded|chunk-requested)", spec.name
+        ), spec.name
         arguments = queues[spec.name]["arguments"]
         assert arguments["x-queue-type"] == "quorum"
         assert arguments["x-delivery-limit"] == DELIVERY_LIMIT

@@ -43,7 +43,12 @@ from indexer.store import PostgresTenants
 from scribe_runtime import amqp
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE, declare_topology
+from scribe_runtime.topology import (
+    INDEXER_QUEUE,
+    TRANSCRIBER_QUEUE,
+    declare_topology,
+    pool_queue,
+)
 from tests.speech import SCRIPTS, synthesize
 from tests.support.servers import READER
 from tests.support.waiting import eventually_async
@@ -271,8 +276,9 @@ async def test_a_conflicting_reupload_of_a_completed_job_is_refused_and_the_job_
     await pipeline.publish(other_audio, other_options, first, same_again, sentinel)
     await pipeline.completed(sentinel)
     refused = {str(other_audio.event_id), str(other_options.event_id)}
+    # The router forwarded them to the default pool, whose worker knows the job.
     transcriber_letters = await wait_for_letters(
-        pipeline.amqp_url, TRANSCRIBER_QUEUE.dead_letter_queue, refused
+        pipeline.amqp_url, pool_queue("tiny.en").dead_letter_queue, refused
     )
     indexer_letters = await wait_for_letters(
         pipeline.amqp_url, INDEXER_QUEUE.dead_letter_queue, refused

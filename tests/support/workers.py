@@ -19,7 +19,7 @@ from contracts import routing
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from contracts.envelope import Event
 from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import TRANSCRIBER_QUEUE
+from scribe_runtime.topology import pool_queue
 from tests.speech import CACHE, SCRIPTS, synthesize
 from tests.support.stack import TRANSCRIBER, start_process, stop_processes
 from tests.support.waiting import eventually_async
@@ -91,7 +91,11 @@ def upload(path: Path, **options: Any) -> AudioUploadedV1:
     )
 
 
-async def queue_counts(amqp_url: str, queue: str = TRANSCRIBER_QUEUE.name) -> tuple[int, int]:
+DEFAULT_POOL_QUEUE = pool_queue("tiny.en").name
+"""Where the default (tiny.en) workers take their jobs from, once the router routed them."""
+
+
+async def queue_counts(amqp_url: str, queue: str = DEFAULT_POOL_QUEUE) -> tuple[int, int]:
     """(ready messages, consumers) straight from the queue (no management-stats lag)."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
@@ -101,12 +105,14 @@ async def queue_counts(amqp_url: str, queue: str = TRANSCRIBER_QUEUE.name) -> tu
         return result.message_count or 0, result.consumer_count or 0
 
 
-async def wait_for_consumers(amqp_url: str, count: int, seconds: float = 120.0) -> None:
-    """Until `count` workers consume the transcriber queue (another process's consumers
-    raise no event here: poll the broker)."""
+async def wait_for_consumers(
+    amqp_url: str, count: int, seconds: float = 120.0, queue: str = DEFAULT_POOL_QUEUE
+) -> None:
+    """Until `count` workers consume a pool's queue (default: tiny.en's; another process's
+    consumers raise no event here: poll the broker)."""
 
     async def enough() -> bool:
-        return (await queue_counts(amqp_url))[1] >= count
+        return (await queue_counts(amqp_url, queue))[1] >= count
 
     await eventually_async(enough, within=seconds, what=f"{count} consumer(s) on the queue")
 

@@ -65,7 +65,8 @@ def _cmd(service: str) -> list[str]:
 def test_compose_validates_against_the_compose_specification() -> None:
     services = _compose()["services"]
     optional = {name for name, service in services.items() if service.get("profiles")}
-    assert set(services) - optional == {"rabbitmq", "postgres", *APP_SERVICES}
+    # A transcriber service per model pool (`transcriber-<model>` besides the default's).
+    assert set(services) - optional == {"rabbitmq", "postgres", "transcriber-base", *APP_SERVICES}
     # Object storage for media is opt-in: `COMPOSE_PROFILES=s3`.
     assert services["object-store"]["profiles"] == ["s3"]
 
@@ -155,3 +156,22 @@ def test_dockerfiles_pass_hadolint() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ingest_serves_exactly_the_pools_compose_runs() -> None:
+    services = _compose()["services"]
+    pools = {
+        name: spec["environment"]["SCRIBE_TRANSCRIBER_MODEL"]
+        for name, spec in services.items()
+        if spec.get("build", {}).get("dockerfile") == "services/transcriber/Dockerfile"
+    }
+    assert sorted(pools) == ["transcriber", "transcriber-base"]
+    served = json.loads(services["ingest"]["environment"]["SCRIBE_INGEST_SERVED_MODELS"])
+    assert sorted(served) == sorted(pools.values())
+    for name in pools:
+        environment = services[name]["environment"]
+        assert environment["SCRIBE_TRANSCRIBER_DEFAULT_MODEL"] == served[0], name
+        known = _env_names(SharedSettings) | _env_names(TranscriberSettings)
+        assert {n for n in environment if n.startswith("SCRIBE_")} <= known, name
+        assert "container_name" not in services[name]
+        assert "ports" not in services[name]

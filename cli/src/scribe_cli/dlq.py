@@ -22,7 +22,7 @@ from scribe_runtime.amqp import (
     latest_death,
 )
 from scribe_runtime.amqp import original_routing_key as _original_routing_key
-from scribe_runtime.topology import QUEUES, QueueSpec
+from scribe_runtime.topology import POOL_QUEUE_PREFIX, QUEUES, QueueSpec
 
 _SHED_ON_REPLAY = BROKER_HEADERS | DEAD_LETTER_HEADERS | {HEADER_RETRY}
 """RabbitMQ's bookkeeping, our retry count and death record: a replayed message starts a
@@ -86,6 +86,10 @@ def select_queues(name: str | None) -> list[QueueSpec]:
     if name is None:
         return list(QUEUES)
     chosen = [q for q in QUEUES if name in (q.name, q.dead_letter_queue)]
+    queue = name.removesuffix(".dlq")
+    if not chosen and queue.startswith(POOL_QUEUE_PREFIX):
+        # A pool an operator added (not among the defaults): its queue is named by its model.
+        chosen = [QueueSpec(name=queue, bindings=())]
     if not chosen:
         known = ", ".join(q.name for q in QUEUES)
         raise ValueError(f"unknown queue {name!r}; known: {known}")

@@ -21,6 +21,9 @@ from contracts.envelope import Event
 MAX_INITIAL_PROMPT_CHARS: Final = 1000
 """Longer than Whisper keeps (its last 224 tokens); bounded so no event carries a book."""
 
+MAX_HOTWORDS_CHARS: Final = 500
+"""Hotwords longer than this are refused (they share the prompt's 224 tokens)."""
+
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 InitialPrompt = Annotated[str, StringConstraints(max_length=MAX_INITIAL_PROMPT_CHARS)]
@@ -88,7 +91,7 @@ class TranscriptionOptions(BaseModel):
             "style. Whisper keeps its last 224 tokens."
         ),
     )
-    hotwords: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+    hotwords: Annotated[str, StringConstraints(max_length=MAX_HOTWORDS_CHARS)] | None = Field(
         default=None, description="Words or phrases to favour, e.g. proper nouns."
     )
     temperature: float | None = Field(

@@ -43,6 +43,8 @@ HEADER_RETRY: Final = "x-scribe-retry"
 """How many retry stages a message has been through (absent on the first try)."""
 HEADER_REPLAYED_FROM: Final = "x-scribe-replayed-from"
 """The DLQ `scribe dlq replay` took the message from."""
+HEADER_POOL: Final = "x-scribe-pool"
+"""The model pool the router sent a job to (`scribe_runtime.topology.pool_routing_key`)."""
 
 DEAD_LETTER_HEADERS: Final = frozenset(
     {
@@ -215,3 +217,29 @@ async def republish(
         headers=dict(headers),
         timeout=PUBLISH_TIMEOUT_SECONDS,
     )
+
+
+class UnroutableError(Exception):
+    """The broker returned a mandatory message: no queue is bound to its routing key."""
+
+
+async def route_copy(
+    broker: RabbitBroker,
+    delivery: Delivery,
+    *,
+    exchange: RabbitExchange | str,
+    routing_key: str,
+    headers: Mapping[str, Any],
+) -> None:
+    """`republish` to a key that may have no queue: `UnroutableError` when none took it.
+
+    The copy starts a fresh life (RabbitMQ's per-life headers dropped), so its consumer
+    counts its own deliveries.
+    """
+    from aiormq.exceptions import PublishError
+
+    fresh = {k: v for k, v in headers.items() if k not in BROKER_HEADERS}
+    try:
+        await republish(broker, delivery, exchange=exchange, routing_key=routing_key, headers=fresh)
+    except PublishError as exc:
+        raise UnroutableError(f"no queue is bound to {routing_key!r}") from exc

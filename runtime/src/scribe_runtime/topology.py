@@ -7,8 +7,9 @@ Mirrored in `infra/rabbitmq/definitions.json`; a test keeps the two in step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -87,6 +88,52 @@ class QueueSpec:
 TRANSCRIBER_QUEUE: Final = QueueSpec(
     name="transcriber.audio-uploaded", bindings=(routing.AUDIO_UPLOADED_V1,)
 )
+"""The intake: every `audio.uploaded.v1` (ingest's and external producers'). Its consumer is
+the pool router inside every transcriber (`transcriber.router`): it checks the tenant, picks
+the pool of the job's model (the default pool when the job names none) and republishes the
+message there with a confirm before it acks; a model no pool serves fails the job with
+`model_unavailable`."""
+
+PoolKind = Literal["audio", "chunk"]
+"""The work items a pool takes: whole jobs (`audio.uploaded.v1`), chunks of long ones
+(`transcription.chunk.requested.v1`)."""
+_POOL_PURPOSES: Final[dict[str, str]] = {"audio": "audio-uploaded", "chunk": "chunk-requested"}
+POOL_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+"""What a pool (a model name) may be called: routing-key and queue-name safe, at most 64."""
+DEFAULT_POOLS: Final = ("tiny.en", "base")
+"""Pools declared by every service and in `infra/rabbitmq/definitions.json`: the two offline
+models. A worker of another model declares its own pool when it starts."""
+
+
+class UnknownPoolError(ValueError):
+    """A model name no pool can be called (not routing-key safe)."""
+
+
+def pool_routing_key(model: str, kind: PoolKind = "audio") -> str:
+    """`pool.<model>.<purpose>` on `scribe.events`: where a pool's work items of `kind` go.
+
+    The one place that names a pool on the wire; its queue is `pool_queue(model, kind)`.
+    Chunk work items of a long job go to the pool of their `model` the same way.
+    """
+    if len(model) > 64 or not POOL_NAME.match(model):
+        raise UnknownPoolError(f"{model!r} cannot name a model pool")
+    return f"pool.{model}.{_POOL_PURPOSES[kind]}"
+
+
+POOL_QUEUE_PREFIX: Final = "transcriber.pool."
+
+
+def pool_queue(model: str, kind: PoolKind = "audio") -> QueueSpec:
+    """`transcriber.pool.<model>.<purpose>`: the pool's quorum queue, bound to its key."""
+    key = pool_routing_key(model, kind)
+    return QueueSpec(name=f"transcriber.{key}", bindings=(key,))
+
+
+def pool_queues(models: tuple[str, ...]) -> tuple[QueueSpec, ...]:
+    """Both queues of each pool in `models` (whole jobs, then chunks)."""
+    return tuple(pool_queue(m, kind) for m in models for kind in ("audio", "chunk"))
+
+
 INDEXER_QUEUE: Final = QueueSpec(
     name="indexer.job-events",
     bindings=(
@@ -107,14 +154,19 @@ INGEST_DELETIONS_QUEUE: Final = QueueSpec(
 )
 """Ingest erases what it keeps of a deleted job on the media volume (its idempotency record
 and cancel mark); the indexer, which erased the rest, announces the deletion."""
-TRANSCRIBER_CHUNK_QUEUE_NAME: Final = "transcriber.chunks"
-"""The transcribers' queue of a long job's chunk work items (`transcription.chunk.requested.v1`)."""
-DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
-    name="indexer.dead-letters",
-    bindings=(TRANSCRIBER_QUEUE.name, TRANSCRIBER_CHUNK_QUEUE_NAME),
-    exchange=routing.DEAD_LETTER_EXCHANGE,
-    retry_delays=(),
-)
+
+
+def dead_letter_watch_queue(models: tuple[str, ...] = DEFAULT_POOLS) -> QueueSpec:
+    """The indexer's watch over the intake's and the pools' dead letters (jobs and chunks)."""
+    return QueueSpec(
+        name="indexer.dead-letters",
+        bindings=(TRANSCRIBER_QUEUE.name, *(q.name for q in pool_queues(models))),
+        exchange=routing.DEAD_LETTER_EXCHANGE,
+        retry_delays=(),
+    )
+
+
+DEAD_LETTER_WATCH_QUEUE: Final = dead_letter_watch_queue()
 """A copy of every job, and every chunk of a long job, that dies in a transcriber queue (the
 DLQ keeps its own copy for `scribe dlq`): the indexer turns each into
 `transcription.failed.v1` (`dead_lettered`), so no job stays `processing` because one of
@@ -171,6 +223,7 @@ QUEUES: Final[tuple[QueueSpec, ...]] = (
     WEBHOOK_FANOUT_QUEUE,
     WEBHOOK_DELIVERY_QUEUE,
     BUCKET_EVENTS_QUEUE,
+    *pool_queues(DEFAULT_POOLS),
 )
 
 EVENTS_EXCHANGE: Final = RabbitExchange(
@@ -212,8 +265,14 @@ async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = Q
             await queue.bind(source, routing_key=key)
 
 
-async def declare_topology(amqp_url: str, queues: tuple[QueueSpec, ...] = QUEUES) -> None:
-    """Connect, declare the topology, disconnect."""
+async def declare_topology(
+    amqp_url: str, queues: tuple[QueueSpec, ...] = QUEUES, *, pools: tuple[str, ...] = ()
+) -> None:
+    """Connect, declare the topology (and the queues of `pools` beyond the defaults),
+    disconnect. A pool declared here is served: the router routes its model's jobs to it."""
+    extra = tuple(m for m in pools if m not in DEFAULT_POOLS)
+    if extra:
+        queues = (*queues, *pool_queues(extra), dead_letter_watch_queue((*DEFAULT_POOLS, *extra)))
     connection = await aio_pika.connect(amqp_url, timeout=10)
     async with connection:
         channel = await connection.channel()

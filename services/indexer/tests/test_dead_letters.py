@@ -97,8 +97,8 @@ async def test_dead_chunks_of_a_long_job_fail_it_once_whichever_chunks_died() ->
     )
     death = {
         "x-death": [
-            {"reason": b"delivery_limit", "queue": "transcriber.chunks", "count": 1,
-             "time": datetime(2026, 1, 1, tzinfo=UTC)}
+            {"reason": b"delivery_limit", "queue": "transcriber.pool.tiny.en.chunk-requested",
+             "count": 1, "time": datetime(2026, 1, 1, tzinfo=UTC)}
         ],
         "x-delivery-count": 5,
     }  # fmt: skip
@@ -111,6 +111,7 @@ async def test_dead_chunks_of_a_long_job_fail_it_once_whichever_chunks_died() ->
                 message_id=str(dead.event_id),
                 type=dead.message_type,
                 headers=death,
+                routing_key="transcriber.pool.tiny.en.chunk-requested",
             )
         )
     failures = [e for e in published.events if isinstance(e, TranscriptionFailedV1)]
@@ -123,4 +124,4 @@ async def test_dead_chunks_of_a_long_job_fail_it_once_whichever_chunks_died() ->
         ErrorCode.DEAD_LETTERED,
     )
     assert f"chunk {item.chunk.index} of {item.chunk_count}" in first.message
-    assert "transcriber.chunks.dlq" in first.message
+    assert "transcriber.pool.tiny.en.chunk-requested.dlq" in first.message

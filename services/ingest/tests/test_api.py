@@ -196,7 +196,7 @@ async def test_same_audio_twice_shares_one_stored_file(harness: Harness) -> None
         (samples.wav_bytes(7.0), None, 413, "file_too_large", None),
         (samples.flac_bytes(6.0), None, 413, "audio_too_long", None),
         (samples.wav_bytes(0.5), {"language": "klingon"}, 422, "validation_error", "language"),
-        (samples.wav_bytes(0.5), {"model": "../../models/x"}, 422, "validation_error", "model"),
+        (samples.wav_bytes(0.5), {"model": "../../models/x"}, 422, "model_unavailable", "model"),
         (
             samples.wav_bytes(0.5),
             {"word_timestamps": "maybe"},
@@ -284,7 +284,7 @@ async def test_idempotency_key_with_other_options_conflicts(harness: Harness) ->
     audio = samples.wav_bytes(0.5)
     key = {"Idempotency-Key": "opts"}
     assert (await harness.upload(audio, headers=key)).status_code == 202
-    response = await harness.upload(audio, fields={"language": "de"}, headers=key)
+    response = await harness.upload(audio, fields={"hotwords": "Zyntherix"}, headers=key)
     assert response.status_code == 409
 
 

@@ -336,6 +336,23 @@ async def test_english_only_model_refuses_to_translate(harness: Harness) -> None
     assert harness.publisher.events == []  # never silently transcribed instead
 
 
+async def test_english_only_model_refuses_another_language_as_the_native_route_does(
+    harness: Harness,
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        await harness.openai.audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", samples.wav_bytes(1.0)), language="de"
+        )
+    assert raised.value.code == "unsupported_option"
+    assert "language 'de' needs a multilingual model" in raised.value.message
+    with pytest.raises(openai.BadRequestError) as raised:
+        await harness.openai.audio.transcriptions.create(
+            model="large-v3", file=("a.wav", samples.wav_bytes(1.0))
+        )
+    assert raised.value.code == "model_unavailable"
+    assert harness.publisher.events == []
+
+
 async def test_a_multilingual_model_carries_translate_into_the_job(tmp_path: Path) -> None:
     async for harness in _harness(tmp_path, served_models=("base", "tiny.en")):
         translated = await harness.openai.audio.translations.create(

@@ -263,7 +263,7 @@ async def test_a_real_transcript_of_a_stereo_call_is_labelled_by_channel(
     left = np.concatenate([first, pause, np.zeros_like(second)])
     right = np.concatenate([np.zeros_like(first), pause, second])
     path = _write(tmp_path / "call.wav", np.stack([left, 0.7 * right]))
-    engine = FasterWhisperEngine(TranscriberSettings(health_port=None, cpu_threads=2, models=[]))
+    engine = FasterWhisperEngine(TranscriberSettings(health_port=None, cpu_threads=2))
     service = Transcriber(
         engine=engine,
         source=_FileSource(path),

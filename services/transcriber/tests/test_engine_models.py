@@ -11,6 +11,7 @@ import threading
 import wave
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -36,13 +37,26 @@ NOUN_SCRIPTS = {
 }
 
 
+class TwoPools:
+    """A tiny.en worker and a base worker: each job goes to the one of its model."""
+
+    def __init__(self) -> None:
+        self.tiny = FasterWhisperEngine(TranscriberSettings(health_port=None, cpu_threads=2))
+        self.base = FasterWhisperEngine(
+            TranscriberSettings(health_port=None, cpu_threads=2, model="base")
+        )
+
+    def transcribe(self, path: Path, request: EngineRequest, **kwargs: Any) -> EngineResult:
+        worker = self.base if request.model == "base" else self.tiny
+        return worker.transcribe(path, request, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def engine() -> FasterWhisperEngine:
-    settings = TranscriberSettings(health_port=None, cpu_threads=2, models=["base"])
-    return FasterWhisperEngine(settings)
+def engine() -> TwoPools:
+    return TwoPools()
 
 
-def run(engine: FasterWhisperEngine, path: Path, request: EngineRequest) -> EngineResult:
+def run(engine: FasterWhisperEngine | TwoPools, path: Path, request: EngineRequest) -> EngineResult:
     return engine.transcribe(path, request, on_segment=lambda *_: None, cancelled=threading.Event())
 
 
@@ -65,7 +79,7 @@ def ten_minutes_of_silence(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("noun", list(NOUN_SCRIPTS))
 @pytest.mark.parametrize("option", ["initial_prompt", "hotwords"])
 def test_a_prompted_proper_noun_is_spelled_as_given(
-    engine: FasterWhisperEngine, model: str, noun: str, option: str
+    engine: TwoPools, model: str, noun: str, option: str
 ) -> None:
     speech = synthesize(NOUN_SCRIPTS[noun])
     plain = run(engine, speech, EngineRequest(language="en", word_timestamps=False, model=model))
@@ -85,7 +99,7 @@ def test_a_prompted_proper_noun_is_spelled_as_given(
 
 
 def test_ten_minutes_of_silence_give_no_words_and_say_why(
-    engine: FasterWhisperEngine, ten_minutes_of_silence: Path
+    engine: TwoPools, ten_minutes_of_silence: Path
 ) -> None:
     for model in ("tiny.en", "base"):
         result = run(
@@ -115,7 +129,7 @@ def test_without_guardrails_silence_is_where_whisper_hallucinates(
     assert result.empty_reason is None
 
 
-def test_speech_keeps_its_words_with_quality_signals(engine: FasterWhisperEngine) -> None:
+def test_speech_keeps_its_words_with_quality_signals(engine: TwoPools) -> None:
     result = run(
         engine,
         synthesize("Good morning. Today the weather in Boston will be sunny and warm."),
@@ -131,7 +145,7 @@ def test_speech_keeps_its_words_with_quality_signals(engine: FasterWhisperEngine
 
 
 def test_translation_and_languages_are_refused_on_an_english_only_model(
-    engine: FasterWhisperEngine,
+    engine: TwoPools,
 ) -> None:
     speech = synthesize("Hello there.")
     tiny = "tiny.en"
@@ -139,36 +153,22 @@ def test_translation_and_languages_are_refused_on_an_english_only_model(
         run(engine, speech, EngineRequest(None, False, task="translate", model=tiny))
     with pytest.raises(JobFailure, match="English-only"):
         run(engine, speech, EngineRequest(language="de", word_timestamps=False, model=tiny))
-    english_only_worker = FasterWhisperEngine(
-        TranscriberSettings(health_port=None, cpu_threads=1, models=[])
-    )
     with pytest.raises(JobFailure, match="needs a multilingual model"):
-        run(english_only_worker, speech, EngineRequest(language="de", word_timestamps=False))
+        run(engine.tiny, speech, EngineRequest(language="de", word_timestamps=False))
     with pytest.raises(JobFailure, match="not served by this worker"):
-        run(engine, speech, EngineRequest(language=None, word_timestamps=False, model="large-v3"))
+        run(engine.tiny, speech, EngineRequest(language=None, word_timestamps=False, model="base"))
 
 
-@needs_shared
-def test_a_german_job_naming_no_model_goes_to_the_multilingual_model(
-    engine: FasterWhisperEngine,
-) -> None:
-    clip = SHARED_AUDIO / "picovoice_test_de.wav"
-    result = run(engine, clip, EngineRequest(language="de", word_timestamps=False))
-    assert result.model_name == "base"
-    assert "Raum" in result.text
-
-
-def test_the_pool_serves_each_job_with_the_model_it_asked_for(
-    engine: FasterWhisperEngine,
-) -> None:
+def test_each_worker_serves_its_one_model(engine: TwoPools) -> None:
     speech = synthesize("Please call me back tomorrow afternoon.")
-    assert engine.model_names == ["tiny.en", "base"]
-    assert run(engine, speech, EngineRequest(None, False)).model_name == "tiny.en"
-    assert run(engine, speech, EngineRequest(None, False, model="base")).model_name == "base"
+    assert engine.tiny.model_names == ["tiny.en"]
+    assert engine.base.model_names == ["base"]
+    assert run(engine.tiny, speech, EngineRequest(None, False)).model_name == "tiny.en"
+    assert run(engine.base, speech, EngineRequest(None, False)).model_name == "base"
 
 
 @needs_shared
-def test_translate_turns_german_speech_into_english(engine: FasterWhisperEngine) -> None:
+def test_translate_turns_german_speech_into_english(engine: TwoPools) -> None:
     clip = SHARED_AUDIO / "picovoice_test_de.wav"  # "Der hinter diesem Portal liegenden Raum..."
     german = run(engine, clip, EngineRequest(None, False, model="base"))
     english = run(engine, clip, EngineRequest(None, False, model="base", task="translate"))
@@ -184,7 +184,7 @@ def test_translate_turns_german_speech_into_english(engine: FasterWhisperEngine)
     [("picovoice_test_es.wav", "es"), ("picovoice_test_fr.wav", "fr"), ("deepspeech_ru.wav", "ru")],
 )
 def test_a_detected_language_is_reported_with_its_probability(
-    engine: FasterWhisperEngine, clip: str, language: str
+    engine: TwoPools, clip: str, language: str
 ) -> None:
     result = run(engine, SHARED_AUDIO / clip, EngineRequest(None, False, model="base"))
     assert result.language == language
@@ -192,7 +192,7 @@ def test_a_detected_language_is_reported_with_its_probability(
 
 
 @needs_shared
-def test_the_noise_clip_gives_no_words(engine: FasterWhisperEngine) -> None:
+def test_the_noise_clip_gives_no_words(engine: TwoPools) -> None:
     # 8.2 s of stationary noise; tiny.en unguarded writes "Woohoo!" here.
     for model in ("tiny.en", "base"):
         result = run(
@@ -203,7 +203,7 @@ def test_the_noise_clip_gives_no_words(engine: FasterWhisperEngine) -> None:
 
 
 @needs_shared
-def test_the_near_silent_start_of_a_call_adds_no_words(engine: FasterWhisperEngine) -> None:
+def test_the_near_silent_start_of_a_call_adds_no_words(engine: TwoPools) -> None:
     # pyannote's sample opens with ~6.5 s at about -70 dBFS before "Hello?".
     result = run(engine, SHARED_AUDIO / "pyannote_sample.wav", EngineRequest("en", False))
     assert result.text.lower().startswith("hello")

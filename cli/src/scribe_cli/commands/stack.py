@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ from scribe_cli.output import console, errors, hit_line, redact
 from scribe_cli.settings import CliSettings
 from scribe_cli.supervisor import ChildSpec, Supervisor, console_script
 from scribe_runtime.settings import SharedSettings
+from scribe_runtime.topology import UnknownPoolError, pool_routing_key
 
 DEMO_SCRIPT = (
     "Welcome to Scribe. This recording was made on your machine, transcribed by a worker, "
@@ -30,14 +33,52 @@ DEMO_SCRIPT = (
 )
 
 
+MAX_TRANSCRIBERS = 64
+
+
+def parse_pools(spec: str) -> dict[str, int]:
+    """`tiny.en=1,base=2` as {model: workers}, in the order given (the first is the default)."""
+    pools: dict[str, int] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        model, sep, count = item.partition("=")
+        model = model.strip()
+        if not sep or not model or not count.strip().isdigit():
+            raise CliError(f"--models: {item!r} is not MODEL=COUNT (e.g. tiny.en=1,base=1)", USAGE)
+        try:
+            pool_routing_key(model)
+        except UnknownPoolError as exc:
+            raise CliError(f"--models: {exc}", USAGE) from None
+        if model in pools:
+            raise CliError(f"--models: {model!r} is named twice", USAGE)
+        pools[model] = int(count)
+        if pools[model] < 1:
+            raise CliError(f"--models: {model!r} needs at least one worker", USAGE)
+    if sum(pools.values()) > MAX_TRANSCRIBERS:
+        raise CliError(f"--models: at most {MAX_TRANSCRIBERS} transcribers in all", USAGE)
+    return pools
+
+
 def up(
     transcribers: Annotated[
-        int, typer.Option(min=1, max=64, help="Transcriber processes to run.")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_TRANSCRIBERS,
+            help="Transcriber processes to run, all serving the default model.",
+        ),
     ] = 1,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Model pools: MODEL=COUNT,... (e.g. tiny.en=1,base=1), the first the default; "
+            "ingest then serves exactly these. Replaces --transcribers."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole stack locally: migrations, indexer, transcriber(s), webhooks, ingest."""
+    pools = parse_pools(models) if models is not None else None
     check_servers()
-    raise typer.Exit(asyncio.run(_up(transcribers)))
+    raise typer.Exit(asyncio.run(_up(pools or transcribers)))
 
 
 def demo(
@@ -110,12 +151,49 @@ def _stack_env(shared: SharedSettings) -> dict[str, str]:
     return env
 
 
-async def start_stack(supervisor: Supervisor, transcribers: int) -> int:
-    """Migrate, then start the indexer, transcribers, webhooks and ingest; 0 when started."""
+def transcriber_specs(
+    env: dict[str, str], transcribers: int | Mapping[str, int], cores: int
+) -> list[ChildSpec]:
+    """The transcriber children: N of the configured model, or each pool's workers, each
+    with its model (`SCRIBE_TRANSCRIBER_MODEL`), the default model and its own health port."""
+    plan: list[tuple[str | None, int]]
+    if isinstance(transcribers, int):
+        plan = [(None, n) for n in range(1, transcribers + 1)]
+    else:
+        plan = [(model, n) for model, count in transcribers.items() for n in range(1, count + 1)]
+    threads = str(max(1, cores // len(plan)))
+    specs = []
+    for port, (model, n) in enumerate(plan, start=9111):
+        # One health port each (9111, 9112, ...): replicas share this host.
+        child = {
+            **env,
+            "SCRIBE_TRANSCRIBER_CPU_THREADS": threads,
+            "SCRIBE_TRANSCRIBER_HEALTH_PORT": str(port),
+        }
+        name = f"transcriber-{n}"
+        if model is not None:
+            child["SCRIBE_TRANSCRIBER_MODEL"] = model
+            name = f"transcriber-{model}-{n}"
+        specs.append(ChildSpec(name, console_script("scribe-transcriber"), child))
+    return specs
+
+
+def pool_env(pools: Mapping[str, int]) -> dict[str, str]:
+    """What every child must agree on for these pools: the default, and what ingest serves."""
+    return {
+        "SCRIBE_TRANSCRIBER_DEFAULT_MODEL": next(iter(pools)),
+        "SCRIBE_INGEST_SERVED_MODELS": json.dumps(list(pools)),
+    }
+
+
+async def start_stack(supervisor: Supervisor, transcribers: int | Mapping[str, int]) -> int:
+    """Migrate, then start the indexer, transcribers (a count of the default model, or
+    pools), webhooks and ingest; 0 when started."""
     shared = SharedSettings()
     env = _stack_env(shared)
+    if not isinstance(transcribers, int):
+        env |= pool_env(transcribers)
     cores = os.cpu_count() or 1
-    threads = str(max(1, cores // transcribers))
     supervisor.say("scribe", "applying database migrations")
     code = await supervisor.run_once(
         ChildSpec("migrate", [*console_script("scribe-indexer"), "migrate"], env)
@@ -124,19 +202,8 @@ async def start_stack(supervisor: Supervisor, transcribers: int) -> int:
         supervisor.say("scribe", f"migrations failed (exit {code}); not starting", "red")
         return code
     await supervisor.start(ChildSpec("indexer", [*console_script("scribe-indexer"), "run"], env))
-    for n in range(1, transcribers + 1):
-        await supervisor.start(
-            ChildSpec(
-                f"transcriber-{n}",
-                console_script("scribe-transcriber"),
-                # One health port each (9111, 9112, ...): replicas share this host.
-                {
-                    **env,
-                    "SCRIBE_TRANSCRIBER_CPU_THREADS": threads,
-                    "SCRIBE_TRANSCRIBER_HEALTH_PORT": str(9110 + n),
-                },
-            )
-        )
+    for spec in transcriber_specs(env, transcribers, cores):
+        await supervisor.start(spec)
     await supervisor.start(ChildSpec("webhooks", console_script("scribe-webhooks"), env))
     await supervisor.start(ChildSpec("ingest", console_script("scribe-ingest"), env))
     return 0
@@ -162,7 +229,7 @@ async def _until_ready(supervisor: Supervisor, client: ScribeClient, within: flo
     return False
 
 
-async def _up(transcribers: int) -> int:
+async def _up(transcribers: int | Mapping[str, int]) -> int:
     supervisor = Supervisor(console)
     stop = _stop_event()
     code = await start_stack(supervisor, transcribers)

@@ -1,6 +1,7 @@
 """The dead-letter watcher: a job whose upload dies in the transcriber's queue ends `failed`.
 
-`scribe.dlx` routes each dead letter of `transcriber.audio-uploaded` both to that queue's
+`scribe.dlx` routes each dead letter of `transcriber.audio-uploaded` (the intake) and of
+every pool's queue (`transcriber.pool.<model>.audio-uploaded`) both to that queue's
 DLQ (kept for `scribe dlq list|replay`) and to `indexer.dead-letters`, consumed here. For
 each one that is a valid `audio.uploaded.v1`, the watcher publishes
 `transcription.failed.v1` with code `dead_lettered` and the reason (RabbitMQ's `x-death`
@@ -12,10 +13,10 @@ The failure's event id is derived from the dead letter's identity and time of de
 redelivered dead letter publishes the same event (deduplicated) while a replayed job that
 dies again publishes a new one.
 
-A long job's chunk work item (`transcription.chunk.requested.v1`) that dies in
-`transcriber.chunks` fails its job the same way, once: the failure's id is derived from
-the job alone, so a second chunk of the job dying publishes the same event again
-(deduplicated), never a second failure.
+A long job's chunk work item (`transcription.chunk.requested.v1`) that dies in a pool's
+chunk queue (`transcriber.pool.<model>.chunk-requested`) fails its job the same way, once:
+the failure's id is derived from the job alone, so a second chunk of the job dying
+publishes the same event again (deduplicated), never a second failure.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from scribe_runtime.amqp import (
     latest_death,
     text,
 )
-from scribe_runtime.topology import TRANSCRIBER_CHUNK_QUEUE_NAME, TRANSCRIBER_QUEUE
+from scribe_runtime.topology import TRANSCRIBER_QUEUE
 
 log = structlog.get_logger(__name__)
 
@@ -113,8 +114,10 @@ class DeadLetterWatcher:
                 reason=exc.reason[:200],
             )
             return
+        # Dead letters are routed by the queue they died in: the intake or a pool's queue.
+        queue = delivery.routing_key or TRANSCRIBER_QUEUE.name
         if isinstance(upload, TranscriptionChunkRequestedV1):
-            await self._chunk_died(upload, headers)
+            await self._chunk_died(upload, headers, queue)
             return
         if not isinstance(upload, AudioUploadedV1):
             log.info(
@@ -123,7 +126,7 @@ class DeadLetterWatcher:
                 message_type=delivery.type,
             )
             return
-        cause, reason, deliveries = explain(headers, TRANSCRIBER_QUEUE.name)
+        cause, reason, deliveries = explain(headers, queue)
         if cause in _REFUSALS:
             # The transcriber refused the event itself (another tenant's, a conflicting
             # re-upload): the job it names, if any, is not this event's to end.
@@ -158,9 +161,9 @@ class DeadLetterWatcher:
         )
 
     async def _chunk_died(
-        self, item: TranscriptionChunkRequestedV1, headers: Mapping[str, Any]
+        self, item: TranscriptionChunkRequestedV1, headers: Mapping[str, Any], queue: str
     ) -> None:
-        cause, reason, deliveries = explain(headers, TRANSCRIBER_CHUNK_QUEUE_NAME)
+        cause, reason, deliveries = explain(headers, queue)
         if cause in _REFUSALS:
             log.info(
                 "dead_letter_refused_event",

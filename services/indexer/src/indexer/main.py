@@ -44,7 +44,6 @@ from scribe_runtime.topology import (
     DEAD_LETTER_WATCH_QUEUE,
     INDEXER_QUEUE,
     INDEXER_WEBHOOK_QUEUE,
-    TRANSCRIBER_CHUNK_QUEUE_NAME,
     TRANSCRIBER_QUEUE,
     declare_topology,
 )
@@ -168,7 +167,8 @@ def wire(
         DEAD_LETTER_WATCH_QUEUE,
         watcher.on_dead_letter,
         description=f"Quorum queue `{DEAD_LETTER_WATCH_QUEUE.name}`, bound to `scribe.dlx` by "
-        f"`{TRANSCRIBER_QUEUE.name}` and `{TRANSCRIBER_CHUNK_QUEUE_NAME}`: a copy of each "
+        f"`{TRANSCRIBER_QUEUE.name}` and every pool's queues (`transcriber.pool.<model>.*`): "
+        "a copy of each "
         "upload or chunk work item dead-lettered there, published again as "
         "`transcription.failed.v1` with code `dead_lettered`.",
     )

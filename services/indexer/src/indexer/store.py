@@ -360,10 +360,13 @@ async def _replace_transcript(
         event.tenant_id,
         event.job_id,
     )
+    # The tenant's search languages in the same statement (migration 0010): no round trip.
     await conn.execute(
-        "INSERT INTO transcripts (tenant_id, job_id, event_id, language, language_probability, "
-        "duration_seconds, model, text, segment_count, completed_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "WITH t AS (INSERT INTO transcripts (tenant_id, job_id, event_id, language, "
+        "language_probability, duration_seconds, model, text, segment_count, completed_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING tenant_id, language) "
+        "INSERT INTO search_languages (tenant_id, language) SELECT tenant_id, language FROM t "
+        "ON CONFLICT DO NOTHING",
         event.tenant_id,
         event.job_id,
         event.event_id,

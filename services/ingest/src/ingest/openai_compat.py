@@ -38,7 +38,6 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from contracts.audio import MAX_INITIAL_PROMPT_CHARS, TranscriptionOptions
 from ingest import exports, metrics
 from ingest.deps import Queries, Settings, Slots, Tenant, Uploads
 from ingest.errors import OpenAIErrorBody, openai_error_response
@@ -61,7 +60,12 @@ from ingest.failures import (
 from ingest.idempotency import MAX_KEY_LENGTH
 from ingest.limits import UploadSlots
 from ingest.multipart import FILE_FIELD, MultipartForm, read_multipart
-from ingest.options import RequestOptions, validation_details
+from ingest.options import (
+    InvalidOptionsError,
+    RequestOptions,
+    check_served,
+    validation_details,
+)
 from ingest.queries import JobReader
 from ingest.read_models import TranscriptOut
 from ingest.settings import IngestSettings
@@ -200,24 +204,7 @@ class OpenAIModelList(BaseModel):
 
 
 class OpenAIOptions(RequestOptions):
-    """The job's options, with what only OpenAI's routes ask for (carried to the worker)."""
-
-    task: Task | None = None
-    # The contract's own bound: a longer prompt must be a 400 here, not a failed event.
-    initial_prompt: str | None = Field(default=None, max_length=MAX_INITIAL_PROMPT_CHARS)
-    temperature: float | None = Field(default=None, ge=0, le=1)
-
-    def to_contract(self) -> TranscriptionOptions:
-        """The options as the event carries them."""
-        return TranscriptionOptions(
-            language=self.language,
-            model=self.model,
-            word_timestamps=self.word_timestamps,
-            task=self.task,
-            initial_prompt=self.initial_prompt,
-            temperature=self.temperature,
-            **self.speaker_options(),
-        )
+    """The job's options as OpenAI's form gives them (the native ones, fewer of them)."""
 
 
 class OpenAIRequest(BaseModel):
@@ -247,11 +234,6 @@ def resolve_model(name: str | None, settings: IngestSettings) -> str:
     )
 
 
-def english_only(model: str) -> bool:
-    """Whisper's `.en` models transcribe English and cannot translate."""
-    return model.endswith(".en")
-
-
 def parse_request(form: MultipartForm, task: Task, settings: IngestSettings) -> OpenAIRequest:
     """Validate the form's fields; each refusal names its parameter."""
     allowed = _FIELDS[task]
@@ -259,14 +241,6 @@ def parse_request(form: MultipartForm, task: Task, settings: IngestSettings) -> 
         raise _refused(UNKNOWN_PARAMETER, name, f"unknown parameter {name!r} for this route")
     fields = form.fields
     model = resolve_model(fields.get("model"), settings)
-    if task == "translate" and english_only(model):
-        multilingual = [m for m in settings.served_models if not english_only(m)]
-        offer = f"use one of: {', '.join(multilingual)}" if multilingual else "none here can"
-        raise _refused(
-            UNSUPPORTED_OPTION,
-            "model",
-            f"model {model!r} is English-only and cannot translate; {offer}",
-        )
     granularities = form.lists.get(GRANULARITIES_FIELD, [])
     response_format = fields.get("response_format", "json")
     for value in granularities:
@@ -295,7 +269,7 @@ def parse_request(form: MultipartForm, task: Task, settings: IngestSettings) -> 
         "granularities": granularities,
     }
     try:
-        return OpenAIRequest.model_validate(raw)
+        parsed = OpenAIRequest.model_validate(raw)
     except ValidationError as exc:
         # `options.language` is the client's `language`: name the field it sent.
         details = validation_details(exc)
@@ -304,6 +278,13 @@ def parse_request(form: MultipartForm, task: Task, settings: IngestSettings) -> 
             if loc[1:2] == ["options"]:
                 detail["loc"] = ["body", "prompt" if loc[2] == "initial_prompt" else loc[2]]
         raise invalid_fields(details) from None
+    # The same refusals as the native route: what no pool serves, or its model cannot do.
+    try:
+        check_served(parsed.options, settings.served_models)
+    except InvalidOptionsError as exc:
+        field = "model" if exc.code == MODEL_UNAVAILABLE or task == "translate" else "language"
+        raise _refused(exc.code, field, exc.message) from None
+    return parsed
 
 
 # --- the wait

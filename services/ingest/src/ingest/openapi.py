@@ -19,14 +19,20 @@ from ingest.failures import (
     UNSUPPORTED_CONTENT_TYPE,
 )
 from ingest.multipart import FILE_FIELD
+from ingest.options import RequestOptions
 
 # --- POST /v1/transcriptions
 
 SUBMIT_DESCRIPTION: Final = (
     "Send the audio as multipart `file` (streamed, hashed and size-checked on the way, "
     'then decoded to check it is audio), or JSON `{"audio_url": "https://..."}`. '
-    "Options: `language`, `model`, `word_timestamps`, `diarize` (`true`, `false` or "
-    "`channels`) with `min_speakers` / `max_speakers` (1-20) (form fields or JSON members). "
+    "Options, as form fields or JSON members (each described below, with its bounds): "
+    "`language`, `model`, `word_timestamps`, `task`, `initial_prompt`, `hotwords`, "
+    "`temperature`, `beam_size`, `vad_filter`, `diarize` (`true`, `false` or `channels`) with "
+    "`min_speakers` / `max_speakers` (1-20). A model no pool serves is `422 "
+    "model_unavailable` (`GET /v1/models` lists the served ones); a task or language the "
+    "model cannot do (`translate`, or `de`, on an English-only `*.en` model) is `422 "
+    "unsupported_option`; a value out of bounds is `422 validation_error` naming the field. "
     "`202` means the broker confirmed the job's `audio.uploaded.v1` event. "
     "With `Idempotency-Key`, a repeated request returns the same job id and never "
     "creates a second job; the same key with different audio or options is a `409`."
@@ -93,6 +99,14 @@ _SUBMIT_ERRORS: Final = _responses(
                 }
             },
             "no_file": _error("validation_error", "invalid request: file"),
+            "unserved_model": _error(
+                "model_unavailable", "no worker serves model 'large-v3'; use one of: tiny.en, base"
+            ),
+            "english_only": _error(
+                "unsupported_option",
+                "model 'tiny.en' is English-only and cannot translate; ask for one of: base",
+            ),
+            "out_of_bounds": _error("validation_error", "invalid request: beam_size"),
             "forbidden_url": _error(
                 INVALID_AUDIO_URL,
                 "audio_url is not allowed: host 'localhost' resolves to a non-public address",
@@ -119,18 +133,24 @@ _SUBMIT_ERRORS: Final = _responses(
     }
 )
 
-_OPTION_PROPERTIES: Final[dict[str, Any]] = {
-    "language": {"type": "string", "description": "ISO 639 code, e.g. `en`; omit to detect."},
-    "model": {"type": "string", "description": "Model name, e.g. `tiny.en`."},
-    "word_timestamps": {"type": "boolean", "default": False},
-    "diarize": {
-        "oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["channels"]}],
-        "default": False,
-        "description": "Who spoke: `true` by voice, `channels` one speaker per channel.",
-    },
-    "min_speakers": {"type": "integer", "minimum": 1, "maximum": 20},
-    "max_speakers": {"type": "integer", "minimum": 1, "maximum": 20},
-}
+
+def _option_properties() -> dict[str, Any]:
+    """Every option's schema, description, bounds and example, from `RequestOptions` itself
+    (so the document cannot drift from what is enforced); `X | None` shown as `X`."""
+    properties: dict[str, Any] = {}
+    for name, schema in RequestOptions.model_json_schema()["properties"].items():
+        flat = dict(schema)
+        variants = [v for v in flat.pop("anyOf", []) if v.get("type") != "null"]
+        if len(variants) == 1:
+            flat.update(variants[0])
+        flat.pop("title", None)
+        if flat.get("default") is None:
+            flat.pop("default", None)
+        properties[name] = flat
+    return properties
+
+
+_OPTION_PROPERTIES: Final[dict[str, Any]] = _option_properties()
 
 SUBMIT_BODY: Final[dict[str, Any]] = {
     "requestBody": {
@@ -185,6 +205,20 @@ SUBMIT_BODY: Final[dict[str, Any]] = {
                             "audio_url": "https://example.com/calls/0042.wav",
                             "diarize": "channels",
                         },
+                    },
+                    "every_option": {
+                        "value": {
+                            "audio_url": "https://example.com/interviews/berlin.mp3",
+                            "model": "base",
+                            "language": "de",
+                            "task": "translate",
+                            "initial_prompt": "Siobhan Quaglieri, Zyntherix.",
+                            "hotwords": "Zyntherix",
+                            "temperature": 0.0,
+                            "beam_size": 5,
+                            "vad_filter": True,
+                            "word_timestamps": True,
+                        }
                     },
                 },
             },

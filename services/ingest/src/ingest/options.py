@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -13,7 +13,15 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.audio import MAX_SPEAKERS, Diarize, SpeakerCount, TranscriptionOptions
+from contracts.audio import (
+    MAX_HOTWORDS_CHARS,
+    MAX_INITIAL_PROMPT_CHARS,
+    MAX_SPEAKERS,
+    Diarize,
+    SpeakerCount,
+    TranscriptionOptions,
+)
+from ingest.failures import MODEL_UNAVAILABLE, UNSUPPORTED_OPTION, VALIDATION_ERROR
 
 WHISPER_LANGUAGES: Final = frozenset(
     {
@@ -125,30 +133,85 @@ OPTION_FIELDS: Final = (
     "language",
     "model",
     "word_timestamps",
+    "task",
+    "initial_prompt",
+    "hotwords",
+    "temperature",
+    "beam_size",
+    "vad_filter",
     "diarize",
     "min_speakers",
     "max_speakers",
 )
+"""Every option a submission may carry, as multipart fields or JSON members."""
 
 
 class RequestOptions(BaseModel):
-    """Options as a client sends them; becomes the event's `TranscriptionOptions`."""
+    """Options as a client sends them; becomes the event's `TranscriptionOptions`.
+
+    The bounds are the contract's (`contracts.audio.TranscriptionOptions`), checked here so
+    that a value out of them is a 422 naming the field, never an event a worker refuses.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     language: str | None = Field(
         default=None,
-        description="ISO 639 code of the spoken language (e.g. `en`); omit to detect it.",
-        examples=["en"],
+        description="ISO 639 code of the spoken language (e.g. `en`); omit to detect it. "
+        "English-only models (`*.en`) take `en` only (422 `unsupported_option`).",
+        examples=["de"],
     )
     model: str | None = Field(
         default=None,
-        description="Speech model name (one of the configured names, e.g. `tiny.en`); "
-        "omit for the worker's default.",
-        examples=["tiny.en"],
+        description="Speech model: one of `GET /v1/models` (e.g. `base`); omit for the "
+        "default (the first served). A model no pool serves is 422 `model_unavailable`.",
+        examples=["base"],
     )
     word_timestamps: bool = Field(
-        default=False, description="Include words with start/end times and probability."
+        default=False,
+        description="Include words with start/end times and probability.",
+        examples=[True],
+    )
+    task: Literal["transcribe", "translate"] | None = Field(
+        default=None,
+        description="`translate`: English text from speech in any language (multilingual "
+        "models only: 422 `unsupported_option` on `*.en`); omit for `transcribe`.",
+        examples=["translate"],
+    )
+    initial_prompt: str | None = Field(
+        default=None,
+        max_length=MAX_INITIAL_PROMPT_CHARS,
+        description="Text the model reads as if it preceded the audio: spellings of names "
+        f"and terms, style. At most {MAX_INITIAL_PROMPT_CHARS} characters.",
+        examples=["Siobhan Quaglieri, Zyntherix, Kubernetes."],
+    )
+    hotwords: str | None = Field(
+        default=None,
+        max_length=MAX_HOTWORDS_CHARS,
+        description=f"Words or phrases to favour, e.g. proper nouns. At most "
+        f"{MAX_HOTWORDS_CHARS} characters.",
+        examples=["Zyntherix Quaglieri"],
+    )
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Sampling temperature, 0 to 1; omit (or 0) to decode deterministically "
+        "with Whisper's fallback to hotter decoding where the text loops or is unsure.",
+        examples=[0.0],
+    )
+    beam_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="Beam search width, 1 to 10; omit for the worker's (5).",
+        examples=[5],
+    )
+    vad_filter: bool | None = Field(
+        default=None,
+        description="Skip non-speech with voice activity detection first; omit for the "
+        "worker's setting.",
+        examples=[True],
     )
     diarize: Diarize = Field(
         default=False,
@@ -182,14 +245,16 @@ class RequestOptions(BaseModel):
             raise ValueError(f"{value!r} is not a supported ISO 639 language code")
         return code
 
+    @field_validator("initial_prompt", "hotwords")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value or None
+
     def to_contract(self) -> TranscriptionOptions:
         """The options as the event carries them."""
-        return TranscriptionOptions(
-            language=self.language,
-            model=self.model,
-            word_timestamps=self.word_timestamps,
-            **self.speaker_options(),
-        )
+        return TranscriptionOptions(**self.model_dump())
 
     def speaker_options(self) -> dict[str, Any]:
         """The diarization options, as `TranscriptionOptions` takes them."""
@@ -201,11 +266,19 @@ class RequestOptions(BaseModel):
 
 
 class InvalidOptionsError(Exception):
-    """Options failed validation; `details` name each field."""
+    """Options were refused; `code` says why (stable), `details` name each field."""
 
-    def __init__(self, details: list[dict[str, Any]]) -> None:
-        super().__init__("invalid options")
+    def __init__(
+        self,
+        details: list[dict[str, Any]],
+        *,
+        code: str = VALIDATION_ERROR,
+        message: str = "invalid options",
+    ) -> None:
+        super().__init__(message)
         self.details = details
+        self.code = code
+        self.message = message
 
 
 def validation_details(
@@ -218,22 +291,53 @@ def validation_details(
     ]
 
 
+def english_only(model: str) -> bool:
+    """Whisper's `.en` models transcribe English and cannot translate."""
+    return model.endswith(".en")
+
+
+def check_served(
+    options: RequestOptions, served_models: tuple[str, ...], prefix: tuple[str, ...] = ("body",)
+) -> None:
+    """Refuse what no pool can honour: a model none serves (`model_unavailable`), or a
+    task or language the job's model cannot do (`unsupported_option`). No model means the
+    default, the first served; nothing is ever quietly served by another model."""
+    model = options.model or served_models[0]
+    if model not in served_models:
+        message = f"no worker serves model {model!r}; use one of: {', '.join(served_models)}"
+        raise InvalidOptionsError(
+            [{"loc": [*prefix, "model"], "msg": message, "type": MODEL_UNAVAILABLE}],
+            code=MODEL_UNAVAILABLE,
+            message=message,
+        )
+    if not english_only(model):
+        return
+    multilingual = [m for m in served_models if not english_only(m)]
+    offer = f"ask for one of: {', '.join(multilingual)}" if multilingual else "none is served"
+    if options.task == "translate":
+        field, message = "task", f"model {model!r} is English-only and cannot translate; {offer}"
+    elif options.language not in (None, "en"):
+        field = "language"
+        message = (
+            f"model {model!r} is English-only; language {options.language!r} needs a "
+            f"multilingual model: {offer}"
+        )
+    else:
+        return
+    raise InvalidOptionsError(
+        [{"loc": [*prefix, field], "msg": message, "type": UNSUPPORTED_OPTION}],
+        code=UNSUPPORTED_OPTION,
+        message=message,
+    )
+
+
 def parse_options(
-    raw: dict[str, Any], allowed_models: tuple[str, ...], prefix: tuple[str, ...] = ("body",)
+    raw: dict[str, Any], served_models: tuple[str, ...], prefix: tuple[str, ...] = ("body",)
 ) -> RequestOptions:
     """Validate options; raise `InvalidOptionsError` naming every bad field."""
     try:
         options = RequestOptions.model_validate(raw)
     except ValidationError as exc:
         raise InvalidOptionsError(validation_details(exc, prefix)) from None
-    if options.model is not None and options.model not in allowed_models:
-        raise InvalidOptionsError(
-            [
-                {
-                    "loc": [*prefix, "model"],
-                    "msg": f"unknown model; use one of: {', '.join(allowed_models)}",
-                    "type": "enum",
-                }
-            ]
-        )
+    check_served(options, served_models, prefix)
     return options

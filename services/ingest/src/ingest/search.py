@@ -12,6 +12,7 @@ under it and are ranked exactly.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -68,8 +69,32 @@ class SearchResult:
     approximate: bool
 
 
-def build_sql(query: SearchQuery) -> tuple[str, list[Any]]:
-    """The statement and its parameters."""
+DEFAULT_CONFIG: Final = "english"
+"""The configuration a query is parsed with when the tenant has no transcript yet."""
+
+_CONFIGS_SQL: Final = """
+SELECT c.config::text AS config, numnode(websearch_to_tsquery(c.config, $2)) AS nodes
+FROM (
+    SELECT scribe_text_search_config($3) AS config WHERE $3::text IS NOT NULL
+    UNION
+    SELECT scribe_text_search_config(language) FROM search_languages
+    WHERE tenant_id = $1 AND $3::text IS NULL
+    UNION
+    SELECT 'pg_catalog.english'::regconfig WHERE $3::text IS NULL
+        AND NOT EXISTS (SELECT 1 FROM search_languages WHERE tenant_id = $1)
+) c
+ORDER BY 1
+"""
+"""The configurations to parse a query with: the filter's language's, else those of every
+language the tenant's transcripts are in (English for a tenant with none yet); and how
+many nodes the query has in each (none: only stop words there)."""
+
+
+def build_sql(
+    query: SearchQuery, configs: Sequence[str] = (DEFAULT_CONFIG,)
+) -> tuple[str, list[Any]]:
+    """The statement and its parameters: the query parsed in each of `configs` (the
+    text-search configurations of the tenant's languages), OR-ed, against one GIN index."""
     params: list[Any] = [query.tenant_id, query.text]
 
     def param(value: Any) -> str:
@@ -98,11 +123,12 @@ def build_sql(query: SearchQuery) -> tuple[str, list[Any]]:
         page_filter = (
             f"(rank < {r}::real OR (rank = {r}::real AND (job_id, segment_id) > ({j}, {s})))"
         )
+    parsed = " || ".join(f"websearch_to_tsquery({param(c)}::regconfig, $2)" for c in configs)
     candidate_limit = param(query.candidate_limit)
     # Every value is a parameter; only the fixed fragments above are formatted in.
     page_limit = param(query.limit + 1)
     sql = f"""
-WITH q AS MATERIALIZED (SELECT websearch_to_tsquery('english', $2) AS query),
+WITH q AS MATERIALIZED (SELECT {parsed} AS query),
 candidates AS (
     SELECT s.job_id, s.segment_id, s.start_seconds, s.end_seconds, s.text, s.language, s.tsv,
            s.speaker
@@ -122,7 +148,8 @@ page AS (
 )
 SELECT p.job_id, p.segment_id, p.start_seconds, p.end_seconds, p.text, p.language, p.rank,
        p.speaker, p.considered,
-       ts_headline('english', p.text, q.query, '{_HEADLINE_OPTIONS}') AS snippet
+       ts_headline(scribe_text_search_config(p.language), p.text, q.query, '{_HEADLINE_OPTIONS}')
+           AS snippet
 FROM page p, q
 ORDER BY p.rank DESC, p.job_id, p.segment_id
 """
@@ -142,11 +169,13 @@ async def search(
     conn: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record], query: SearchQuery
 ) -> SearchResult:
     """Run one page of a search."""
-    # A query of stop words only ("the", "and") matches nothing; say so without a scan.
-    nodes = await conn.fetchval("SELECT numnode(websearch_to_tsquery('english', $1))", query.text)
-    if not nodes:
+    # The configurations of the tenant's languages, and what the query is in each: a query
+    # of stop words only ("the", "and") matches nothing there; say so without a scan.
+    found = await conn.fetch(_CONFIGS_SQL, query.tenant_id, query.text, query.language)
+    configs = [r["config"] for r in found if r["nodes"]]
+    if not configs:
         return SearchResult(hits=[], has_more=False, approximate=False)
-    sql, params = build_sql(query)
+    sql, params = build_sql(query, configs)
     rows = await conn.fetch(sql, *params)
     considered = rows[0]["considered"] if rows else 0
     hits = [

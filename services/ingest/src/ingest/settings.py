@@ -84,32 +84,6 @@ class IngestSettings(BaseSettings):
         gt=0,
         description="Longest audio accepted, in seconds, as decoded at upload (413).",
     )
-    allowed_models: tuple[str, ...] = Field(
-        default=(
-            "tiny",
-            "tiny.en",
-            "base",
-            "base.en",
-            "small",
-            "small.en",
-            "medium",
-            "medium.en",
-            "large-v1",
-            "large-v2",
-            "large-v3",
-            "large",
-            "large-v3-turbo",
-            "turbo",
-            "distil-small.en",
-            "distil-medium.en",
-            "distil-large-v2",
-            "distil-large-v3",
-        ),
-        description=(
-            "Model names a caller may ask for (JSON list). Names only, never paths: "
-            "a worker maps them to its own model files."
-        ),
-    )
     upload_idle_timeout_seconds: float = Field(
         default=30.0,
         gt=0,
@@ -185,10 +159,13 @@ class IngestSettings(BaseSettings):
         default=("tiny.en",),
         min_length=1,
         description=(
-            "Models the transcriber fleet serves (JSON list), the default first. `GET "
-            "/v1/models` lists them; the OpenAI-compatible routes accept only these and "
-            "`openai_model_aliases`, anything else is 400 `model_unavailable`. A name ending "
-            "in `.en` is English-only: translation with it is 400 `unsupported_option`."
+            "Models the transcriber fleet serves (JSON list), the default first: one per pool "
+            "of workers you run (`SCRIBE_TRANSCRIBER_MODEL`). `GET /v1/models` lists them; a "
+            "submission naming another is refused (422 `model_unavailable`, 400 on the "
+            "OpenAI-compatible routes, which also take `openai_model_aliases`). A name ending "
+            "in `.en` is English-only: translation or a language other than `en` with it is "
+            "refused as `unsupported_option`. A job naming no model goes to the first, which "
+            "must be the transcribers' `SCRIBE_TRANSCRIBER_DEFAULT_MODEL`."
         ),
     )
     openai_model_aliases: tuple[str, ...] = Field(

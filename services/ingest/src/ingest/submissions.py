@@ -19,7 +19,9 @@ from ingest.deps import Settings, Tenant, Uploads, UploadSlot
 from ingest.failures import (
     REQUEST_TOO_LARGE,
     UNSUPPORTED_CONTENT_TYPE,
+    VALIDATION_ERROR,
     IngestError,
+    InvalidInputError,
     MalformedRequestError,
     TooLargeError,
     UnsupportedMediaError,
@@ -154,8 +156,10 @@ async def _submit_file(
                 {"loc": ["body", FILE_FIELD], "msg": "Field required", "type": "missing"}
             )
         try:
-            options = parse_options(form.fields, settings.allowed_models)
+            options = parse_options(form.fields, settings.served_models)
         except InvalidOptionsError as exc:
+            if not details:
+                raise refused_options(exc) from None
             details.extend(exc.details)
         if details:
             raise invalid_fields(details)
@@ -193,16 +197,24 @@ async def _submit_url(
     try:
         submission = UrlSubmission.model_validate(raw)
         options = parse_options(
-            {k: v for k, v in raw.items() if k != "audio_url"}, settings.allowed_models
+            {k: v for k, v in raw.items() if k != "audio_url"}, settings.served_models
         )
     except ValidationError as exc:
         raise invalid_fields(validation_details(exc)) from None
     except InvalidOptionsError as exc:
-        raise invalid_fields(exc.details) from None
+        raise refused_options(exc) from None
     return await uploads.accept_url(
         submission.audio_url,
         Submission(tenant=tenant, options=options, correlation_id=correlation, idempotency_key=key),
     )
+
+
+def refused_options(exc: InvalidOptionsError) -> InvalidInputError:
+    """422 with the refusal's own code: `validation_error`, `model_unavailable`,
+    `unsupported_option`."""
+    if exc.code == VALIDATION_ERROR:
+        return invalid_fields(exc.details)
+    return InvalidInputError(exc.code, exc.message, details=exc.details)
 
 
 def _body(request: Request, settings: IngestSettings) -> AsyncIterator[bytes]:
@@ -236,12 +248,12 @@ async def _submit_upload_id(
     try:
         submission = UploadIdSubmission.model_validate(raw)
         options = parse_options(
-            {k: v for k, v in raw.items() if k != "upload_id"}, settings.allowed_models
+            {k: v for k, v in raw.items() if k != "upload_id"}, settings.served_models
         )
     except ValidationError as exc:
         raise invalid_fields(validation_details(exc)) from None
     except InvalidOptionsError as exc:
-        raise invalid_fields(exc.details) from None
+        raise refused_options(exc) from None
     probed = await presigned.inspect(tenant, submission.upload_id)
     return await uploads.accept_object(
         probed,

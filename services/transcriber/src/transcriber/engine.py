@@ -19,7 +19,6 @@ from contracts.transcription import Segment, Word
 from transcriber import guardrails, models
 from transcriber.audio import SAMPLE_RATE, decode_audio
 from transcriber.errors import JobCancelled, JobFailure
-from transcriber.settings import model_name_of
 
 if TYPE_CHECKING:
     from transcriber.settings import TranscriberSettings
@@ -51,7 +50,7 @@ class EngineRequest:
     vad_filter: bool | None = None
     """None: the worker's `vad_filter`."""
     model: str | None = None
-    """A model this worker serves (`models`); None: its default."""
+    """The model the job asked for; it must be the one this worker serves. None: that one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ class EngineResult:
     duration_seconds: float
     segments: list[Segment]
     model_name: str | None = None
-    """The model that produced it (a worker may serve several)."""
+    """The model that produced it."""
     empty_reason: str | None = None
     """Why there is no text when there is none: `no_speech` (nothing detected)."""
     speech_seconds: float | None = None
@@ -85,7 +84,7 @@ OnSegment = Callable[[Segment, float, float], None]
 
 @runtime_checkable
 class ModelChooser(Protocol):
-    """An engine that serves several models and says, without I/O, which one a request gets."""
+    """An engine that says, without I/O, whether it can serve a request, and with what."""
 
     def check(self, request: EngineRequest) -> str:
         """The model name that will serve `request`; `JobFailure` when none can."""
@@ -122,7 +121,7 @@ def resolve_device(device: str) -> str:
 
 
 class _Loaded:
-    """One model of the pool and its batched pipeline."""
+    """The loaded model and its batched pipeline."""
 
     def __init__(self, model: Any, pipeline: Any) -> None:
         self.model = model
@@ -134,17 +133,19 @@ class _Loaded:
 
 
 class FasterWhisperEngine:
-    """faster-whisper: a pool of models loaded once each, guardrails around the decoding."""
+    """faster-whisper: one model, loaded once, guardrails around the decoding.
+
+    A worker serves one model (its pool, `scribe_runtime.topology.pool_queue`): the router
+    sends it only jobs for that model, and `check` refuses any other that reaches it.
+    """
 
     def __init__(self, settings: TranscriberSettings) -> None:
         self._settings = settings
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("int8" if self.device == "cpu" else "float16")
         self._model_name = settings.resolved_model_name()
-        # name events carry -> what to load; the default first, then `models`.
+        # name events carry -> what to load: the one model this worker serves.
         self._specs: dict[str, str] = {self._model_name: settings.model}
-        for spec in settings.models:
-            self._specs.setdefault(model_name_of(spec), spec)
         self._loaded: dict[str, _Loaded] = {}
         self._vad: Any = None
         # One WhisperModel serves one transcription at a time (prefetch 1), but a lock makes
@@ -154,12 +155,12 @@ class FasterWhisperEngine:
 
     @property
     def model_name(self) -> str:
-        """The default model's name as events carry it."""
+        """The served model's name as events carry it."""
         return self._model_name
 
     @property
     def model_names(self) -> list[str]:
-        """Every model a job may ask for on this worker, the default first."""
+        """The models a job may ask for on this worker: its one model."""
         return list(self._specs)
 
     def _load(self, name: str) -> _Loaded:
@@ -184,16 +185,12 @@ class FasterWhisperEngine:
     def check(self, request: EngineRequest) -> str:
         """The model name that will serve `request`; `JobFailure` when it cannot be served.
 
-        A job that names no model but needs a multilingual one (translation, a language
-        other than English) while the default is English-only goes to the first
-        multilingual model of the pool. Refused (permanent, not retryable): a model this
-        worker does not serve; translation or a language other than English on an
-        English-only (`.en`) model, which would otherwise quietly return English.
+        Refused (permanent, not retryable): a model this worker does not serve (the router
+        sends it none, but a replayed or hand-routed message may); translation or a
+        language other than English on an English-only (`.en`) model, which would
+        otherwise quietly return English.
         """
         name = request.model or self._model_name
-        needs_multilingual = request.task == "translate" or request.language not in (None, "en")
-        if request.model is None and needs_multilingual and not self._multilingual(name):
-            name = next((n for n in self._specs if self._multilingual(n)), name)
         if name not in self._specs:
             raise JobFailure(
                 ErrorCode.MODEL_UNAVAILABLE,

@@ -21,18 +21,25 @@ from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
 from scribe_runtime import aio
-from scribe_runtime.amqp import Delivery
+from scribe_runtime.amqp import HEADER_POOL, Delivery, route_copy
 from scribe_runtime.cancellations import FilesystemCancelMarks
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import dead_letter, make_broker
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
+from scribe_runtime.topology import (
+    EVENTS_EXCHANGE,
+    TRANSCRIBER_QUEUE,
+    QueueSpec,
+    declare_topology,
+    pool_queue,
+)
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.admission import Admission
 from transcriber.diarization import build_diarizer
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
+from transcriber.router import PoolRouter
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, S3Source, UriSource, guarded_resolver
@@ -48,10 +55,20 @@ def worker_name(settings: TranscriberSettings) -> str:
     return settings.worker_name or f"transcriber-{os.getpid()}@{socket.gethostname()}"
 
 
+def served_pool(settings: TranscriberSettings) -> QueueSpec:
+    """The pool queue this worker consumes: its model's (`topology.pool_queue`).
+
+    By the setting, not the engine: an injected engine (the benchmarks' instant one) serves
+    the pool of the configured model.
+    """
+    return pool_queue(settings.resolved_model_name())
+
+
 def build(
     shared: SharedSettings, settings: TranscriberSettings, engine: SpeechEngine
 ) -> tuple[RabbitBroker, Transcriber]:
-    """The broker with the transcriber subscribed, wired to the real adapters."""
+    """The broker with the router and the transcriber subscribed, on the real adapters."""
+    pool = served_pool(settings)
     broker = make_broker(
         shared.amqp_url,
         service=SERVICE,
@@ -79,12 +96,33 @@ def build(
     )
 
     async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
+        await dead_letter(broker, delivery, queue=pool.name, code=code, reason=reason)
+
+    async def dead_letter_intake(delivery: Delivery, *, code: str, reason: str) -> None:
         await dead_letter(broker, delivery, queue=TRANSCRIBER_QUEUE.name, code=code, reason=reason)
 
+    async def forward(delivery: Delivery, routing_key: str, model: str) -> None:
+        await route_copy(
+            broker,
+            delivery,
+            exchange=EVENTS_EXCHANGE,
+            routing_key=routing_key,
+            headers={**delivery.headers, HEADER_POOL: model},
+        )
+
+    publish = EventPublisher(broker, PUBLISHES).publish
+    router = PoolRouter(
+        default_model=settings.default_model,
+        forward=forward,
+        publish=publish,
+        admission=Admission(shared.tenants),
+        dead_letter=dead_letter_intake,
+        producer=producer_name(SERVICE),
+    )
     service = Transcriber(
         engine=engine,
         source=source,
-        publish=EventPublisher(broker, PUBLISHES).publish,
+        publish=publish,
         admission=Admission(shared.tenants),
         dead_letter=dead_letter_here,
         worker=worker_name(settings),
@@ -93,7 +131,7 @@ def build(
             word_timestamps=settings.word_timestamps,
             progress_min_fraction=settings.progress_min_fraction,
             progress_min_interval_seconds=settings.progress_min_interval_seconds,
-            delivery_limit=TRANSCRIBER_QUEUE.delivery_limit,
+            delivery_limit=pool.delivery_limit,
             cancel_poll_seconds=settings.cancel_poll_seconds,
         ),
         marks=FilesystemCancelMarks(shared.media_root),
@@ -105,10 +143,16 @@ def build(
             threads=settings.cpu_threads,
         ),
     )
-    # One job at a time per process: a second message would only wait behind the model.
+    # Routing is a confirmed publish per upload: many in hand at once, on its own channel.
     subscribe_events(
-        broker, TRANSCRIBER_QUEUE, (AudioUploadedV1,), service.on_audio_uploaded, prefetch=1
+        broker,
+        TRANSCRIBER_QUEUE,
+        (AudioUploadedV1,),
+        router.on_audio_uploaded,
+        prefetch=settings.router_prefetch,
     )
+    # One job at a time per process: a second message would only wait behind the model.
+    subscribe_events(broker, pool, (AudioUploadedV1,), service.on_audio_uploaded, prefetch=1)
     return broker, service
 
 
@@ -142,7 +186,8 @@ async def serve(
         engine = model
     else:
         log.info("engine_injected", model=engine.model_name)
-    await declare_topology(shared.amqp_url)
+    # Declaring its pool is what makes the model served: the router finds its queue.
+    await declare_topology(shared.amqp_url, pools=(settings.resolved_model_name(),))
     broker, service = build(shared, settings, engine)
     stopped_cleanly = False
 
@@ -160,7 +205,11 @@ async def serve(
         SERVICE, broker, health_host=settings.health_host, health_port=settings.health_port
     ).run(
         stop,
-        ready={"queue": TRANSCRIBER_QUEUE.name, "worker": worker_name(settings)},
+        ready={
+            "queue": served_pool(settings).name,
+            "pool": settings.resolved_model_name(),
+            "worker": worker_name(settings),
+        },
         stopping=lambda: {
             "job_in_hand": service.busy,
             "grace_seconds": settings.graceful_shutdown_seconds,

@@ -56,3 +56,9 @@ SKIPPED: Final = Counter(
     "scribe_transcriber_uploads_skipped_total",
     "Redeliveries acked without work: this process had already confirmed their outcome.",
 )
+ROUTED: Final = Counter(
+    "scribe_transcriber_uploads_routed_total",
+    "Uploads this worker's router forwarded from the intake to a model pool, by pool "
+    "(only pools that exist: a model no pool serves fails the job instead).",
+    ["pool"],
+)

