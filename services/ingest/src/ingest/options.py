@@ -222,10 +222,14 @@ class RequestOptions(BaseModel):
         examples=[True, "channels"],
     )
     min_speakers: SpeakerCount | None = Field(
-        default=None, description=f"With `diarize`: at least this many speakers (1-{MAX_SPEAKERS})."
+        default=None,
+        description=f"With `diarize`: at least this many speakers (1-{MAX_SPEAKERS}).",
+        examples=[2],
     )
     max_speakers: SpeakerCount | None = Field(
-        default=None, description=f"With `diarize`: at most this many speakers (1-{MAX_SPEAKERS})."
+        default=None,
+        description=f"With `diarize`: at most this many speakers (1-{MAX_SPEAKERS}).",
+        examples=[4],
     )
 
     @model_validator(mode="after")
