@@ -93,6 +93,7 @@ async def fake_app(
     publisher: FakePublisher,
     *,
     media: FilesystemMediaStore | None = None,
+    max_duration_seconds: float = 5.0,
 ) -> AsyncIterator[FastAPI]:
     """The real app over filesystem stores under `media_root` and a fake publisher.
 
@@ -111,6 +112,7 @@ async def fake_app(
                 url_guard=guard,
                 marks=FilesystemCancelMarks(media_root),
                 keys=idempotency,
+                max_duration_seconds=max_duration_seconds,
             )
         )
 
@@ -118,7 +120,7 @@ async def fake_app(
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
-    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
+    settings = IngestSettings(max_upload_bytes=200_000)
     publisher = FakePublisher()
     async with fake_app(settings, media_root, publisher) as app:
         transport = httpx.ASGITransport(app=app)
