@@ -87,6 +87,24 @@ class QueueSpec:
 TRANSCRIBER_QUEUE: Final = QueueSpec(
     name="transcriber.audio-uploaded", bindings=(routing.AUDIO_UPLOADED_V1,)
 )
+
+
+def chunk_routing_key(model: str) -> str:
+    """Where a long job's chunk work item for `model` is published (and bound).
+
+    The one place that decides it: today every transcriber takes every chunk (the plain
+    `transcription.chunk.requested.v1`); per-model worker pools route here too.
+    """
+    del model  # one pool for now
+    return routing.TRANSCRIPTION_CHUNK_REQUESTED_V1
+
+
+TRANSCRIBER_CHUNKS_QUEUE: Final = QueueSpec(
+    name="transcriber.chunks", bindings=(routing.TRANSCRIPTION_CHUNK_REQUESTED_V1,)
+)
+"""One message per chunk of a long job; every transcriber consumes it with prefetch 1, so
+idle workers share one job's chunks. Each chunk is at most `SCRIBE_TRANSCRIBER_CHUNK_SECONDS`
+(600 s max) of audio, so no delivery stays unacked near RabbitMQ's `consumer_timeout`."""
 INDEXER_QUEUE: Final = QueueSpec(
     name="indexer.job-events",
     bindings=(
@@ -107,13 +125,13 @@ INGEST_DELETIONS_QUEUE: Final = QueueSpec(
 and cancel mark); the indexer, which erased the rest, announces the deletion."""
 DEAD_LETTER_WATCH_QUEUE: Final = QueueSpec(
     name="indexer.dead-letters",
-    bindings=(TRANSCRIBER_QUEUE.name,),
+    bindings=(TRANSCRIBER_QUEUE.name, TRANSCRIBER_CHUNKS_QUEUE.name),
     exchange=routing.DEAD_LETTER_EXCHANGE,
     retry_delays=(),
 )
-"""A copy of every job that dies in the transcriber's queue (the DLQ keeps its own copy for
-`scribe dlq`): the indexer turns each into `transcription.failed.v1` (`dead_lettered`), so
-no job stays `processing` because its message was dead-lettered."""
+"""A copy of every job (or chunk) that dies in the transcriber's queues (the DLQ keeps its
+own copy for `scribe dlq`): the indexer turns each into `transcription.failed.v1`
+(`dead_lettered`), so no job stays `processing` because its message was dead-lettered."""
 INDEXER_WEBHOOK_QUEUE: Final = QueueSpec(
     name="indexer.webhook-events",
     bindings=tuple(cls.routing_key() for cls in WEBHOOK_EVENT_CLASSES),
@@ -159,6 +177,7 @@ BUCKET_EVENTS_QUEUE: Final = QueueSpec(
 key and version/ETag, so a notification delivered twice is one job)."""
 QUEUES: Final[tuple[QueueSpec, ...]] = (
     TRANSCRIBER_QUEUE,
+    TRANSCRIBER_CHUNKS_QUEUE,
     INDEXER_QUEUE,
     DEAD_LETTER_WATCH_QUEUE,
     INGEST_DELETIONS_QUEUE,

@@ -20,6 +20,8 @@ import structlog
 from faststream.rabbit import RabbitBroker
 
 from contracts.audio import AudioUploadedV1
+from contracts.chunks import TranscriptionChunkRequestedV1
+from contracts.envelope import Event
 from scribe_runtime import aio
 from scribe_runtime.amqp import Delivery
 from scribe_runtime.cancellations import FilesystemCancelMarks
@@ -28,10 +30,18 @@ from scribe_runtime.logging import configure_logging
 from scribe_runtime.messaging import dead_letter, make_broker
 from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import TRANSCRIBER_QUEUE, declare_topology
+from scribe_runtime.topology import (
+    TRANSCRIBER_CHUNKS_QUEUE,
+    TRANSCRIBER_QUEUE,
+    chunk_routing_key,
+    declare_topology,
+)
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.admission import Admission
+from transcriber.chunk_store import ChunkStore, FileChunkStore, S3ChunkStore
+from transcriber.chunking import ChunkPolicy
 from transcriber.engine import FasterWhisperEngine, SpeechEngine
+from transcriber.long_audio import LongAudio
 from transcriber.service import PUBLISHES, JobPolicy, Transcriber
 from transcriber.settings import TranscriberSettings
 from transcriber.sources import FileSource, HttpSource, S3Source, UriSource, guarded_resolver
@@ -47,8 +57,29 @@ def worker_name(settings: TranscriberSettings) -> str:
     return settings.worker_name or f"transcriber-{os.getpid()}@{socket.gethostname()}"
 
 
+def long_audio(
+    shared: SharedSettings, settings: TranscriberSettings, store: ChunkStore | None = None
+) -> LongAudio:
+    """How this worker splits long audio, from the settings."""
+    return LongAudio(
+        store=store or FileChunkStore(shared.media_root),
+        threshold_seconds=settings.chunk_threshold_seconds,
+        max_duration_seconds=shared.max_duration_seconds,
+        policy=ChunkPolicy(
+            chunk_seconds=settings.chunk_seconds,
+            search_seconds=settings.chunk_search_seconds,
+            overlap_seconds=settings.chunk_overlap_seconds,
+            min_silence_seconds=settings.chunk_min_silence_seconds,
+        ),
+    )
+
+
 def build(
-    shared: SharedSettings, settings: TranscriberSettings, engine: SpeechEngine
+    shared: SharedSettings,
+    settings: TranscriberSettings,
+    engine: SpeechEngine,
+    *,
+    chunk_store: ChunkStore | None = None,
 ) -> tuple[RabbitBroker, Transcriber]:
     """The broker with the transcriber subscribed, wired to the real adapters."""
     broker = make_broker(
@@ -80,10 +111,18 @@ def build(
     async def dead_letter_here(delivery: Delivery, *, code: str, reason: str) -> None:
         await dead_letter(broker, delivery, queue=TRANSCRIBER_QUEUE.name, code=code, reason=reason)
 
+    publisher = EventPublisher(broker, PUBLISHES)
+
+    async def publish(event: Event) -> None:
+        if isinstance(event, TranscriptionChunkRequestedV1):
+            await publisher.publish(event, routing_key=chunk_routing_key(event.model))
+        else:
+            await publisher.publish(event)
+
     service = Transcriber(
         engine=engine,
         source=source,
-        publish=EventPublisher(broker, PUBLISHES).publish,
+        publish=publish,
         admission=Admission(shared.tenants),
         dead_letter=dead_letter_here,
         worker=worker_name(settings),
@@ -96,10 +135,20 @@ def build(
             cancel_poll_seconds=settings.cancel_poll_seconds,
         ),
         marks=FilesystemCancelMarks(shared.media_root),
+        long_audio=long_audio(shared, settings, chunk_store),
     )
     # One job at a time per process: a second message would only wait behind the model.
     subscribe_events(
         broker, TRANSCRIBER_QUEUE, (AudioUploadedV1,), service.on_audio_uploaded, prefetch=1
+    )
+    # One chunk at a time, on its own channel: k idle workers take one job's chunks in
+    # parallel. A worker may hold an upload and a chunk at once; the model serves one.
+    subscribe_events(
+        broker,
+        TRANSCRIBER_CHUNKS_QUEUE,
+        (TranscriptionChunkRequestedV1,),
+        service.on_chunk_requested,
+        prefetch=1,
     )
     return broker, service
 
@@ -120,7 +169,9 @@ async def serve(
     """
     stop = stop or stop_on_signals()  # before the model loads: a SIGTERM meanwhile counts
     if engine is None:
-        model = await asyncio.to_thread(FasterWhisperEngine, settings)
+        model = await asyncio.to_thread(
+            lambda: FasterWhisperEngine(settings, max_duration_seconds=shared.max_duration_seconds)
+        )
         log.info(
             "model_loaded",
             model=model.model_name,
@@ -135,7 +186,10 @@ async def serve(
     else:
         log.info("engine_injected", model=engine.model_name)
     await declare_topology(shared.amqp_url)
-    broker, service = build(shared, settings, engine)
+    store: ChunkStore | None = None
+    if shared.media().is_s3:
+        store = S3ChunkStore(shared.media(), asyncio.get_running_loop(), settings.download_dir)
+    broker, service = build(shared, settings, engine, chunk_store=store)
     stopped_cleanly = False
 
     async def hand_back() -> dict[str, object]:
