@@ -47,7 +47,7 @@ class EventTap:
         queue = await channel.declare_queue(
             DOWNSTREAM, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        for key in ("transcription.*.v1", "transcript.completed.v1"):
+        for key in ("transcription.*.v1", "transcription.chunk.*.v1", "transcript.completed.v1"):
             await queue.bind(exchange, routing_key=key)
         await queue.consume(self._on_message)
 
@@ -101,12 +101,14 @@ async def queue_counts(amqp_url: str, queue: str = TRANSCRIBER_QUEUE.name) -> tu
         return result.message_count or 0, result.consumer_count or 0
 
 
-async def wait_for_consumers(amqp_url: str, count: int, seconds: float = 120.0) -> None:
+async def wait_for_consumers(
+    amqp_url: str, count: int, seconds: float = 120.0, queue: str = TRANSCRIBER_QUEUE.name
+) -> None:
     """Until `count` workers consume the transcriber queue (another process's consumers
     raise no event here: poll the broker)."""
 
     async def enough() -> bool:
-        return (await queue_counts(amqp_url))[1] >= count
+        return (await queue_counts(amqp_url, queue))[1] >= count
 
     await eventually_async(enough, within=seconds, what=f"{count} consumer(s) on the queue")
 

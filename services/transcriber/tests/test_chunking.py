@@ -178,3 +178,57 @@ def test_a_wrong_duration_estimate_still_tiles_within_the_chunk_length(
         sink=FileChunkStore(tmp_path / "media").sink("acme", uuid4()),
     )
     assert_tiles(planned, source, tmp_path / "media")
+
+
+def tone_and_pauses_wav(path: Path, minutes: float, rate: int = SAMPLE_RATE) -> Path:
+    """`minutes` of 7 s tone bursts and 1 s pauses, streamed to disk a minute at a time."""
+    t = np.arange(8 * rate) / rate
+    period = (np.sin(2 * np.pi * 220 * t) * 6000 * (t < 7)).astype("<i2")
+    minute = np.tile(period, 8)[: 60 * rate].tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        for _ in range(int(minutes)):
+            out.writeframes(minute)
+    return path
+
+
+_PEAK_RSS = """
+import resource, sys, uuid
+from pathlib import Path
+from transcriber.audio import StreamedAudio, probe_duration
+from transcriber.chunk_store import FileChunkStore
+from transcriber.chunking import ChunkPolicy, plan_chunks
+path, media = Path(sys.argv[1]), Path(sys.argv[2])
+planned = plan_chunks(
+    StreamedAudio(path, max_duration_seconds=36000),
+    estimated_seconds=probe_duration(path),
+    policy=ChunkPolicy(),
+    sink=FileChunkStore(media).sink("acme", uuid.uuid4()),
+)
+print(len(planned.cuts), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_splitting_memory_does_not_grow_with_the_audio(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    peaks: dict[int, int] = {}
+    for minutes in (20, 60):
+        path = tone_and_pauses_wav(tmp_path / f"{minutes}.wav", minutes)
+        run = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(path), str(tmp_path / "media")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        chunks, peak_kib = map(int, run.stdout.split())
+        assert chunks >= minutes // 3
+        peaks[minutes] = peak_kib
+        path.unlink()
+    # Three times the audio; a whole-file decode alone would add ~150 MiB (float32).
+    assert peaks[60] <= peaks[20] * 1.1, peaks

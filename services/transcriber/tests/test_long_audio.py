@@ -245,3 +245,42 @@ def test_each_word_of_an_overlap_is_kept_by_one_chunk_only() -> None:
     assert kept[0].end <= 100.5
     assert kept[1].start >= 99.5
     assert kept[1].words is None  # the job did not ask for words
+
+
+@pytest.mark.slow
+async def test_a_three_hour_file_is_planned_and_every_chunk_transcribed(tmp_path: Path) -> None:
+    # 3 h at 8 kHz (the planner resamples): over the old 2 h limit, under the default 10 h.
+    media = tmp_path / "media"
+    path = media / "acme" / "three-hours.wav"
+    path.parent.mkdir(parents=True)
+    minute = (np.sin(np.arange(60 * 8000) * 0.2) * 3000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        for _ in range(180):
+            out.writeframes(minute)
+    recorder = Recorder()
+    job = upload_of(path)
+    big = Transcriber(
+        engine=FakeEngine(),
+        source=FileSource(media),
+        publish=recorder,
+        admission=Admission(["acme"]),
+        dead_letter=DeadLetters(),
+        worker="w1",
+        producer="test",
+        long_audio=LongAudio(store=FileChunkStore(media)),  # the defaults
+    )
+    await big.on_audio_uploaded(job, delivery(job))
+    (plan,) = recorder.of(TranscriptionChunkedV1)
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert plan.duration_seconds == pytest.approx(3 * 3600)
+    assert len(plan.chunks) >= 60
+    assert max(c.end - c.start for c in plan.chunks) <= 180
+    items = [e for e in recorder.events if isinstance(e, TranscriptionChunkRequestedV1)]
+    for item in items:
+        await big.on_chunk_requested(item, delivery(item))
+    done = [e for e in recorder.events if isinstance(e, TranscriptionChunkTranscribedV1)]
+    assert sorted(r.chunk_index for r in done) == list(range(len(plan.chunks)))
+    assert not recorder.of(TranscriptionFailedV1)
