@@ -277,7 +277,7 @@ async def test_a_three_hour_file_is_planned_and_every_chunk_transcribed(tmp_path
     assert isinstance(plan, TranscriptionChunkedV1)
     assert plan.duration_seconds == pytest.approx(3 * 3600)
     assert len(plan.chunks) >= 60
-    assert max(c.end - c.start for c in plan.chunks) <= 180
+    assert max(c.end - c.start for c in plan.chunks) <= 120
     items = [e for e in recorder.events if isinstance(e, TranscriptionChunkRequestedV1)]
     for item in items:
         await big.on_chunk_requested(item, delivery(item))

@@ -44,7 +44,7 @@ _MIN_CHUNK_SECONDS: Final = 1.0
 class ChunkPolicy:
     """How long chunks are and how they are cut (from the settings)."""
 
-    chunk_seconds: float = 180.0
+    chunk_seconds: float = 120.0
     search_seconds: float = 20.0
     overlap_seconds: float = 2.0
     min_silence_seconds: float = 0.3
