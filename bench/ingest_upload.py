@@ -114,7 +114,7 @@ def run(size_mb: int) -> dict[str, Any]:
         "SCRIBE_MEDIA_ROOT": str(media),
         "SCRIBE_INGEST_PORT": str(port),
         "SCRIBE_INGEST_MAX_UPLOAD_BYTES": str(total + 1024 * 1024),
-        "SCRIBE_INGEST_MAX_DURATION_SECONDS": str(24 * 3600),
+        "SCRIBE_MAX_DURATION_SECONDS": str(24 * 3600),
         "SCRIBE_LOG_FORMAT": "json",
         "SCRIBE_LOG_LEVEL": "WARNING",
     }

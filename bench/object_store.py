@@ -200,7 +200,7 @@ def presigned(server: SeaweedServer, total: int) -> dict[str, float]:
             "SCRIBE_MEDIA_URL": f"s3://{bucket}/media",
             "SCRIBE_INGEST_PORT": str(port),
             "SCRIBE_INGEST_MAX_UPLOAD_BYTES": str(total + 1024 * 1024),
-            "SCRIBE_INGEST_MAX_DURATION_SECONDS": str(24 * 3600),
+            "SCRIBE_MAX_DURATION_SECONDS": str(24 * 3600),
             "SCRIBE_LOG_FORMAT": "json",
             "SCRIBE_LOG_LEVEL": "WARNING",
         }

@@ -95,11 +95,12 @@ async def ingest(
     monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
     media_root = tmp_path / "media"
     app = create_app(
-        SharedSettings(amqp_url=amqp_url, media_root=media_root),
+        SharedSettings(
+            amqp_url=amqp_url, media_root=media_root, max_duration_seconds=MAX_DURATION_SECONDS
+        ),
         IngestSettings(
             database_url=database_url,
             max_upload_bytes=MAX_UPLOAD_BYTES,
-            max_duration_seconds=MAX_DURATION_SECONDS,
             publish_timeout_seconds=5.0,
         ),
     )

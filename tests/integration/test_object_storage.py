@@ -249,3 +249,45 @@ async def test_deleting_a_long_job_erases_its_chunk_prefix_only(
     assert _keys(s3_env, s3_bucket) == sorted(
         [f"media/acme/chunks/{other}/0000.wav", f"media/acme/chunks/{job}-not-it/0000.wav"]
     )
+
+
+async def test_a_long_jobs_chunks_go_to_the_tenants_prefix_and_read_back(
+    s3_env: SeaweedServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    import asyncio
+    import uuid
+    import wave
+
+    from transcriber.audio import StreamedAudio
+    from transcriber.chunk_store import S3ChunkStore
+    from transcriber.chunking import ChunkPolicy, plan_chunks
+
+    source_wav = tmp_path / "long.wav"
+    with wave.open(str(source_wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(2 * 16000 * 70))  # 70 s of silence
+    media = MediaUrl(s3=S3Location(s3_bucket, "media"))
+    store = S3ChunkStore(media, asyncio.get_running_loop(), staging=tmp_path / "staging")
+    job = uuid.uuid4()
+    planned = await asyncio.to_thread(
+        plan_chunks,
+        StreamedAudio(source_wav, max_duration_seconds=3600),
+        estimated_seconds=70.0,
+        policy=ChunkPolicy(chunk_seconds=30.0, search_seconds=8.0),
+        sink=store.sink("acme", job),
+    )
+    assert len(planned.cuts) == 3
+    assert _keys(s3_env, s3_bucket) == [f"media/acme/chunks/{job}/{i:04d}.wav" for i in range(3)]
+    assert not list((tmp_path / "staging").iterdir()), "staged chunk files are removed"
+    source = _source(s3_bucket)
+    for cut in planned.cuts:
+        async with source.fetch(cut.uri, tenant_id="acme") as audio:
+            with wave.open(str(audio.path), "rb") as chunk:
+                assert chunk.getnframes() == cut.end - cut.start
+        # Another tenant's job cannot name it.
+        with pytest.raises(JobFailure) as refused:
+            async with source.fetch(cut.uri, tenant_id="globex"):
+                pass
+        assert refused.value.code == ErrorCode.SOURCE_FORBIDDEN

@@ -44,8 +44,11 @@ async def running_app(
     amqp_url: str, reader_url: str, media_root: Path, **settings: Any
 ) -> AsyncIterator[FastAPI]:
     """`create_app` with its lifespan entered: the real broker, the reader role's database."""
+    shared: dict[str, Any] = {}
+    if "max_duration_seconds" in settings:  # one limit for every service: a shared setting
+        shared["max_duration_seconds"] = settings.pop("max_duration_seconds")
     app = create_app(
-        SharedSettings(amqp_url=amqp_url, media_root=media_root),
+        SharedSettings(amqp_url=amqp_url, media_root=media_root, **shared),
         IngestSettings(
             database_url=reader_url,
             api_keys=keyring(),

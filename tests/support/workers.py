@@ -47,7 +47,7 @@ class EventTap:
         queue = await channel.declare_queue(
             DOWNSTREAM, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        for key in ("transcription.*.v1", "transcript.completed.v1"):
+        for key in ("transcription.*.v1", "transcription.chunk.*.v1", "transcript.completed.v1"):
             await queue.bind(exchange, routing_key=key)
         await queue.consume(self._on_message)
 

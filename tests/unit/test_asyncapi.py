@@ -76,6 +76,9 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
         routing.TRANSCRIPTION_PROGRESS_V1,
         routing.TRANSCRIPT_COMPLETED_V1,
         routing.TRANSCRIPTION_FAILED_V1,
+        routing.TRANSCRIPTION_CHUNK_REQUESTED_V1,  # a long job's work items (the planner)
+        routing.TRANSCRIPTION_CHUNKED_V1,  # its plan
+        routing.TRANSCRIPTION_CHUNK_TRANSCRIBED_V1,  # one chunk's result
     }
     # A consumer's message is the contract's events, not FastStream's empty payload.
     for doc, queue, consumed in (
@@ -85,6 +88,11 @@ def test_documents_say_who_publishes_and_consumes_which_event() -> None:
             "indexer.job-events",
             {c.__name__ for c in routing.EVENT_CLASSES}
             | {"TranscriptionChunkedV1", "TranscriptionChunkTranscribedV1"},
+        ),
+        (
+            docs["transcriber"],
+            "transcriber.pool.tiny.en.chunk-requested",
+            {"TranscriptionChunkRequestedV1"},
         ),
     ):
         (reference,) = doc["channels"][queue]["messages"].values()

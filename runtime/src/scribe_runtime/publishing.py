@@ -49,8 +49,11 @@ class EventPublisher:
         """The routing keys of the declared events."""
         return frozenset(cls.routing_key() for cls in self._publishers)
 
-    async def publish(self, event: Event) -> None:
-        """Publish `event`; returns once the broker confirmed it."""
+    async def publish(self, event: Event, *, routing_key: str | None = None) -> None:
+        """Publish `event`; returns once the broker confirmed it.
+
+        `routing_key`: another key than the event's own (a work item routed to a pool).
+        """
         try:
             publisher = self._publishers[type(event)]
         except KeyError:
@@ -59,7 +62,12 @@ class EventPublisher:
                 f"{sorted(self.routing_keys)}"
             ) from None
         try:
-            await publisher.publish(event.model_dump_json().encode(), **event_properties(event))
+            # "" (FastStream's default) is the publisher's own key.
+            await publisher.publish(
+                event.model_dump_json().encode(),
+                routing_key=routing_key or "",
+                **event_properties(event),
+            )
         except BaseException:
             metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
             raise

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.envelope import TenantId
 from scribe_runtime.objectstore import MediaUrl, S3Location, parse_grants
+
+DEFAULT_MAX_DURATION_SECONDS: Final = 36000.0
+"""`SCRIBE_MAX_DURATION_SECONDS`'s default: 10 hours."""
 
 
 class SharedSettings(BaseSettings):
@@ -54,6 +57,18 @@ class SharedSettings(BaseSettings):
             "to private addresses (an object store inside the cluster serving presigned "
             "URLs). The configured S3 endpoint is always allowed; every other private, "
             "loopback or link-local address stays refused."
+        ),
+    )
+
+    max_duration_seconds: float = Field(
+        default=DEFAULT_MAX_DURATION_SECONDS,
+        gt=0,
+        description=(
+            "Longest audio Scribe accepts, in seconds (default 10 h). Ingest refuses a "
+            "longer upload when it probes it (413 `audio_too_long`); a transcriber fails "
+            "a longer job from any producer with `audio_too_long` before any work. One "
+            "variable, so the two never disagree. Long audio is split into chunks "
+            "(`SCRIBE_TRANSCRIBER_CHUNK_*`), so this bounds time and disk, not memory."
         ),
     )
 

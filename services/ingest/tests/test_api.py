@@ -26,6 +26,7 @@ from ingest.settings import IngestSettings
 from ingest.uploads import PublishFailedError
 from scribe_runtime.cancellations import FilesystemCancelMarks
 from scribe_runtime.netguard import ResolvedUrl, parse_remote_url, resolve_public_url
+from scribe_runtime.settings import DEFAULT_MAX_DURATION_SECONDS
 from services.ingest.tests import samples
 
 PUBLIC_HOST = "audio.example.com"
@@ -93,6 +94,7 @@ async def fake_app(
     publisher: FakePublisher,
     *,
     media: FilesystemMediaStore | None = None,
+    max_duration_seconds: float = 5.0,
 ) -> AsyncIterator[FastAPI]:
     """The real app over filesystem stores under `media_root` and a fake publisher.
 
@@ -111,6 +113,7 @@ async def fake_app(
                 url_guard=guard,
                 marks=FilesystemCancelMarks(media_root),
                 keys=idempotency,
+                max_duration_seconds=max_duration_seconds,
             )
         )
 
@@ -118,7 +121,7 @@ async def fake_app(
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
-    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
+    settings = IngestSettings(max_upload_bytes=200_000)
     publisher = FakePublisher()
     async with fake_app(settings, media_root, publisher) as app:
         transport = httpx.ASGITransport(app=app)
@@ -416,3 +419,58 @@ async def test_openapi_documents_every_error_with_examples(harness: Harness) -> 
         assert content.get("example") or content.get("examples"), status
     assert set(submit["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
+
+
+def three_hours_of_wav(path: Path) -> Path:
+    """3 h of 8 kHz 8-bit mono silence (86 MB), streamed to disk a minute at a time."""
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(8000)
+        minute = bytes([128]) * (60 * 8000)
+        for _ in range(180):
+            out.writeframes(minute)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("limit", "status"),
+    [
+        (None, 202),  # the default 10 h: the transcribers split it, nothing fails it later
+        (2 * 3600.0, 413),  # the old worker limit: refused at once, never accepted
+    ],
+)
+async def test_a_three_hour_upload_is_judged_by_the_one_shared_limit(
+    tmp_path: Path, limit: float | None, status: int
+) -> None:
+    wav = three_hours_of_wav(tmp_path / "three-hours.wav")
+    publisher = FakePublisher()
+    settings = IngestSettings(max_upload_bytes=200 * 1024 * 1024)
+    async with (
+        fake_app(
+            settings,
+            tmp_path / "media",
+            publisher,
+            max_duration_seconds=limit or DEFAULT_MAX_DURATION_SECONDS,
+        ) as app,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ingest", headers=DEV_AUTH
+        ) as client,
+    ):
+        with wav.open("rb") as body:
+            response = await client.post(
+                "/v1/transcriptions",
+                files={"file": ("three-hours.wav", body, "audio/wav")},
+                timeout=120,
+            )
+    assert response.status_code == status, response.text
+    if status == 202:
+        (event,) = publisher.events
+        assert isinstance(event, AudioUploadedV1)
+        assert event.duration_seconds == pytest.approx(3 * 3600)
+    else:
+        assert response.json()["code"] == "audio_too_long"
+        assert not publisher.events

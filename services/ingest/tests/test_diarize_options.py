@@ -18,7 +18,7 @@ from services.ingest.tests.test_api import DEV_AUTH, PUBLIC_HOST, FakePublisher,
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
     publisher = FakePublisher()
-    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0)
+    settings = IngestSettings(max_upload_bytes=200_000)
     async with fake_app(settings, media_root, publisher) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

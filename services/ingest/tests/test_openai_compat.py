@@ -137,7 +137,7 @@ class Harness:
 async def _harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
     media_root = tmp_path / "media"
     given: dict[str, Any] = {"openai_wait_seconds": 5.0, **overrides}
-    settings = IngestSettings(max_upload_bytes=200_000, max_duration_seconds=5.0, **given)
+    settings = IngestSettings(max_upload_bytes=200_000, **given)
     publisher = FakePublisher()
     reader = FakeReader(publisher)
     async with fake_app(settings, media_root, publisher) as app:

@@ -39,8 +39,10 @@ class FullMediaStore(FilesystemMediaStore):
 async def app_client(
     media: FilesystemMediaStore, media_root: Path
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = IngestSettings(max_upload_bytes=10_000_000, max_duration_seconds=60.0)
-    async with fake_app(settings, media_root, FakePublisher(), media=media) as app:
+    settings = IngestSettings(max_upload_bytes=10_000_000)
+    async with fake_app(
+        settings, media_root, FakePublisher(), media=media, max_duration_seconds=60.0
+    ) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://ingest", headers=DEV_AUTH

@@ -42,7 +42,7 @@ from scribe_runtime.cancellations import CancelMarks, FilesystemCancelMarks
 from scribe_runtime.messaging import make_broker
 from scribe_runtime.netguard import ResolvedUrl, allowed_private_endpoints, resolve_public_url
 from scribe_runtime.objectstore import MediaUrl, open_s3_client
-from scribe_runtime.settings import SharedSettings
+from scribe_runtime.settings import DEFAULT_MAX_DURATION_SECONDS, SharedSettings
 from scribe_runtime.topology import declare_topology
 
 log = structlog.get_logger(__name__)
@@ -118,6 +118,7 @@ def wire(
     keys: JobKeys,
     webhook_allowed_hosts: frozenset[str] = frozenset(),
     s3_scope: S3Scope | None = None,
+    max_duration_seconds: float = DEFAULT_MAX_DURATION_SECONDS,
 ) -> IngestContainer:
     """Assemble the container from its adapters (real ones, or a test's fakes)."""
     queries = JobReader.from_settings(reader_pool, settings)
@@ -140,7 +141,7 @@ def wire(
             prober=prober,
             s3_scope=s3_scope or S3Scope(),
             max_upload_bytes=settings.max_upload_bytes,
-            max_duration_seconds=settings.max_duration_seconds,
+            max_duration_seconds=max_duration_seconds,
         ),
         lifecycle=JobLifecycle(queries=queries, marks=marks, publisher=publisher, keys=keys),
         presigned=PresignedUploads(
@@ -148,7 +149,7 @@ def wire(
             media.base,
             expires_seconds=settings.presigned_upload_expires_seconds,
             max_upload_bytes=settings.max_upload_bytes,
-            max_duration_seconds=settings.max_duration_seconds,
+            max_duration_seconds=max_duration_seconds,
         )
         if isinstance(media, S3MediaStore)
         else None,
@@ -191,6 +192,7 @@ async def open_container(
                 keys=idempotency,
                 webhook_allowed_hosts=shared.webhooks_allowed_hosts,
                 s3_scope=S3Scope.from_settings(shared),
+                max_duration_seconds=shared.max_duration_seconds,
             )
             # Subscribed before the broker starts, as FastStream wants.
             subscribe_deletions(broker, container.lifecycle)
@@ -200,7 +202,7 @@ async def open_container(
                     "ingest_started",
                     media_url=describe(shared.media()),
                     max_upload_bytes=settings.max_upload_bytes,
-                    max_duration_seconds=settings.max_duration_seconds,
+                    max_duration_seconds=shared.max_duration_seconds,
                 )
                 yield container
     log.info("ingest_stopped")

@@ -71,7 +71,7 @@ _SUBMIT_ERRORS: Final = _responses(
                 ErrorCode.FILE_TOO_LARGE, "the file is larger than the limit of 2147483648 bytes"
             ),
             "too_long": _error(
-                ErrorCode.AUDIO_TOO_LONG, "the audio is longer than the limit of 14400 seconds"
+                ErrorCode.AUDIO_TOO_LONG, "the audio is longer than the limit of 36000 seconds"
             ),
         },
         415: {

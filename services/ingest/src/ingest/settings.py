@@ -79,11 +79,6 @@ class IngestSettings(BaseSettings):
         gt=0,
         description="Largest upload accepted, in bytes; enforced while streaming (413).",
     )
-    max_duration_seconds: float = Field(
-        default=4 * 3600.0,
-        gt=0,
-        description="Longest audio accepted, in seconds, as decoded at upload (413).",
-    )
     upload_idle_timeout_seconds: float = Field(
         default=30.0,
         gt=0,

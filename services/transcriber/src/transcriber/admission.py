@@ -72,6 +72,11 @@ class Admission:
         self._remember = remember
         self._confirmed: OrderedDict[tuple[str, UUID], _Confirmed] = OrderedDict()
 
+    @property
+    def tenants(self) -> frozenset[str]:
+        """The tenants this deployment serves."""
+        return self._tenants
+
     def check(self, event: AudioUploadedV1) -> Verdict | Refusal:
         """Refuse, skip or run `event`; looks at nothing but memory."""
         if event.tenant_id not in self._tenants:

@@ -86,12 +86,12 @@ def _too_long(seconds: float, limit: float) -> JobFailure:
     )
 
 
-def decode_audio(path: Path, *, max_duration_seconds: float) -> DecodedAudio:
-    """Decode `path` to 16 kHz mono float32, or raise a classified `JobFailure`. Blocking."""
+def _open(path: Path) -> av.container.InputContainer:
+    """The container, or the classified failure of opening it."""
     with path.open("rb") as f:
         head = f.read(16)
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         if looks_like_audio_container(head):
             raise JobFailure(
@@ -100,14 +100,23 @@ def decode_audio(path: Path, *, max_duration_seconds: float) -> DecodedAudio:
         raise JobFailure(
             ErrorCode.UNSUPPORTED_MEDIA, "the file is not in a recognised audio format"
         ) from None
+
+
+def _audio_stream(container: av.container.InputContainer) -> av.AudioStream:
+    if not container.streams.audio:
+        kinds = sorted({str(s.type) for s in container.streams}) or ["nothing decodable"]
+        raise JobFailure(
+            ErrorCode.UNSUPPORTED_MEDIA,
+            f"the file has no audio stream (found: {', '.join(kinds)})",
+        )
+    return container.streams.audio[0]
+
+
+def decode_audio(path: Path, *, max_duration_seconds: float) -> DecodedAudio:
+    """Decode `path` to 16 kHz mono float32, or raise a classified `JobFailure`. Blocking."""
+    container = _open(path)
     with container:
-        if not container.streams.audio:
-            kinds = sorted({str(s.type) for s in container.streams}) or ["nothing decodable"]
-            raise JobFailure(
-                ErrorCode.UNSUPPORTED_MEDIA,
-                f"the file has no audio stream (found: {', '.join(kinds)})",
-            )
-        stream = container.streams.audio[0]
+        stream = _audio_stream(container)
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_duration_seconds:
             raise _too_long(declared, max_duration_seconds)
@@ -122,20 +131,127 @@ def decode_audio(path: Path, *, max_duration_seconds: float) -> DecodedAudio:
     if decoded.samples.size == 0:
         reason = f": {error}" if error else ""
         raise JobFailure(ErrorCode.CORRUPT_AUDIO, f"no audio could be decoded{reason}")
+    _check_whole(declared, decoded.duration_seconds, error)
+    return decoded
+
+
+def _check_whole(declared: float | None, decoded_seconds: float, error: str | None) -> None:
+    """`corrupt_audio` when the decode came up short of the header, or ended in an error."""
     if declared is not None:
-        missing = declared - decoded.duration_seconds
+        missing = declared - decoded_seconds
         tolerance = max(_TRUNCATION_TOLERANCE_SECONDS, declared * _TRUNCATION_TOLERANCE_FRACTION)
         if missing > tolerance:
             reason = f" ({error})" if error else ""
             raise JobFailure(
                 ErrorCode.CORRUPT_AUDIO,
-                f"the audio stops after {decoded.duration_seconds:.1f} s of the "
+                f"the audio stops after {decoded_seconds:.1f} s of the "
                 f"{declared:.1f} s its header declares: truncated or damaged{reason}",
             )
     elif error is not None:
         # Without a declared length a decode error cannot be told from the end of the data.
         raise JobFailure(ErrorCode.CORRUPT_AUDIO, f"the audio fails to decode: {error}")
-    return decoded
+
+
+def probe_duration(path: Path) -> float:
+    """The audio's duration in seconds, from its header, else by decoding it. Blocking.
+
+    The header is exact for WAV and FLAC and an estimate for some compressed formats; where
+    there is none (a streamed WAV, raw ADTS), the stream is decoded block by block and
+    counted, in bounded memory. Raises the classified `JobFailure` of an unreadable file.
+    """
+    container = _open(path)
+    with container:
+        declared = _declared_seconds(container, _audio_stream(container))
+    if declared is not None:
+        return declared
+    blocks = StreamedAudio(path, max_duration_seconds=float("inf"))
+    for _ in blocks:
+        pass
+    return blocks.decoded_seconds
+
+
+class StreamedAudio:
+    """`path` decoded to 16 kHz mono float32 in blocks of `block_seconds`: bounded memory.
+
+    Iterate once; each block is a new array (the last may be shorter). The same failure
+    classes as `decode_audio`: opening fails at the first block; over the limit, truncated
+    or damaged, at the point it is found (truncation: after the last block).
+    """
+
+    def __init__(
+        self, path: Path, *, max_duration_seconds: float, block_seconds: float = 30.0
+    ) -> None:
+        self.path = path
+        self.max_duration_seconds = max_duration_seconds
+        self.block_samples = max(1, int(block_seconds * SAMPLE_RATE))
+        self.decoded_samples = 0
+        self.bad_frames = 0
+        self.declared_seconds: float | None = None
+
+    @property
+    def decoded_seconds(self) -> float:
+        """Seconds decoded so far (all of them once the iteration ended)."""
+        return self.decoded_samples / SAMPLE_RATE
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.float32]]:
+        container = _open(self.path)
+        with container:
+            stream = _audio_stream(container)
+            declared = self.declared_seconds = _declared_seconds(container, stream)
+            limit_seconds = self.max_duration_seconds
+            if declared is not None and declared > limit_seconds:
+                raise _too_long(declared, limit_seconds)
+            overrun = wav_data_overrun(self.path)
+            if overrun:
+                raise JobFailure(
+                    ErrorCode.CORRUPT_AUDIO,
+                    f"the WAV file is truncated: its header promises {overrun} more bytes",
+                )
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            limit = limit_seconds * SAMPLE_RATE
+            pending: list[npt.NDArray[np.int16]] = []
+            held = 0
+            error: str | None = None
+            for frame in _frames(container, stream):
+                if isinstance(frame, str):
+                    self.bad_frames += 1
+                    error = frame
+                    continue
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    array = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                    pending.append(array)
+                    held += array.shape[0]
+                while held >= self.block_samples:
+                    block, pending, held = _take(pending, self.block_samples)
+                    self.decoded_samples += block.shape[0]
+                    if self.decoded_samples > limit:
+                        raise _too_long(self.decoded_seconds, limit_seconds)
+                    yield block
+            for out in resampler.resample(None):
+                array = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                pending.append(array)
+                held += array.shape[0]
+            while held:
+                block, pending, held = _take(pending, min(held, self.block_samples))
+                self.decoded_samples += block.shape[0]
+                if self.decoded_samples > limit:
+                    raise _too_long(self.decoded_seconds, limit_seconds)
+                yield block
+        if self.decoded_samples == 0:
+            reason = f": {error}" if error else ""
+            raise JobFailure(ErrorCode.CORRUPT_AUDIO, f"no audio could be decoded{reason}")
+        _check_whole(declared, self.decoded_seconds, error)
+
+
+def _take(
+    pending: list[npt.NDArray[np.int16]], count: int
+) -> tuple[npt.NDArray[np.float32], list[npt.NDArray[np.int16]], int]:
+    """The first `count` samples of `pending` as float32, and what is left."""
+    joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+    block = joined[:count].astype(np.float32) / 32768.0
+    rest = joined[count:]
+    return block, ([rest] if rest.shape[0] else []), int(rest.shape[0])
 
 
 def _declared_seconds(

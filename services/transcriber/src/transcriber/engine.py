@@ -16,6 +16,7 @@ import structlog
 
 from contracts.errors import ErrorCode
 from contracts.transcription import Segment, Word
+from scribe_runtime.settings import DEFAULT_MAX_DURATION_SECONDS
 from transcriber import guardrails, models
 from transcriber.audio import SAMPLE_RATE, decode_audio
 from transcriber.errors import JobCancelled, JobFailure
@@ -91,6 +92,15 @@ class ModelChooser(Protocol):
         ...
 
 
+@runtime_checkable
+class LanguageDetector(Protocol):
+    """An engine that can name the language of some speech (once, for a long job)."""
+
+    def detect_language(self, samples: Any, request: EngineRequest) -> tuple[str, float]:
+        """(language, probability) of `samples` (16 kHz mono float32) for `request`'s model."""
+        ...
+
+
 class SpeechEngine(Protocol):
     """Turns an audio file into segments. Blocking: call it from a worker thread."""
 
@@ -139,8 +149,14 @@ class FasterWhisperEngine:
     sends it only jobs for that model, and `check` refuses any other that reaches it.
     """
 
-    def __init__(self, settings: TranscriberSettings) -> None:
+    def __init__(
+        self,
+        settings: TranscriberSettings,
+        *,
+        max_duration_seconds: float = DEFAULT_MAX_DURATION_SECONDS,
+    ) -> None:
         self._settings = settings
+        self._max_duration_seconds = max_duration_seconds
         self.device = resolve_device(settings.device)
         self.compute_type = settings.compute_type or ("int8" if self.device == "cpu" else "float16")
         self._model_name = settings.resolved_model_name()
@@ -216,6 +232,26 @@ class FasterWhisperEngine:
             return self._loaded[name].multilingual
         return not models.is_english_only(name)
 
+    def detect_language(self, samples: Any, request: EngineRequest) -> tuple[str, float]:
+        """The language of `samples` as the model serving `request` hears it.
+
+        Given (`request.language`) or on an English-only model: that language, certain.
+        """
+        name = self.check(request)
+        if request.language is not None:
+            return request.language, 1.0
+        with self._lock:
+            loaded = self._load(name)
+            if not loaded.multilingual:
+                return "en", 1.0
+            try:
+                language, probability, _ = loaded.model.detect_language(audio=samples)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                raise JobFailure(
+                    ErrorCode.MODEL_ERROR, f"language detection failed: {exc}", retryable=True
+                ) from exc
+        return str(language), min(1.0, max(0.0, float(probability)))
+
     def _speech_spans(self, samples: Any) -> list[tuple[float, float]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -232,7 +268,7 @@ class FasterWhisperEngine:
     ) -> EngineResult:
         """Decode, then transcribe segment by segment (see `SpeechEngine`)."""
         name = self.check(request)
-        audio = decode_audio(path, max_duration_seconds=self._settings.max_duration_seconds)
+        audio = decode_audio(path, max_duration_seconds=self._max_duration_seconds)
         if audio.bad_frames:
             log.warning("audio_frames_skipped", bad_frames=audio.bad_frames)
         if cancelled.is_set():

@@ -18,7 +18,8 @@ JOBS: Final = Counter(
 )
 AUDIO_SECONDS: Final = Histogram(
     "scribe_transcriber_audio_seconds",
-    "Duration of the audio of each completed job (the sum is the audio transcribed).",
+    "Duration of the audio of each completed job, and of each chunk of a long job "
+    "transcribed (the sum is the audio transcribed).",
     buckets=_DURATION_BUCKETS,
 )
 TRANSCRIPTION_SECONDS: Final = Histogram(
@@ -36,6 +37,12 @@ PROCESSING_SECONDS: Final = Histogram(
     "scribe_transcriber_processing_seconds",
     "Wall time per job, from delivery to confirmed outcome.",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+CHUNKS: Final = Counter(
+    "scribe_transcriber_chunks_total",
+    "Chunks of long jobs handled by this worker: transcribed, skipped (already "
+    "confirmed here), cancelled.",
+    ["outcome"],
 )
 IN_FLIGHT: Final = Gauge("scribe_transcriber_jobs_in_flight", "Jobs being transcribed now.")
 CANCELLED: Final = Counter(

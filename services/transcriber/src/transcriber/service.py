@@ -18,15 +18,20 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
 from contracts.audio import AudioUploadedV1
+from contracts.chunks import (
+    TranscriptionChunkedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkTranscribedV1,
+)
 from contracts.envelope import Event
-from contracts.errors import ErrorCode
+from contracts.errors import ErrorCode, RefusalCode
 from contracts.transcription import (
     Segment,
     TranscriptCompletedV1,
@@ -38,17 +43,27 @@ from scribe_runtime.amqp import Delivery
 from scribe_runtime.cancellations import CancelMarks
 from scribe_runtime.retry import TransientError
 from scribe_runtime.topology import DELIVERY_LIMIT
-from transcriber import metrics
+from transcriber import metrics, models
 from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
+from transcriber.audio import StreamedAudio, probe_duration
+from transcriber.chunking import Planned, plan_chunks
 from transcriber.diarization import Diarizer, label_segments
 from transcriber.engine import (
     EngineRequest,
     EngineResult,
+    LanguageDetector,
     ModelChooser,
     OnSegment,
     SpeechEngine,
 )
 from transcriber.errors import CancelledByRequest, JobCancelled, JobFailure
+from transcriber.long_audio import (
+    LongAudio,
+    chunk_event_id,
+    chunk_specs,
+    has_overlap,
+    keep_owned,
+)
 from transcriber.progress import ProgressThrottle
 from transcriber.sources import AudioSource
 
@@ -58,12 +73,18 @@ T = TypeVar("T")
 Publish = Callable[[Event], Awaitable[None]]
 
 _MAX_MESSAGE = 4000
+_PUBLISH_BATCH = 64
+"""Work items published (and confirmed) at once when a long job is planned."""
+_REMEMBERED_CHUNKS = 10_000
 
 PUBLISHES: tuple[type[Event], ...] = (
     TranscriptionStartedV1,
     TranscriptionProgressV1,
     TranscriptCompletedV1,
     TranscriptionFailedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkedV1,
+    TranscriptionChunkTranscribedV1,
 )
 """Every event a `Transcriber` publishes (its composition root declares them)."""
 
@@ -79,7 +100,18 @@ class JobPolicy:
     cancel_poll_seconds: float = 1.0
 
 
-def outcome_event_id(event: AudioUploadedV1, outcome: str) -> uuid.UUID:
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A long job split: its chunks and its language."""
+
+    planned: Planned
+    language: str
+    language_probability: float
+
+
+def outcome_event_id(
+    event: AudioUploadedV1 | TranscriptionChunkRequestedV1, outcome: str
+) -> uuid.UUID:
     """The outcome's event id, derived from the job (tenant and id), not from the upload.
 
     A worker killed after its outcome was confirmed but before the ack transcribes the job
@@ -144,6 +176,7 @@ class Transcriber:
         clock: Callable[[], float] = time.monotonic,
         marks: CancelMarks | None = None,
         diarizer: Diarizer | None = None,
+        long_audio: LongAudio | None = None,
     ) -> None:
         self._engine = engine
         self._diarizer = diarizer or Diarizer()
@@ -156,6 +189,8 @@ class Transcriber:
         self._policy = policy or JobPolicy()
         self._clock = clock
         self._marks = marks
+        self._long = long_audio
+        self._chunks_done: dict[tuple[str, uuid.UUID, int], None] = {}
         self._cancels: set[threading.Event] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -225,12 +260,180 @@ class Transcriber:
             metrics.CANCELLED.labels("running").inc()
             log.info("transcription_cancelled", attempt=delivery.attempt)
             return
-        final = isinstance(outcome, TranscriptCompletedV1) or (
+        final = isinstance(outcome, TranscriptCompletedV1 | TranscriptionChunkedV1) or (
             isinstance(outcome, TranscriptionFailedV1) and not outcome.retryable
         )
         self._admission.confirmed(event, final=final)
 
-    async def _cancel_requested(self, event: AudioUploadedV1) -> bool:
+    async def on_chunk_requested(
+        self, event: TranscriptionChunkRequestedV1, delivery: Delivery
+    ) -> None:
+        """The chunk subscriber: transcribe one chunk, publish its result, return (ack).
+
+        A chunk of a cancelled job is acked without work (so a cancel stops the job's
+        remaining chunks, whichever workers hold them); a chunk this process already
+        confirmed is acked again without work. A permanent failure of a chunk fails the
+        job (`transcription.failed.v1`): its transcript could never be whole.
+        """
+        if event.tenant_id not in self._admission.tenants:
+            await self._dead_letter(
+                delivery,
+                code=RefusalCode.UNKNOWN_TENANT,
+                reason=f"tenant {event.tenant_id!r} is not served by this deployment",
+            )
+            metrics.REFUSED.labels(str(RefusalCode.UNKNOWN_TENANT)).inc()
+            return
+        key = (event.tenant_id, event.job_id, event.chunk.index)
+        if key in self._chunks_done:
+            metrics.CHUNKS.labels("skipped").inc()
+            log.info("chunk_skipped", chunk=event.chunk.index, reason="already_confirmed")
+            return
+        if await self._cancel_requested(event):
+            metrics.CHUNKS.labels("cancelled").inc()
+            log.info("cancelled_chunk_skipped", chunk=event.chunk.index)
+            return
+        attempt = delivery.attempt
+        started_at = self._clock()
+        cancel = threading.Event()
+        self._cancels.add(cancel)
+        self._idle.clear()
+        metrics.IN_FLIGHT.inc()
+        outcome: Event
+        try:
+            try:
+                outcome = await self._transcribe_chunk(event, cancel, attempt, started_at)
+            except CancelledByRequest:
+                metrics.CHUNKS.labels("cancelled").inc()
+                log.info("chunk_cancelled", chunk=event.chunk.index, attempt=attempt)
+                return
+            except JobFailure as failure:
+                outcome = self._chunk_failed(event, failure.code, failure.message, attempt)
+                outcome = outcome.model_copy(update={"retryable": failure.retryable})
+            except (JobCancelled, asyncio.CancelledError):
+                cancel.set()
+                metrics.HANDED_BACK.inc()
+                log.warning("chunk_handed_back", chunk=event.chunk.index, attempt=attempt)
+                raise
+            except TransientError:
+                log.warning("chunk_deferred", chunk=event.chunk.index, attempt=attempt)
+                raise
+            except Exception as exc:
+                if attempt <= self._policy.delivery_limit:
+                    raise
+                log.exception("chunk_gave_up", chunk=event.chunk.index, attempt=attempt)
+                outcome = self._chunk_failed(
+                    event,
+                    ErrorCode.INTERNAL_ERROR,
+                    f"chunk {event.chunk.index} failed on every delivery; last error: {exc!r}",
+                    attempt,
+                )
+        finally:
+            self._cancels.discard(cancel)
+            if not self._cancels:
+                self._idle.set()
+            metrics.IN_FLIGHT.dec()
+        await self._publish(outcome)
+        if isinstance(outcome, TranscriptionChunkTranscribedV1):
+            metrics.CHUNKS.labels("transcribed").inc()
+            self._chunks_done[key] = None
+            while len(self._chunks_done) > _REMEMBERED_CHUNKS:
+                del self._chunks_done[next(iter(self._chunks_done))]
+            log.info(
+                "chunk_transcribed",
+                chunk=event.chunk.index,
+                chunks=event.chunk_count,
+                attempt=attempt,
+                audio_seconds=outcome.audio_seconds,
+                processing_seconds=outcome.processing_seconds,
+                segments=len(outcome.segments),
+            )
+        else:
+            self._log_outcome(outcome, self._clock() - started_at)
+
+    async def _transcribe_chunk(
+        self,
+        event: TranscriptionChunkRequestedV1,
+        cancel: threading.Event,
+        attempt: int,
+        started_at: float,
+    ) -> TranscriptionChunkTranscribedV1:
+        chunk = event.chunk
+        options = event.options
+        wants_words = options.word_timestamps or self._policy.word_timestamps
+        request = EngineRequest(
+            language=event.language,
+            # Words place an overlap's cut exactly; kept in the result only if asked for.
+            word_timestamps=wants_words or has_overlap(chunk),
+            task=options.task or "transcribe",
+            initial_prompt=options.initial_prompt,
+            hotwords=options.hotwords,
+            temperature=options.temperature,
+            beam_size=options.beam_size,
+            vad_filter=options.vad_filter,
+            model=event.model,
+        )
+        model = self._served_model(request)
+        segments: list[Segment] = []
+        audio_seconds = 0.0
+        if chunk.core_seconds > 0:
+            async with self._source.fetch(str(chunk.audio_uri), tenant_id=event.tenant_id) as audio:
+                engine = self._engine
+                result = await self._off_loop(
+                    event,
+                    lambda: engine.transcribe(
+                        audio.path, request, on_segment=_ignore_segment, cancelled=cancel
+                    ),
+                    cancel,
+                    name=f"chunk-{event.job_id}-{chunk.index}",
+                )
+            audio_seconds = result.duration_seconds
+            segments = keep_owned(result.segments, chunk, words=wants_words)
+            model = result.model_name or model
+            # The audio decoded and transcribed, counted once per chunk done: summed over
+            # the fleet, what a job cost (a killed worker's chunk in hand is done again).
+            metrics.AUDIO_SECONDS.observe(audio_seconds)
+            inference = self._clock() - started_at
+            metrics.TRANSCRIPTION_SECONDS.observe(inference)
+            if audio_seconds > 0:
+                metrics.REAL_TIME_FACTOR.observe(inference / audio_seconds)
+        return TranscriptionChunkTranscribedV1(
+            **self._chunk_envelope(event),
+            event_id=chunk_event_id(event.job_id, event.tenant_id, "transcribed", chunk.index),
+            chunk_index=chunk.index,
+            chunk_count=event.chunk_count,
+            core_start=chunk.core_start,
+            core_end=chunk.core_end,
+            model=model,
+            language=event.language,
+            segments=segments,
+            audio_seconds=round(audio_seconds, 3),
+            processing_seconds=round(self._clock() - started_at, 3),
+            worker=self._worker,
+            attempt=attempt,
+        )
+
+    def _chunk_failed(
+        self, event: TranscriptionChunkRequestedV1, code: ErrorCode, message: str, attempt: int
+    ) -> TranscriptionFailedV1:
+        return TranscriptionFailedV1(
+            **self._chunk_envelope(event),
+            event_id=outcome_event_id(event, f"failed:{code}"),
+            code=code,
+            message=message[:_MAX_MESSAGE],
+            retryable=False,
+            attempts=attempt,
+        )
+
+    def _chunk_envelope(self, event: TranscriptionChunkRequestedV1) -> dict[str, Any]:
+        return {
+            "job_id": event.job_id,
+            "tenant_id": event.tenant_id,
+            "correlation_id": event.correlation_id,
+            "producer": self._producer,
+            "job_fingerprint": event.job_fingerprint,
+        }
+
+    async def _cancel_requested(self, event: Event) -> bool:
         if self._marks is None:
             return False
         try:
@@ -239,7 +442,7 @@ class Transcriber:
             # The media volume is away: the job could not be fetched either. Back off.
             raise TransientError(f"cannot read the cancel mark: {exc!r}") from exc
 
-    async def _watch_for_cancel(self, event: AudioUploadedV1, cancel: threading.Event) -> bool:
+    async def _watch_for_cancel(self, event: Event, cancel: threading.Event) -> bool:
         """Poll the job's cancel mark until it appears (then stop the engine) or the job ends."""
         while not cancel.is_set():
             await asyncio.sleep(self._policy.cancel_poll_seconds)
@@ -288,10 +491,11 @@ class Transcriber:
         self._cancels.add(cancel)
         self._idle.clear()
         metrics.IN_FLIGHT.inc()
+        work_items: list[TranscriptionChunkRequestedV1] = []
         try:
             outcome: Event
             try:
-                result = await self._run(event, request, cancel, background)
+                result = await self._run(event, request, cancel, background, model)
             except JobFailure as failure:
                 outcome = TranscriptionFailedV1(
                     **self._envelope(event),
@@ -329,28 +533,81 @@ class Transcriber:
                     attempts=attempt,
                 )
             else:
-                outcome = TranscriptCompletedV1(
-                    **self._envelope(event),
-                    event_id=outcome_event_id(event, "completed"),
-                    language=result.language,
-                    language_probability=result.language_probability,
-                    duration_seconds=result.duration_seconds,
-                    model=result.model_name or model,
-                    text=result.text,
-                    segments=result.segments,
-                    processing_seconds=round(self._clock() - started_at, 3),
-                    attempt=attempt,
-                    empty_reason=result.empty_reason,
-                )
+                if isinstance(result, _Plan):
+                    work_items, outcome = self._plan_events(event, result, model, attempt)
+                else:
+                    outcome = self._completed(event, result, model, attempt, started_at)
         finally:
             self._cancels.discard(cancel)
             if not self._cancels:
                 self._idle.set()
             metrics.IN_FLIGHT.dec()
+        if work_items:
+            # Every work item is confirmed before the plan: whoever hears the plan can
+            # count on its chunks being on the broker.
+            for first in range(0, len(work_items), _PUBLISH_BATCH):
+                await asyncio.gather(
+                    *(self._publish(item) for item in work_items[first : first + _PUBLISH_BATCH])
+                )
         # The outcome is the one publish the ack depends on; the others finish alongside it.
         await asyncio.gather(self._publish(outcome), _settle(background))
         self._log_outcome(outcome, self._clock() - started_at)
         return outcome
+
+    def _completed(
+        self,
+        event: AudioUploadedV1,
+        result: EngineResult,
+        model: str,
+        attempt: int,
+        started_at: float,
+    ) -> TranscriptCompletedV1:
+        return TranscriptCompletedV1(
+            **self._envelope(event),
+            event_id=outcome_event_id(event, "completed"),
+            language=result.language,
+            language_probability=result.language_probability,
+            duration_seconds=result.duration_seconds,
+            model=result.model_name or model,
+            text=result.text,
+            segments=result.segments,
+            processing_seconds=round(self._clock() - started_at, 3),
+            attempt=attempt,
+            empty_reason=result.empty_reason,
+        )
+
+    def _plan_events(
+        self, event: AudioUploadedV1, plan: _Plan, model: str, attempt: int
+    ) -> tuple[list[TranscriptionChunkRequestedV1], TranscriptionChunkedV1]:
+        """The work items of a split job, one per chunk, and the plan itself."""
+        specs = chunk_specs(plan.planned.cuts)
+        duration = round(plan.planned.duration_seconds, 3)
+        envelope = self._envelope(event)
+        items = [
+            TranscriptionChunkRequestedV1(
+                **envelope,
+                event_id=chunk_event_id(event.job_id, event.tenant_id, "requested", spec.index),
+                chunk=spec,
+                chunk_count=len(specs),
+                duration_seconds=duration,
+                model=model,
+                language=plan.language,
+                options=event.options,
+            )
+            for spec in specs
+        ]
+        chunked = TranscriptionChunkedV1(
+            **envelope,
+            event_id=chunk_event_id(event.job_id, event.tenant_id, "planned"),
+            duration_seconds=duration,
+            model=model,
+            language=plan.language,
+            language_probability=plan.language_probability,
+            chunks=specs,
+            worker=self._worker,
+            attempt=attempt,
+        )
+        return items, chunked
 
     def _engine_request(self, event: AudioUploadedV1) -> EngineRequest:
         """Every option the job asks for, carried to the engine (none ignored)."""
@@ -379,7 +636,8 @@ class Transcriber:
         request: EngineRequest,
         cancel: threading.Event,
         background: list[asyncio.Task[None]],
-    ) -> EngineResult:
+        model: str,
+    ) -> EngineResult | _Plan:
         throttle = ProgressThrottle(
             min_fraction=self._policy.progress_min_fraction,
             min_interval_seconds=self._policy.progress_min_interval_seconds,
@@ -410,6 +668,17 @@ class Transcriber:
                 loop.call_soon_threadsafe(report, processed, duration, context=context)
 
         async with self._source.fetch(str(event.audio_uri), tenant_id=event.tenant_id) as audio:
+            if self._long is not None:
+                long = self._long
+                duration = await asyncio.to_thread(probe_duration, audio.path)
+                if duration > long.max_duration_seconds:
+                    raise JobFailure(
+                        ErrorCode.AUDIO_TOO_LONG,
+                        f"the audio lasts {duration:.1f} s; this service accepts at most "
+                        f"{long.max_duration_seconds:.0f} s",
+                    )
+                if duration > long.threshold_seconds:
+                    return await self._split(event, request, model, audio.path, duration, cancel)
             future, thread = run_in_daemon_thread(
                 lambda: self._transcribe_and_label(
                     audio.path, request, event, on_segment=on_segment, cancelled=cancel
@@ -474,6 +743,88 @@ class Transcriber:
         )
         return dataclasses.replace(result, segments=label_segments(result.segments, turns))
 
+    async def _split(
+        self,
+        event: AudioUploadedV1,
+        request: EngineRequest,
+        model: str,
+        path: Path,
+        duration: float,
+        cancel: threading.Event,
+    ) -> _Plan:
+        """Plan a long job: chunks written to the store, the language decided once."""
+        assert self._long is not None
+        long = self._long
+        detect = request.language is None and not models.is_english_only(model)
+        sink = long.store.sink(event.tenant_id, event.job_id)
+        started = self._clock()
+
+        def split() -> Planned:
+            blocks = StreamedAudio(
+                path,
+                max_duration_seconds=long.max_duration_seconds,
+                block_seconds=long.policy.block_seconds,
+            )
+            return plan_chunks(
+                blocks,
+                estimated_seconds=duration,
+                policy=long.policy,
+                sink=sink,
+                sample_speech=detect,
+                cancelled=cancel,
+            )
+
+        planned = await self._off_loop(event, split, cancel, name=f"split-{event.job_id}")
+        language, probability = request.language or "en", 1.0
+        if detect:
+            speech = planned.speech
+            if speech is None or not isinstance(self._engine, LanguageDetector):
+                probability = 0.0  # nothing to listen to: English, unsure
+            else:
+                engine = self._engine
+                detect_request = replace(request, model=model)
+                language, probability = await self._off_loop(
+                    event,
+                    lambda: engine.detect_language(speech, detect_request),
+                    cancel,
+                    name=f"language-{event.job_id}",
+                )
+        log.info(
+            "audio_split",
+            chunks=len(planned.cuts),
+            silence_cuts=sum(c.silence_cut for c in planned.cuts),
+            duration_seconds=round(planned.duration_seconds, 3),
+            language=language,
+            split_seconds=round(self._clock() - started, 3),
+        )
+        return _Plan(planned, language, probability)
+
+    async def _off_loop(
+        self, event: Event, fn: Callable[[], T], cancel: threading.Event, *, name: str
+    ) -> T:
+        """`fn` on a daemon thread, stopped by `cancel` and by the job's cancel mark."""
+        future, thread = run_in_daemon_thread(fn, name=name)
+        self._threads.add(thread)
+        watcher = (
+            asyncio.create_task(self._watch_for_cancel(event, cancel))
+            if self._marks is not None
+            else None
+        )
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except JobCancelled:
+            if watcher is not None and watcher.done() and watcher.result():
+                raise CancelledByRequest(str(event.job_id)) from None
+            raise
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+        self._threads.discard(thread)
+        return result
+
     async def _best_effort(self, event: Event) -> None:
         try:
             await self._publish(event)
@@ -491,7 +842,18 @@ class Transcriber:
 
     def _log_outcome(self, outcome: Event, wall: float) -> None:
         metrics.PROCESSING_SECONDS.observe(wall)
-        if isinstance(outcome, TranscriptCompletedV1):
+        if isinstance(outcome, TranscriptionChunkedV1):
+            metrics.JOBS.labels(outcome="chunked", code="").inc()
+            log.info(
+                "transcription_chunked",
+                attempt=outcome.attempt,
+                chunks=len(outcome.chunks),
+                language=outcome.language,
+                duration_seconds=outcome.duration_seconds,
+                model=outcome.model,
+                duration_ms=round(wall * 1000, 1),
+            )
+        elif isinstance(outcome, TranscriptCompletedV1):
             metrics.JOBS.labels(outcome="completed", code="").inc()
             metrics.AUDIO_SECONDS.observe(outcome.duration_seconds)
             log.info(
@@ -516,6 +878,10 @@ class Transcriber:
                 retryable=outcome.retryable,
                 duration_ms=round(wall * 1000, 1),
             )
+
+
+def _ignore_segment(_segment: Segment, _processed: float, _duration: float) -> None:
+    """A chunk reports no progress of its own: the indexer counts finished chunks."""
 
 
 async def _settle(tasks: list[asyncio.Task[None]]) -> None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_MODEL_NAME = "tiny.en"
@@ -180,13 +180,50 @@ class TranscriberSettings(BaseSettings):
         le=20,
         description="Most speakers looked for when a diarized job gives no `max_speakers`.",
     )
-    max_duration_seconds: float = Field(
-        default=7200.0,
-        gt=0,
+    chunk_threshold_seconds: float = Field(
+        default=180.0,
+        ge=0,
         description=(
-            "Longest audio accepted; longer fails with `audio_too_long`. Keep processing time "
-            "under RabbitMQ's consumer timeout (30 min by default)."
+            "Audio longer than this (probed with PyAV) is split into chunks that any worker "
+            "may transcribe; shorter audio is transcribed in one step, which is cheaper (no "
+            "second decode, no chunk files, no context lost at a cut: see bench/README.md, "
+            "long audio). Memory grows with the audio one step holds (faster-whisper's "
+            "features: ~50 MB a minute), so this bounds a worker's peak whatever the length."
         ),
+    )
+    chunk_seconds: float = Field(
+        default=120.0,
+        ge=30,
+        le=600,
+        description=(
+            "Most audio in one chunk (the planner divides a job evenly below it, cutting at "
+            "silences). At most 600 s: at real-time factor 1 a chunk still takes 10 min, "
+            "well under RabbitMQ's node-wide `consumer_timeout` (30 min by default)."
+        ),
+    )
+    chunk_search_seconds: float = Field(
+        default=20.0,
+        ge=2,
+        le=60,
+        description=(
+            "Width of the window around each preferred cut in which Silero VAD looks for a "
+            "silence (the only audio held in memory while splitting, besides one block)."
+        ),
+    )
+    chunk_overlap_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=10,
+        description=(
+            "Where no silence is found: the two chunks share this much audio around a hard "
+            "cut, and each word is kept from the chunk whose core holds its midpoint."
+        ),
+    )
+    chunk_min_silence_seconds: float = Field(
+        default=0.3,
+        gt=0,
+        le=5,
+        description="Shortest pause the planner cuts at.",
     )
     http_max_bytes: int = Field(
         default=1024**3,
@@ -263,6 +300,14 @@ class TranscriberSettings(BaseSettings):
         max_length=255,
         description="Name in `transcription.started` events. Default: `transcriber-<pid>@<host>`.",
     )
+
+    @model_validator(mode="after")
+    def _chunk_fits_window(self) -> TranscriberSettings:
+        if self.chunk_seconds < 2 * (self.chunk_search_seconds + self.chunk_overlap_seconds):
+            raise ValueError(
+                "chunk_seconds must be at least twice chunk_search_seconds + chunk_overlap_seconds"
+            )
+        return self
 
     def resolved_model_name(self) -> str:
         """The model's name as events carry it."""

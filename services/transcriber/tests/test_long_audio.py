@@ -1,0 +1,286 @@
+"""A long job at the transcriber's ports: split by the planner, chunks by any worker.
+
+Real files and the real chunk store; a fake engine stands in for the model.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from uuid import uuid4
+
+import numpy as np
+import pytest
+
+from contracts.audio import AudioUploadedV1, TranscriptionOptions
+from contracts.chunks import (
+    ChunkSpec,
+    TranscriptionChunkedV1,
+    TranscriptionChunkRequestedV1,
+    TranscriptionChunkTranscribedV1,
+    assemble_segments,
+)
+from contracts.errors import ErrorCode
+from contracts.transcription import (
+    Segment,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionStartedV1,
+    Word,
+)
+from scribe_runtime.amqp import Delivery
+from scribe_runtime.cancellations import FilesystemCancelMarks
+from services.transcriber.tests.fakes import DeadLetters, FakeEngine, Recorder
+from transcriber.admission import Admission
+from transcriber.audio import SAMPLE_RATE
+from transcriber.chunk_store import FileChunkStore
+from transcriber.chunking import ChunkPolicy
+from transcriber.long_audio import LongAudio, keep_owned
+from transcriber.service import Transcriber
+from transcriber.sources import FileSource
+
+POLICY = ChunkPolicy(chunk_seconds=30.0, search_seconds=8.0, overlap_seconds=2.0)
+
+
+def noise_wav(path: Path, seconds: float) -> Path:
+    rng = np.random.default_rng(3)
+    samples = (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 2000).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def service(
+    media: Path, engine: FakeEngine, recorder: Recorder, *, threshold: float = 20.0, **kw: float
+) -> Transcriber:
+    return Transcriber(
+        engine=engine,
+        source=FileSource(media),
+        publish=recorder,
+        admission=Admission(["acme"]),
+        dead_letter=DeadLetters(),
+        worker="w1",
+        producer="test",
+        marks=FilesystemCancelMarks(media),
+        long_audio=LongAudio(
+            store=FileChunkStore(media),
+            threshold_seconds=threshold,
+            max_duration_seconds=kw.get("max_duration", 36000.0),
+            policy=POLICY,
+        ),
+    )
+
+
+def upload_of(path: Path, **options: object) -> AudioUploadedV1:
+    return AudioUploadedV1(
+        job_id=uuid4(),
+        tenant_id="acme",
+        producer="test",
+        audio_uri=path.resolve().as_uri(),  # type: ignore[arg-type]
+        options=TranscriptionOptions.model_validate(options),
+    )
+
+
+def delivery(event: AudioUploadedV1 | TranscriptionChunkRequestedV1, **kw: bool) -> Delivery:
+    return Delivery(
+        body=event.model_dump_json().encode(),
+        message_id=str(event.event_id),
+        type=event.message_type,
+        redelivered=kw.get("redelivered", False),
+    )
+
+
+async def test_a_long_upload_is_planned_into_work_items_then_the_plan(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 70)
+    recorder = Recorder()
+    job = upload_of(path)
+    await service(media, FakeEngine(), recorder).on_audio_uploaded(job, delivery(job))
+
+    kinds = [type(e) for e in recorder.events if not isinstance(e, TranscriptionStartedV1)]
+    items = recorder.of(TranscriptionChunkRequestedV1)
+    assert kinds == [TranscriptionChunkRequestedV1] * len(items) + [TranscriptionChunkedV1]
+    assert len(recorder.of(TranscriptionStartedV1)) == 1
+    assert not recorder.of(TranscriptCompletedV1)
+    plan = recorder.of(TranscriptionChunkedV1)[0]
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert len(plan.chunks) == len(items) >= 3
+    assert plan.duration_seconds == pytest.approx(70.0)
+    assert plan.chunks[-1].core_end == pytest.approx(70.0)
+    assert all(isinstance(i, TranscriptionChunkRequestedV1) for i in items)
+    assert {i.chunk.index for i in items} == set(range(len(items)))  # type: ignore[attr-defined]
+
+    # A redelivery (on a worker that never saw it) publishes the very same events.
+    again = Recorder()
+    await service(media, FakeEngine(), again).on_audio_uploaded(
+        job, delivery(job, redelivered=True)
+    )
+    assert [e.event_id for e in again.of(TranscriptionChunkRequestedV1)] == [
+        e.event_id for e in items
+    ]
+    assert again.of(TranscriptionChunkedV1)[0].event_id == plan.event_id
+    assert [c.audio_uri for c in again.of(TranscriptionChunkedV1)[0].chunks] == [  # type: ignore[attr-defined]
+        c.audio_uri for c in plan.chunks
+    ]
+
+
+async def test_a_short_upload_keeps_its_one_step_path(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "short.wav", 10)
+    recorder = Recorder()
+    job = upload_of(path)
+    await service(media, FakeEngine(), recorder).on_audio_uploaded(job, delivery(job))
+    assert len(recorder.of(TranscriptCompletedV1)) == 1
+    assert not recorder.of(TranscriptionChunkedV1)
+
+
+async def test_an_external_upload_over_the_limit_fails_before_any_work(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 40)
+    recorder = Recorder()
+    engine = FakeEngine()
+    job = upload_of(path)
+    await service(media, engine, recorder, max_duration=30.0).on_audio_uploaded(job, delivery(job))
+    failed = recorder.of(TranscriptionFailedV1)
+    assert [f.code for f in failed] == [ErrorCode.AUDIO_TOO_LONG]  # type: ignore[attr-defined]
+    assert not engine.requests
+    assert not (media / "acme" / "chunks").exists()
+
+
+async def test_chunks_are_transcribed_in_absolute_time_and_assemble(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 70)
+    planner = Recorder()
+    job = upload_of(path, word_timestamps=True)
+    await service(media, FakeEngine(), planner).on_audio_uploaded(job, delivery(job))
+    items = [e for e in planner.events if isinstance(e, TranscriptionChunkRequestedV1)]
+
+    results = Recorder()
+    worker = service(media, FakeEngine(segments=4, duration=10.0), results)
+    for item in reversed(items):  # any order
+        await worker.on_chunk_requested(item, delivery(item))
+    done = [e for e in results.events if isinstance(e, TranscriptionChunkTranscribedV1)]
+    assert sorted(r.chunk_index for r in done) == list(range(len(items)))
+    for result, item in zip(sorted(done, key=lambda r: r.chunk_index), items, strict=True):
+        assert result.event_id != item.event_id
+        for segment in result.segments:
+            assert item.chunk.start <= segment.start <= segment.end <= item.chunk.end
+    segments = assemble_segments(done)
+    assert [s.id for s in segments] == list(range(len(segments)))
+    starts = [s.start for s in segments]
+    assert starts == sorted(starts)
+    assert segments[-1].start > 50
+
+    # The same chunk again on a fresh worker: an equal result with the same event id.
+    again = Recorder()
+    await service(media, FakeEngine(segments=4, duration=10.0), again).on_chunk_requested(
+        items[1], delivery(items[1], redelivered=True)
+    )
+    first = next(r for r in done if r.chunk_index == 1)
+    second = again.of(TranscriptionChunkTranscribedV1)[0]
+    assert isinstance(second, TranscriptionChunkTranscribedV1)
+    assert second.event_id == first.event_id
+    assert second.segments == first.segments
+
+
+async def test_a_cancelled_jobs_chunks_do_no_work(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 70)
+    planner = Recorder()
+    job = upload_of(path)
+    await service(media, FakeEngine(), planner).on_audio_uploaded(job, delivery(job))
+    items = [e for e in planner.events if isinstance(e, TranscriptionChunkRequestedV1)]
+    engine = FakeEngine()
+    results = Recorder()
+    worker = service(media, engine, results)
+    await worker.on_chunk_requested(items[0], delivery(items[0]))
+    await FilesystemCancelMarks(media).mark("acme", job.job_id)
+    for item in items[1:]:
+        await worker.on_chunk_requested(item, delivery(item))
+    assert len(engine.requests) == 1
+    assert len(results.of(TranscriptionChunkTranscribedV1)) == 1
+
+
+def chunk(start: float, end: float, core_start: float, core_end: float) -> ChunkSpec:
+    return ChunkSpec(
+        index=1,
+        start=start,
+        end=end,
+        core_start=core_start,
+        core_end=core_end,
+        audio_uri="file:///m/acme/chunks/j/0001.wav",  # type: ignore[arg-type]
+    )
+
+
+def seg(i: int, words: list[tuple[str, float, float]]) -> Segment:
+    return Segment(
+        id=i,
+        start=words[0][1],
+        end=words[-1][2],
+        text="".join(w for w, _, _ in words).strip(),
+        words=[Word(word=w, start=s, end=e, probability=0.9) for w, s, e in words],
+    )
+
+
+def test_each_word_of_an_overlap_is_kept_by_one_chunk_only() -> None:
+    # The original: words every 0.5 s; a hard cut at 100 s, 1 s of overlap each side.
+    said = [(f" w{i}", 96 + i * 0.5, 96 + i * 0.5 + 0.4) for i in range(16)]  # 96..104 s
+    left = chunk(0.0, 101.0, 0.0, 100.0)
+    right = chunk(99.0, 200.0, 100.0, 200.0)
+
+    def heard_by(c: ChunkSpec) -> list[Segment]:
+        # What each chunk's engine returns: the words in its audio, in chunk-local time.
+        local = [(w, s - c.start, e - c.start) for w, s, e in said if s >= c.start and e <= c.end]
+        return [seg(0, local)]
+
+    kept = keep_owned(heard_by(left), left, words=True) + keep_owned(
+        heard_by(right), right, words=False
+    )
+    words = [w.word for w in kept[0].words or []] + kept[1].text.split()
+    assert [w.strip() for w in words] == [w.strip() for w, _, _ in said]
+    assert kept[0].end <= 100.5
+    assert kept[1].start >= 99.5
+    assert kept[1].words is None  # the job did not ask for words
+
+
+@pytest.mark.slow
+async def test_a_three_hour_file_is_planned_and_every_chunk_transcribed(tmp_path: Path) -> None:
+    # 3 h at 8 kHz (the planner resamples): over the old 2 h limit, under the default 10 h.
+    media = tmp_path / "media"
+    path = media / "acme" / "three-hours.wav"
+    path.parent.mkdir(parents=True)
+    minute = (np.sin(np.arange(60 * 8000) * 0.2) * 3000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        for _ in range(180):
+            out.writeframes(minute)
+    recorder = Recorder()
+    job = upload_of(path)
+    big = Transcriber(
+        engine=FakeEngine(),
+        source=FileSource(media),
+        publish=recorder,
+        admission=Admission(["acme"]),
+        dead_letter=DeadLetters(),
+        worker="w1",
+        producer="test",
+        long_audio=LongAudio(store=FileChunkStore(media)),  # the defaults
+    )
+    await big.on_audio_uploaded(job, delivery(job))
+    (plan,) = recorder.of(TranscriptionChunkedV1)
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert plan.duration_seconds == pytest.approx(3 * 3600)
+    assert len(plan.chunks) >= 60
+    assert max(c.end - c.start for c in plan.chunks) <= 120
+    items = [e for e in recorder.events if isinstance(e, TranscriptionChunkRequestedV1)]
+    for item in items:
+        await big.on_chunk_requested(item, delivery(item))
+    done = [e for e in recorder.events if isinstance(e, TranscriptionChunkTranscribedV1)]
+    assert sorted(r.chunk_index for r in done) == list(range(len(plan.chunks)))
+    assert not recorder.of(TranscriptionFailedV1)
