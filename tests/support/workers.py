@@ -47,7 +47,12 @@ class EventTap:
         queue = await channel.declare_queue(
             DOWNSTREAM, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        for key in ("transcription.*.v1", "transcription.chunk.*.v1", "transcript.completed.v1"):
+        for key in (
+            "transcription.*.v1",
+            "transcription.chunk.*.v1",
+            "pool.#.chunk-requested",  # a long job's work items, sent to their pool
+            "transcript.completed.v1",
+        ):
             await queue.bind(exchange, routing_key=key)
         await queue.consume(self._on_message)
 

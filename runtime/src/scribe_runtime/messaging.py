@@ -24,7 +24,7 @@ from scribe_runtime.amqp import (
     Delivery,
     republish,
 )
-from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE
+from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, event_routing_key
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ async def publish_event(broker: RabbitBroker, event: Event) -> None:
         await broker.publish(
             event.model_dump_json().encode(),
             exchange=EVENTS_EXCHANGE,
-            routing_key=event.routing_key(),
+            routing_key=event_routing_key(event),
             persist=True,
             mandatory=True,
             message_type=event.message_type,

@@ -16,6 +16,8 @@ from aio_pika.abc import AbstractChannel
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from contracts import routing
+from contracts.chunks import TranscriptionChunkRequestedV1
+from contracts.envelope import Event
 from contracts.webhooks import WEBHOOK_EVENT_CLASSES
 
 if TYPE_CHECKING:
@@ -118,6 +120,14 @@ def pool_routing_key(model: str, kind: PoolKind = "audio") -> str:
     if len(model) > 64 or not POOL_NAME.match(model):
         raise UnknownPoolError(f"{model!r} cannot name a model pool")
     return f"pool.{model}.{_POOL_PURPOSES[kind]}"
+
+
+def event_routing_key(event: Event) -> str:
+    """Where `event` is published on `scribe.events`: its own `<type>.v<version>`, except a
+    long job's chunk work item, which goes to the pool of its model."""
+    if isinstance(event, TranscriptionChunkRequestedV1):
+        return pool_routing_key(event.model, "chunk")
+    return event.routing_key()
 
 
 POOL_QUEUE_PREFIX: Final = "transcriber.pool."

@@ -38,8 +38,8 @@ from scribe_runtime.topology import (
     TRANSCRIBER_QUEUE,
     QueueSpec,
     declare_topology,
+    event_routing_key,
     pool_queue,
-    pool_routing_key,
 )
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.admission import Admission
@@ -144,10 +144,7 @@ def build(
 
     async def publish(event: Event) -> None:
         # A long job's chunks go to the pool of its model, like the job itself.
-        if isinstance(event, TranscriptionChunkRequestedV1):
-            await publisher.publish(event, routing_key=pool_routing_key(event.model, "chunk"))
-        else:
-            await publisher.publish(event)
+        await publisher.publish(event, routing_key=event_routing_key(event))
 
     router = PoolRouter(
         default_model=settings.default_model,
