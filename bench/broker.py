@@ -27,19 +27,26 @@ background processes are shared with anything else running on the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
 import httpx
+import psutil
 
+from bench import celery_peer
 from bench.common import (
     API_HEADERS,
     Result,
@@ -52,6 +59,7 @@ from bench.common import (
 )
 from contracts.audio import AudioUploadedV1, TranscriptionOptions
 from scribe_runtime.messaging import make_broker, publish_event
+from tests.support.ports import free_port
 from tests.support.stack import Stack, running_stack
 
 TENANT: Final = "default"
@@ -66,113 +74,104 @@ def _silence(path: Path) -> None:
         out.writeframes(b"\0\0" * 16000)
 
 
-class CpuMeter:
-    """CPU seconds per component between `start()` and `stop()`, from /proc."""
+PidList = list[tuple[str, int]]
 
-    def __init__(self, stack: Stack, monitor: asyncpg.Connection, database: str) -> None:
-        self.stack = stack
-        self.monitor = monitor
-        self.database = database
+
+class CpuMeter:
+    """CPU seconds per component between `start()` and `stop()`, from /proc.
+
+    `pids` names every process of one side (asked again at `stop()`: a prefork child may
+    have been replaced); the same meter measures Scribe and the Celery peer.
+    """
+
+    def __init__(self, pids: Callable[[], Awaitable[PidList]]) -> None:
+        self._pids = pids
         self._before: dict[tuple[str, int], float] = {}
 
-    async def _pids(self) -> dict[tuple[str, int], float]:
-        pids: list[tuple[str, int]] = [
-            (name.split("-")[0], p.pid) for name, p in self.stack.processes.items()
-        ]
-        pids += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-        rows = await self.monitor.fetch(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE (datname = $1 AND pid <> pg_backend_pid()) OR backend_type = ANY($2)",
-            self.database,
-            list(PG_BACKGROUND),
-        )
-        pids += [("postgres", r["pid"]) for r in rows]
+    async def _sample(self) -> dict[tuple[str, int], float]:
+        pids = await self._pids()
         pids.append(("load generator", os.getpid()))
         return {key: cpu_seconds(key[1]) for key in pids}
 
     async def start(self) -> None:
-        self._before = await self._pids()
+        self._before = await self._sample()
 
     async def stop(self) -> dict[str, float]:
-        after = await self._pids()
+        after = await self._sample()
         spent: dict[str, float] = {}
         for key, seconds in after.items():
             spent[key[0]] = spent.get(key[0], 0.0) + seconds - self._before.get(key, 0.0)
         return spent
 
 
-async def _wait_indexed(monitor: asyncpg.Connection, jobs: list[uuid.UUID], seconds: float) -> None:
+async def _postgres_pids(monitor: asyncpg.Connection, database: str) -> PidList:
+    """The backends of `database` (but the monitor's own) and PostgreSQL's writers."""
+    rows = await monitor.fetch(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE (datname = $1 AND pid <> pg_backend_pid()) OR backend_type = ANY($2)",
+        database,
+        list(PG_BACKGROUND),
+    )
+    return [("postgres", r["pid"]) for r in rows]
+
+
+@dataclass
+class Side:
+    """One system under test: how to offer it a job and how to see it indexed."""
+
+    name: str
+    pids: Callable[[], Awaitable[PidList]]
+    submit: Callable[[uuid.UUID], Awaitable[tuple[uuid.UUID, float]]]
+    """Offer one job; its id and the moment its latency starts."""
+    indexed: Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, float]]]
+    """Of these jobs, those indexed, and when (epoch seconds, PostgreSQL's clock)."""
+
+
+async def _wait_indexed(
+    side: Side, jobs: list[uuid.UUID], seconds: float
+) -> dict[uuid.UUID, float]:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done = await monitor.fetchval(
-            "SELECT count(*) FROM jobs WHERE status = 'completed' AND job_id = ANY($1)", jobs
-        )
-        if done >= len(jobs):
-            return
+    while True:
+        done = await side.indexed(jobs)
+        if len(done) >= len(jobs):
+            return done
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"{side.name}: only {len(done)} of {len(jobs)} jobs indexed after {seconds:.0f} s"
+            )
         await asyncio.sleep(0.2)
-    raise SystemExit(f"only {done} of {len(jobs)} jobs indexed after {seconds:.0f} s")
 
 
-async def _phase(
-    stack: Stack,
-    monitor: asyncpg.Connection,
-    database: str,
-    submit: Callable[[AudioUploadedV1], Awaitable[tuple[uuid.UUID, float]]],
-    audio_uri: str,
-    jobs: int,
-    rate: float | None,
-    in_flight: int = 64,
-) -> dict[str, Any]:
-    """Offer `jobs` at `rate` per second (None: all at once, `in_flight` at a time).
-
-    `submit` returns the job's id and the moment its latency starts: when its publish
-    began (AMQP), or when ingest answered 202 (HTTP).
-    """
-    events = [
-        AudioUploadedV1(
-            job_id=uuid.uuid4(),
-            tenant_id=TENANT,
-            correlation_id=uuid.uuid4(),
-            producer="bench",
-            audio_uri=audio_uri,  # type: ignore[arg-type]
-            size_bytes=32044,
-            options=TranscriptionOptions(language="en"),
-        )
-        for _ in range(jobs)
-    ]
+async def _phase(side: Side, jobs: int, rate: float | None, in_flight: int = 64) -> dict[str, Any]:
+    """Offer `jobs` at `rate` per second (None: all at once, `in_flight` at a time)."""
     sent: dict[uuid.UUID, float] = {}
-    meter = CpuMeter(stack, monitor, database)
+    meter = CpuMeter(side.pids)
     await meter.start()
     window = time.perf_counter()
     gate = asyncio.Semaphore(in_flight)
 
-    async def one(event: AudioUploadedV1) -> None:
+    async def one(job_id: uuid.UUID) -> None:
         async with gate:
-            job_id, started = await submit(event)
-            sent[job_id] = started
+            job, started = await side.submit(job_id)
+            sent[job] = started
 
     tasks = []
-    for i, event in enumerate(events):
+    for i in range(jobs):
         if rate is not None:
             delay = window + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(event)))
+        tasks.append(asyncio.create_task(one(uuid.uuid4())))
     await asyncio.gather(*tasks)
     ids = list(sent)
-    await _wait_indexed(monitor, ids, seconds=120 + jobs / 10)
+    indexed = await _wait_indexed(side, ids, seconds=120 + jobs / 10)
     elapsed = time.perf_counter() - window
     cpu = await meter.stop()
-    rows = await monitor.fetch(
-        "SELECT job_id, extract(epoch FROM processed_at)::float8 AS at FROM processed_events "
-        "WHERE event_type LIKE 'transcript.completed%' AND job_id = ANY($1)",
-        ids,
-    )
-    indexed = {r["job_id"]: r["at"] for r in rows}
     latencies = [(indexed[j] - sent[j]) * 1000 for j in ids]
     span = max(indexed.values()) - min(sent.values())
     service = {k: v for k, v in cpu.items() if k != "load generator"}
     return {
+        "side": side.name,
         "jobs": jobs,
         "offered_jobs_per_s": rate,
         "jobs_per_s": jobs / span,
@@ -186,29 +185,135 @@ async def _phase(
     }
 
 
+def _upload_event(job_id: uuid.UUID, audio_uri: str) -> AudioUploadedV1:
+    return AudioUploadedV1(
+        job_id=job_id,
+        tenant_id=TENANT,
+        correlation_id=uuid.uuid4(),
+        producer="bench",
+        audio_uri=audio_uri,  # type: ignore[arg-type]
+        size_bytes=32044,
+        options=TranscriptionOptions(language="en"),
+    )
+
+
+@dataclass
+class Peer:
+    """The Celery + Redis peer, running: its Redis, its worker, its database."""
+
+    redis: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+    database_url: str
+
+
+def _port_answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def running_peer(workdir: Path) -> Iterator[Peer]:
+    """A Redis of its own (AOF, fsync every second) and `celery worker` (prefork, 2)."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise SystemExit("redis-server is not installed (scripts/bootstrap installs it)")
+    port = free_port()
+    data = workdir / "redis"
+    data.mkdir()
+    redis = subprocess.Popen(
+        [redis_server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+         "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while not _port_answers(port):
+            if time.monotonic() > deadline or redis.poll() is not None:
+                raise SystemExit("redis-server did not start")
+            time.sleep(0.1)
+        with throwaway_database("scribe_bench_peer") as database_url:
+            asyncio.run(_create_peer_schema(database_url))
+            env = {
+                **os.environ,
+                celery_peer.REDIS_URL_ENV: f"redis://127.0.0.1:{port}/0",
+                celery_peer.DATABASE_URL_ENV: database_url,
+            }
+            log = (workdir / "celery.log").open("ab")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker",
+                 "--pool=prefork", "--concurrency=2", "--loglevel=WARNING",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            celery_peer.app.conf.broker_url = env[celery_peer.REDIS_URL_ENV]
+            yield Peer(redis=redis, worker=worker, database_url=database_url)
+            worker.terminate()
+            worker.wait(30)
+    finally:
+        for process in (worker, redis):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+async def _create_peer_schema(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(celery_peer.SCHEMA)
+    finally:
+        await conn.close()
+
+
 async def _measure(
-    stack: Stack, database_url: str, rates: list[float], seconds: float, saturation: int
+    stack: Stack,
+    database_url: str,
+    peer: Peer,
+    rates: list[float],
+    seconds: float,
+    saturation: int,
+    rounds: int,
 ) -> list[dict[str, Any]]:
     # Under the tenant's own directory: the only place its file:// URIs may point.
     media = stack.media_root / TENANT / "bench-silence.wav"
     media.parent.mkdir(parents=True, exist_ok=True)
     _silence(media)
+    uri = media.resolve().as_uri()
     monitor = await asyncpg.connect(database_url)
+    peer_monitor = await asyncpg.connect(peer.database_url)
     database = database_url.rsplit("/", 1)[1]
+    peer_database = peer.database_url.rsplit("/", 1)[1]
     broker = make_broker(stack.amqp_url, service="bench")
     try:
         async with broker:
             await broker.start()
 
-            async def publish(event: AudioUploadedV1) -> tuple[uuid.UUID, float]:
+            async def scribe_pids() -> PidList:
+                pids = [(name.split("-")[0], p.pid) for name, p in stack.processes.items()]
+                pids += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
+                return pids + await _postgres_pids(monitor, database)
+
+            async def publish(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
+                event = _upload_event(job_id, uri)
                 started = time.time()
                 await publish_event(broker, event)
-                return event.job_id, started
+                return job_id, started
+
+            async def scribe_indexed(jobs: list[uuid.UUID]) -> dict[uuid.UUID, float]:
+                rows = await monitor.fetch(
+                    "SELECT job_id, extract(epoch FROM processed_at)::float8 AS at "
+                    "FROM processed_events "
+                    "WHERE event_type LIKE 'transcript.completed%' AND job_id = ANY($1)",
+                    jobs,
+                )
+                return {r["job_id"]: r["at"] for r in rows}
 
             wav = media.read_bytes()
             http = httpx.AsyncClient(base_url=stack.api, headers=API_HEADERS, timeout=60)
 
-            async def upload(_event: AudioUploadedV1) -> tuple[uuid.UUID, float]:
+            async def upload(_job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
                 response = await http.post(
                     "/v1/transcriptions",
                     files={"file": ("silence.wav", wav, "application/octet-stream")},
@@ -218,38 +323,90 @@ async def _measure(
                     raise SystemExit(f"upload refused: {response.status_code} {response.text}")
                 return uuid.UUID(response.json()["id"]), time.time()
 
-            uri = media.resolve().as_uri()
-            # Warm-up: connections, prepared statements, the first-use imports.
-            await _phase(stack, monitor, database, publish, uri, 50, 50.0)
-            await _phase(stack, monitor, database, upload, uri, 20, 20.0, in_flight=8)
-            phases = []
-            for rate in rates:
-                phases.append(
-                    await _phase(
-                        stack, monitor, database, publish, uri, round(rate * seconds), rate
-                    )
+            async def peer_pids() -> PidList:
+                worker = psutil.Process(peer.worker.pid)
+                pids = [("celery", worker.pid)]
+                pids += [("celery", c.pid) for c in worker.children(recursive=True)]
+                pids.append(("redis", peer.redis.pid))
+                return pids + await _postgres_pids(peer_monitor, peer_database)
+
+            async def enqueue(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
+                started = time.time()
+                # Blocking, as the seed's API called it: one LPUSH of the chain's first task.
+                celery_peer.submit({"job_id": str(job_id), "tenant_id": TENANT, "audio_uri": uri})
+                return job_id, started
+
+            async def peer_indexed(jobs: list[uuid.UUID]) -> dict[uuid.UUID, float]:
+                rows = await peer_monitor.fetch(
+                    "SELECT job_id, extract(epoch FROM indexed_at)::float8 AS at FROM peer_jobs "
+                    "WHERE status = 'completed' AND job_id = ANY($1)",
+                    jobs,
                 )
-            phases.append(await _phase(stack, monitor, database, publish, uri, saturation, None))
+                return {r["job_id"]: r["at"] for r in rows}
+
+            scribe = Side("scribe", scribe_pids, publish, scribe_indexed)
+            celery = Side("celery", peer_pids, enqueue, peer_indexed)
+            http_side = Side("scribe", scribe_pids, upload, scribe_indexed)
+            # Warm-up: connections, prepared statements, the first-use imports, the
+            # prefork children's first connections.
+            await _phase(scribe, 50, 50.0)
+            await _phase(celery, 50, 50.0)
+            await _phase(http_side, 20, 20.0, in_flight=8)
+            phases = []
+            # Alternating, round after round: both sides see the same machine, in turn.
+            for run in range(1, rounds + 1):
+                for side in (scribe, celery):
+                    for rate in [*rates, None]:
+                        jobs = saturation if rate is None else round(rate * seconds)
+                        phase = await _phase(side, jobs, rate)
+                        phase["round"] = run
+                        phases.append(phase)
             # The same load through the HTTP API: latency from the 202 to indexed.
-            http_phase = await _phase(
-                stack, monitor, database, upload, uri, round(50.0 * seconds), 50.0, in_flight=8
-            )
+            http_phase = await _phase(http_side, round(50.0 * seconds), 50.0, in_flight=8)
             http_phase["path"] = "http"
+            http_phase["round"] = rounds
             phases.append(http_phase)
             await http.aclose()
             return phases
     finally:
         await monitor.close()
+        await peer_monitor.close()
+
+
+def _ratios(phases: list[dict[str, Any]], rates: list[float]) -> dict[str, float]:
+    """Scribe against Celery, from the medians over rounds of each side's figures."""
+
+    def figure(side: str, rate: float | None, key: str) -> float:
+        return median(
+            p[key]
+            for p in phases
+            if p["side"] == side and p["offered_jobs_per_s"] == rate and "path" not in p
+        )
+
+    busiest = max(rates)
+    return {
+        "saturation_jobs_per_s_scribe_over_celery": figure("scribe", None, "jobs_per_s")
+        / figure("celery", None, "jobs_per_s"),
+        f"p99_ms_at_{busiest:.0f}_scribe_over_celery": figure("scribe", busiest, "p99_ms")
+        / figure("celery", busiest, "p99_ms"),
+        f"cpu_ms_per_job_at_{busiest:.0f}_scribe_over_celery": figure(
+            "scribe", busiest, "cpu_ms_per_job"
+        )
+        / figure("celery", busiest, "cpu_ms_per_job"),
+        f"cpu_ms_per_job_at_{busiest:.0f}_scribe": figure("scribe", busiest, "cpu_ms_per_job"),
+    }
 
 
 def run(quick: bool = False) -> Result:
     rates = [20.0, 50.0]
     seconds = 4.0 if quick else 10.0
     saturation = 200 if quick else 1000
+    rounds = 1 if quick else 2
     with (
         throwaway_vhost() as amqp_url,
         throwaway_database() as database_url,
         tempfile.TemporaryDirectory(prefix="scribe-bench-") as tmp,
+        running_peer(Path(tmp)) as peer,
         running_stack(
             amqp_url,
             database_url,
@@ -258,17 +415,33 @@ def run(quick: bool = False) -> Result:
             env={"SCRIBE_LOG_LEVEL": "WARNING"},
         ) as stack,
     ):
-        phases = asyncio.run(_measure(stack, database_url, rates, seconds, saturation))
+        phases = asyncio.run(
+            _measure(stack, database_url, peer, rates, seconds, saturation, rounds)
+        )
     result = Result(
         name="broker",
-        title="control plane with an instant engine: publish (or HTTP 202) → indexed",
-        columns=["offered", "jobs", "jobs/s", "p50 ms", "p99 ms", "CPU-ms/job", "of which"],
+        title="control plane with an instant engine, Scribe and its Celery + Redis peer "
+        "alternating: publish (or HTTP 202) → indexed",
+        columns=[
+            "side",
+            "round",
+            "offered",
+            "jobs",
+            "jobs/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU-ms/job",
+            "of which",
+        ],
         settings={
             "offered_rates": rates,
             "seconds_per_rate": seconds,
             "saturation_jobs": saturation,
+            "rounds": rounds,
             "transcribers": 1,
             "engine": "bench.instant.InstantEngine",
+            "peer": "bench.celery_peer: Celery prefork x2, acks_late, prefetch multiplier 1, "
+            "Redis AOF everysec, 2-task chain",
         },
     )
     for phase in phases:
@@ -280,6 +453,8 @@ def run(quick: bool = False) -> Result:
         by = phase["cpu_ms_per_job_by_process"]
         result.rows.append(
             [
+                phase["side"],
+                phase["round"],
                 label,
                 phase["jobs"],
                 round(phase["jobs_per_s"], 1),
@@ -289,9 +464,11 @@ def run(quick: bool = False) -> Result:
                 " ".join(f"{k}={v}" for k, v in sorted(by.items())),
             ]
         )
-    result.figures = {"phases": phases}
+    ratios = _ratios(phases, rates)
+    result.figures = {"phases": phases, "ratios": ratios}
     result.notes = [
-        "targets (DESIGN.md): <= 10 CPU-ms/job, >= 200 jobs/s, p99 < 25 ms at 50 jobs/s",
+        *(f"{k}: {v:.2f}" for k, v in ratios.items()),
+        "targets (issue 20): saturation >= 1.5x Celery, p99 at 50/s <= Celery's, <= 10 CPU-ms/job",
         "CPU-ms/job excludes the load generator; rabbitmq and postgres background "
         "processes are shared with anything else running",
     ]

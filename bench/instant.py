@@ -11,11 +11,11 @@ a deployment.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
 from contracts.transcription import Segment
+from scribe_runtime import aio
 from scribe_runtime.logging import configure_logging
 from scribe_runtime.settings import SharedSettings
 from transcriber.engine import EngineRequest, EngineResult, OnSegment
@@ -54,7 +54,8 @@ class InstantEngine:
 def main() -> None:
     shared = SharedSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
-    asyncio.run(serve(shared, TranscriberSettings(), engine=InstantEngine()))
+    # On uvloop, as `scribe-transcriber` runs (`scribe_runtime.aio.run`).
+    aio.run(serve(shared, TranscriberSettings(), engine=InstantEngine()))
 
 
 if __name__ == "__main__":

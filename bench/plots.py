@@ -42,8 +42,11 @@ def draw(directory: Path) -> list[Path]:
     if broker is not None:
         fig, ax = plt.subplots(figsize=(6, 4))
         for phase in broker["figures"]["phases"]:
+            if phase.get("round", 1) != 1 and phase.get("path") != "http":
+                continue  # one round of each side: the others look the same, and crowd it
             offered = phase["offered_jobs_per_s"]
             label = "saturation" if offered is None else f"{offered:.0f} jobs/s offered"
+            label = f"{phase.get('side', 'scribe')}, {label}"
             if phase.get("path") == "http":
                 # Latency from the 202: a job can be indexed before its client reads the 202.
                 label = f"HTTP uploads, {label}, from the 202"
@@ -53,7 +56,7 @@ def draw(directory: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel("publish (or 202) → indexed latency, ms (log)")
         ax.set_ylabel("fraction of jobs")
-        ax.set_title("Control-plane latency, instant engine")
+        ax.set_title("Control-plane latency, instant engine: Scribe and Celery + Redis")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="center right", fontsize=7)
         fig.tight_layout()

@@ -1,11 +1,13 @@
-"""Scaling: audio seconds per wall second with 1 and 2 transcriber processes vs plain.
+"""Scaling: audio seconds per wall second for each worker layout vs plain faster-whisper.
 
-The same LibriSpeech clips three ways, with the CPU threads split to match the cores:
+The same LibriSpeech clips through each layout, the CPU threads split to match the cores:
 plain faster-whisper (one model, `nproc` threads, clips one after another), the whole stack
-with one transcriber of `nproc` threads, and the stack with `nproc` transcribers of one
-thread each. A stack batch is every clip uploaded at once; its wall time runs from the first
-upload to the last completion indexed. Each configuration runs `rounds` batches (plain runs
-before, between and after the stacks); the figures are medians.
+with one transcriber of `nproc` threads, with `nproc` transcribers of one thread each (what
+`scribe up` starts by default) and with `2 x nproc` of one thread (oversubscribed; not in
+quick runs). The notes say how the default layout compares with the best one measured. A
+stack batch is every clip uploaded at once; its wall time runs from the first upload to the
+last completion indexed. Each configuration runs `rounds` batches (plain runs before,
+between and after the stacks); the figures are medians.
 
     uv run python -m bench scaling [--quick]
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from bench.common import Clip, Result, librispeech, median
 from bench.pipeline import Plain, settings, settings_figures, stack, upload, wait_indexed
+from scribe_cli.commands.stack import default_transcribers
 from tests.support.stack import Stack
 
 
@@ -46,7 +49,11 @@ def run(quick: bool = False) -> Result:
     plain = Plain(settings(threads=cores))
     plain.transcribe(clips[0].path)  # first-use costs, not measured
     plain_walls = [_plain_batch(plain, clips)]
-    configs = [(1, cores), (cores, 1)]
+    default = (default_transcribers(), max(1, cores // default_transcribers()))
+    # The split layouts, and oversubscribed single-threaded replicas (2 per core).
+    configs = [(1, cores), (cores, 1)] + ([] if quick else [(2 * cores, 1)])
+    if default not in configs:
+        configs.append(default)
     runs: list[dict[str, Any]] = []
     for processes, threads in configs:
         with stack(settings(threads=threads), transcribers=processes) as running:
@@ -88,8 +95,19 @@ def run(quick: bool = False) -> Result:
                 round(r["vs_plain"], 3),
             ]
         )
-    result.figures = {"audio_s": audio, "runs": runs}
+    stacks = [r for r in runs if r["label"].startswith("stack")]
+    best = max(stacks, key=lambda r: r["audio_s_per_wall_s"])
+    chosen = next(r for r in stacks if (r["processes"], r["threads"]) == default)
+    default_vs_best = chosen["audio_s_per_wall_s"] / best["audio_s_per_wall_s"]
+    result.figures = {
+        "audio_s": audio,
+        "runs": runs,
+        "default_layout": list(default),
+        "default_vs_best": default_vs_best,
+    }
     result.notes = [
+        f"default `scribe up` layout {default[0]}x{default[1]} thr: {default_vs_best:.3f} x "
+        f"the best layout ({best['label']}); target (issue 20): within 5 %",
         f"{len(clips)} clips, {audio:.0f} s of audio; medians of {rounds} stack batches and "
         f"{len(plain_walls)} plain batches",
         "target (DESIGN.md): stack throughput >= 0.95 x plain faster-whisper",

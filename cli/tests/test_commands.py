@@ -293,3 +293,33 @@ def test_publish_needs_a_uri() -> None:
     result = scribe("publish")
     assert result.exit_code == 2
     assert "--uri" in result.output
+
+
+class _RecordingSupervisor:
+    """Records what `start_stack` would start; every child 'starts' and migrations pass."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def say(self, *_args: Any) -> None:
+        pass
+
+    async def run_once(self, _spec: Any) -> int:
+        return 0
+
+    async def start(self, spec: Any) -> None:
+        self.started.append(spec)
+
+
+async def test_up_starts_one_single_threaded_transcriber_per_core_by_default() -> None:
+    import os
+
+    from scribe_cli.commands.stack import default_transcribers, start_stack
+
+    supervisor = _RecordingSupervisor()
+    assert await start_stack(supervisor, default_transcribers()) == 0  # type: ignore[arg-type]
+    transcribers = [s for s in supervisor.started if s.name.startswith("transcriber")]
+    assert len(transcribers) == len(os.sched_getaffinity(0))
+    assert {s.env["SCRIBE_TRANSCRIBER_CPU_THREADS"] for s in transcribers} == {"1"}
+    ports = {s.env["SCRIBE_TRANSCRIBER_HEALTH_PORT"] for s in transcribers}
+    assert len(ports) == len(transcribers)

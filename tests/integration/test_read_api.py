@@ -303,6 +303,21 @@ async def test_search_finds_a_word_at_the_segment_s_true_start_time(
     ]
 
 
+async def test_a_search_of_stop_words_only_finds_nothing(
+    client: httpx.AsyncClient, indexed: dict[str, Any]
+) -> None:
+    # Every indexed transcript holds "the"; a query with no lexeme still matches nothing.
+    response = await client.get("/v1/search", params={"q": "the and"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "query": "the and",
+        "hits": [],
+        "next_cursor": None,
+        "approximate": False,
+    }
+
+
 async def test_a_job_s_links_are_the_same_wherever_it_appears(
     client: httpx.AsyncClient, indexed: dict[str, Any]
 ) -> None:

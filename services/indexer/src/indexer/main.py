@@ -175,13 +175,27 @@ def wire(
     return Wired(broker, events.publish, relay)
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none beyond asyncpg's rollback of an open transaction.
+
+    asyncpg's default sends `RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`
+    on every release: a round trip per event. The indexer keeps no session state: its
+    projections take transaction-scoped locks only, and the retention sweep unlocks its one
+    session lock itself (`RetentionSweep.sweep`).
+    """
+
+
 async def run(
     shared: SharedSettings, settings: IndexerSettings, stop: asyncio.Event | None = None
 ) -> None:
     """Prepare the database, then consume job events until SIGINT/SIGTERM (or `stop`)."""
     await migrate(shared, settings)
     pool = await asyncpg.create_pool(
-        shared.database_url, min_size=1, max_size=settings.pool_size, timeout=10
+        shared.database_url,
+        min_size=1,
+        max_size=settings.pool_size,
+        timeout=10,
+        reset=keep_session,
     )
     try:
         tenants = PostgresTenants(pool)

@@ -49,7 +49,22 @@ from indexer.projection import (
 )
 
 _COLUMNS: Final = JobState.columns()
-_SELECT_JOB: Final = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE tenant_id = $1 AND job_id = $2"
+# The job's row (all NULL when there is none) and whether a tombstone replaced it: one
+# round trip where a tombstone check and a read were two.
+_SELECT_JOB_OR_TOMBSTONE: Final = (
+    f"SELECT {', '.join(f'j.{c}' for c in _COLUMNS)}, j.job_id IS NOT NULL AS found, "
+    "EXISTS (SELECT 1 FROM job_tombstones t WHERE t.tenant_id = $1 AND t.job_id = $2) "
+    "AS tombstoned "
+    "FROM (SELECT 1) AS one LEFT JOIN jobs j ON j.tenant_id = $1 AND j.job_id = $2"
+)
+_RECORD_EVENT: Final = (
+    "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, occurred_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true"
+)
+_RECORD_EVENT_AND_LOCK: Final = (
+    f"WITH recorded AS ({_RECORD_EVENT} AS fresh) "
+    "SELECT (SELECT fresh FROM recorded) AS fresh, pg_advisory_xact_lock($6)::text AS locked"
+)
 _UPSERT_JOB: Final = (
     f"INSERT INTO jobs ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))}) "
@@ -146,19 +161,21 @@ class PostgresProjectionStore:
         async with self._pool.acquire() as conn, conn.transaction():
             if isinstance(event, TranscriptionDeleteRequestedV1):
                 return await self._delete(conn, event)
-            if not await record_event(conn, event):
-                return await self._duplicate(conn, event)
             # Events of one job may be applied by several consumers at once; the row is
-            # read, merged and written back under this lock so no merge is lost.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", job_lock_key(event))
-            if await _tombstone(conn, event) is not None:
+            # read, merged and written back under the job's lock so no merge is lost. The
+            # lock comes with the tracking record, in one round trip; the row is read in
+            # the next statement, whose snapshot is taken once the lock is held.
+            if not await record_event_and_lock(conn, event):
+                return await self._duplicate(conn, event)
+            record = await conn.fetchrow(_SELECT_JOB_OR_TOMBSTONE, event.tenant_id, event.job_id)
+            assert record is not None  # `FROM (SELECT 1) LEFT JOIN`: always one row
+            if record["tombstoned"]:
                 # Nothing of a deleted job is kept, its tracking records included.
                 await conn.execute(
                     "DELETE FROM processed_events WHERE event_id = $1", event.event_id
                 )
                 return Applied(duplicate=False, tombstoned=True)
-            record = await conn.fetchrow(_SELECT_JOB, event.tenant_id, event.job_id)
-            before = JobState.from_record(record) if record is not None else None
+            before = JobState.from_record(record) if record["found"] else None
             if isinstance(event, TranscriptionCancelRequestedV1):
                 return await self._cancel(conn, before, event)
             if conflicting(before, event):
@@ -329,13 +346,26 @@ async def record_event(conn: PoolConnectionProxy[asyncpg.Record], event: Event) 
     projection's writes, or neither does.
     """
     recorded: bool | None = await conn.fetchval(
-        "INSERT INTO processed_events (event_id, tenant_id, job_id, event_type, occurred_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING true",
+        _RECORD_EVENT,
         event.event_id,
         event.tenant_id,
         event.job_id,
         event.message_type,
         event.occurred_at,
+    )
+    return bool(recorded)
+
+
+async def record_event_and_lock(conn: PoolConnectionProxy[asyncpg.Record], event: Event) -> bool:
+    """`record_event`, and the job's transaction-scoped advisory lock, in one statement."""
+    recorded: bool | None = await conn.fetchval(
+        _RECORD_EVENT_AND_LOCK,
+        event.event_id,
+        event.tenant_id,
+        event.job_id,
+        event.message_type,
+        event.occurred_at,
+        job_lock_key(event),
     )
     return bool(recorded)
 

@@ -59,6 +59,15 @@ Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 T = TypeVar("T")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none beyond asyncpg's rollback of an open transaction.
+
+    asyncpg's default (`RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`) is a
+    round trip per request; the reader leaves nothing in the session to reset: its one
+    setting, the tenant, is set with `set_config(..., true)` and ends with its transaction.
+    """
+
+
 @asynccontextmanager
 async def open_reader_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Pool]:
     """The read-only pool, open for the block's duration."""
@@ -69,6 +78,7 @@ async def open_reader_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Po
         timeout=settings.database_timeout_seconds,
         command_timeout=settings.database_timeout_seconds,
         max_inactive_connection_lifetime=60.0,
+        reset=_keep_session,
     )
     try:
         yield pool

@@ -267,7 +267,7 @@ async def search_segments(
     created_before: Annotated[datetime | None, Query(description="Job created before.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_CHARS)] = None,
-) -> SearchPage:
+) -> Response:
     if not q.strip():
         raise InvalidInputError(
             VALIDATION_ERROR,
@@ -313,6 +313,9 @@ async def search_segments(
     if result.has_more and result.hits:
         last = result.hits[-1]
         next_cursor = codec.encode("search", scope, [last.rank, str(last.job_id), last.segment_id])
-    return SearchPage(
+    page = SearchPage(
         query=q, hits=result.hits, next_cursor=next_cursor, approximate=result.approximate
     )
+    # Serialised once, by pydantic-core: returned as a model, FastAPI would validate it
+    # again against `response_model`, turn it into Python values, then `json.dumps` those.
+    return Response(page.model_dump_json(), media_type="application/json")

@@ -101,7 +101,9 @@ def build_sql(
         params.append(value)
         return f"${len(params)}"
 
-    filters = ["s.tenant_id = $1", "s.tsv @@ q.query"]
+    # A query of stop words only ("the", "and") matches nothing: `numnode` 0 ends it before
+    # any segment is read, in this statement rather than a round trip of its own.
+    filters = ["numnode(q.query) > 0", "s.tenant_id = $1", "s.tsv @@ q.query"]
     if query.language is not None:
         filters.append(f"s.language = {param(query.language)}")
     if query.speaker is not None:
