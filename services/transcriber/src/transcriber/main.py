@@ -134,7 +134,9 @@ async def serve(
         engine = model
     else:
         log.info("engine_injected", model=engine.model_name)
-    await declare_topology(shared.amqp_url)
+    await declare_topology(
+        shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
+    )
     broker, service = build(shared, settings, engine)
     stopped_cleanly = False
 
