@@ -129,7 +129,8 @@ async def serve(
             cpu_threads=settings.cpu_threads,
             beam_size=settings.beam_size,
             vad_filter=settings.vad_filter,
-            batched=settings.batched,
+            batched=model.batched,
+            batch_size=settings.batch_size if model.batched else None,
         )
         engine = model
     else:
