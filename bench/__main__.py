@@ -32,6 +32,7 @@ BENCHMARKS = {
     "accuracy": "bench.wer",
     "models": "bench.models",
     "object_store": "bench.object_store",
+    "scale_out": "bench.scale_out",
 }
 
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         path = result.write(directory)
         print(result.table(), flush=True)
         print(f"   ({result.seconds:.0f} s; {path.relative_to(RESULTS.parent.parent)})", flush=True)
-        if name in ("scaling", "broker"):
+        if name in ("scaling", "broker", "scale_out"):
             from bench.plots import draw
 
             for png in draw(directory):
