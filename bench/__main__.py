@@ -35,6 +35,7 @@ BENCHMARKS = {
     "object_store": "bench.object_store",
     "diarization": "bench.diarization",
     "long-audio": "bench.long_audio",
+    "scale_out": "bench.scale_out",
 }
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         path = result.write(directory)
         print(result.table(), flush=True)
         print(f"   ({result.seconds:.0f} s; {path.relative_to(RESULTS.parent.parent)})", flush=True)
-        if name in ("scaling", "broker"):
+        if name in ("scaling", "broker", "scale_out"):
             from bench.plots import draw
 
             for png in draw(directory):

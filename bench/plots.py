@@ -64,4 +64,24 @@ def draw(directory: Path) -> list[Path]:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
+    scale_out = _load(directory, "scale_out")
+    if scale_out is not None:
+        runs = scale_out["figures"]["runs"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        replicas = [r["replicas"] for r in runs]
+        rates = [r["jobs_per_s"] for r in runs]
+        ax.plot(replicas, rates, marker="o", label="measured")
+        ax.plot(replicas, [rates[0] * n for n in replicas], "--", color="#999999", label="linear")
+        for n, rate in zip(replicas, rates, strict=True):
+            ax.annotate(f"{rate:.0f}", (n, rate), textcoords="offset points", xytext=(0, 6))
+        ax.set_xticks(replicas)
+        ax.set_xlabel("indexer and transcriber replicas (each)")
+        ax.set_ylabel("jobs/s, publish → indexed")
+        ax.set_title(f"Control-plane scale-out ({scale_out['machine']['nproc']} CPUs)")
+        ax.legend()
+        fig.tight_layout()
+        path = directory / "scale_out.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
     return written

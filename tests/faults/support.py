@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import asyncpg
 import httpx
 
 from contracts import routing
-from scribe_runtime.topology import declare_topology
+from scribe_runtime import failover
+from scribe_runtime.topology import declare_topology, replicated
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import eventually
 
@@ -41,9 +41,16 @@ def fault_stack(
     transcribers: int = 1,
     transcriber_argv: list[str] | None = None,
     env: dict[str, str] | None = None,
+    initial_group_size: int | None = None,
 ) -> Iterator[Stack]:
-    """The stack with the downstream queue declared, `transcribers` workers `transcriber-<n>`."""
-    asyncio.run(Outcomes.declare(amqp_url))
+    """The stack with the downstream queue declared, `transcribers` workers `transcriber-<n>`.
+
+    `amqp_url` may list a cluster's nodes; `initial_group_size` replicates every quorum
+    queue (the stack's, through its setting, and the downstream one) on that many nodes.
+    """
+    asyncio.run(Outcomes.declare(amqp_url, initial_group_size))
+    if initial_group_size is not None:
+        env = {"SCRIBE_AMQP_QUORUM_INITIAL_GROUP_SIZE": str(initial_group_size)} | (env or {})
     with running_stack(
         amqp_url,
         database_url,
@@ -129,13 +136,15 @@ class Outcomes:
     """A downstream subscriber's durable queue of terminal job events."""
 
     @staticmethod
-    async def declare(amqp_url: str) -> None:
-        await declare_topology(amqp_url)
-        connection = await aio_pika.connect(amqp_url, timeout=10)
+    async def declare(amqp_url: str, initial_group_size: int | None = None) -> None:
+        await declare_topology(amqp_url, initial_group_size=initial_group_size)
+        connection = await failover.connect(amqp_url)
         async with connection:
             channel = await connection.channel()
             queue = await channel.declare_queue(
-                OUTCOMES_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+                OUTCOMES_QUEUE,
+                durable=True,
+                arguments=replicated({"x-queue-type": "quorum"}, initial_group_size),
             )
             for key in (routing.TRANSCRIPT_COMPLETED_V1, routing.TRANSCRIPTION_FAILED_V1):
                 await queue.bind(routing.EXCHANGE, routing_key=key)
@@ -143,7 +152,7 @@ class Outcomes:
     @staticmethod
     async def _drain(amqp_url: str) -> list[tuple[uuid.UUID, str, str]]:
         heard: list[tuple[uuid.UUID, str, str]] = []
-        connection = await aio_pika.connect(amqp_url, timeout=10)
+        connection = await failover.connect(amqp_url)
         async with connection:
             channel = await connection.channel()
             queue = await channel.declare_queue(OUTCOMES_QUEUE, passive=True)
@@ -205,7 +214,7 @@ def tally(
 
 
 async def dead_letter_count(amqp_url: str, queue: str) -> int:
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await failover.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)

@@ -69,6 +69,26 @@ def test_compose_validates_against_the_compose_specification() -> None:
     assert set(services) - optional == {"rabbitmq", "postgres", "transcriber-base", *APP_SERVICES}
     # Object storage for media is opt-in: `COMPOSE_PROFILES=s3`.
     assert services["object-store"]["profiles"] == ["s3"]
+    # So are GPU workers: `COMPOSE_PROFILES=gpu`.
+    assert services["transcriber-gpu"]["profiles"] == ["gpu"]
+
+
+def test_gpu_workers_reserve_a_gpu_and_run_the_gpu_image() -> None:
+    spec = _compose()["services"]["transcriber-gpu"]
+    assert spec["build"]["dockerfile"] == "services/transcriber/Dockerfile"
+    assert re.search(rf"^FROM .* AS {spec['build']['target']}$", _dockerfile("transcriber"), re.M)
+    devices = spec["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    known = set().union(*(_env_names(s) for s in APP_SERVICES["transcriber"]))
+    assert {n for n in spec["environment"] if n.startswith("SCRIBE_")} <= known
+    assert spec["environment"]["SCRIBE_TRANSCRIBER_DEVICE"] == "cuda"
+    # The CUDA library CTranslate2 loads is an extra of the transcriber, not a default
+    # dependency: the CPU image and `uv sync` stay without it.
+    pyproject = tomllib.loads((ROOT / "services" / "transcriber" / "pyproject.toml").read_text())
+    gpu = pyproject["project"]["optional-dependencies"]["gpu"]
+    assert any(d.startswith("nvidia-cublas-cu12") for d in gpu)
+    assert not any(d.startswith("nvidia-") for d in pyproject["project"]["dependencies"])
+    assert "--extra gpu" in _dockerfile("transcriber")
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from scribe_runtime import failover
 from scribe_runtime.amqp import (
     BROKER_HEADERS,
     DEAD_LETTER_HEADERS,
@@ -99,7 +100,7 @@ def select_queues(name: str | None) -> list[QueueSpec]:
 async def list_dead_letters(amqp_url: str, queues: Iterable[QueueSpec]) -> list[DeadLetter]:
     """Read every dead letter without consuming it (all are requeued when the channel closes)."""
     result: list[DeadLetter] = []
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await failover.connect(amqp_url)
     async with connection:
         for spec in queues:
             channel = await connection.channel()
@@ -122,7 +123,7 @@ async def replay(
     message leaves the DLQ (ack) only after the broker confirmed its replay.
     """
     replayed: list[DeadLetter] = []
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await failover.connect(amqp_url)
     async with connection:
         for spec in queues:
             channel = await connection.channel(publisher_confirms=True)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from faststream.rabbit import RabbitBroker, RabbitExchange
 
+from scribe_runtime.failover import publish_confirmed
+
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
     from faststream.rabbit.message import RabbitMessage
@@ -203,19 +205,21 @@ async def republish(
     """Copy a delivered message, body and properties kept, persistently; returns once the
     broker confirmed it (the caller then acks the original: a crash in between
     redelivers it, at least once, never lost)."""
-    await broker.publish(
-        delivery.body,
-        exchange=exchange,
-        routing_key=routing_key,
-        persist=True,
-        mandatory=True,
-        message_id=delivery.message_id,
-        message_type=delivery.type,
-        correlation_id=delivery.correlation_id,
-        content_type=delivery.content_type,
-        timestamp=delivery.timestamp,
-        headers=dict(headers),
-        timeout=PUBLISH_TIMEOUT_SECONDS,
+    await publish_confirmed(
+        lambda: broker.publish(
+            delivery.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            persist=True,
+            mandatory=True,
+            message_id=delivery.message_id,
+            message_type=delivery.type,
+            correlation_id=delivery.correlation_id,
+            content_type=delivery.content_type,
+            timestamp=delivery.timestamp,
+            headers=dict(headers),
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+        )
     )
 
 

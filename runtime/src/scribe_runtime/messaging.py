@@ -24,6 +24,12 @@ from scribe_runtime.amqp import (
     Delivery,
     republish,
 )
+from scribe_runtime.failover import (
+    FAILOVER_RECONNECT_SECONDS,
+    broker_urls,
+    connection_class,
+    publish_confirmed,
+)
 from scribe_runtime.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, event_routing_key
 
 log = structlog.get_logger(__name__)
@@ -42,9 +48,15 @@ def make_broker(
 
     `broker.stop()` stops taking messages, waits up to `graceful_timeout` seconds for the
     ones in hand, then closes: anything still unacked goes back to the queue.
+
+    `amqp_url` may list a cluster's nodes, comma-separated (`scribe_runtime.failover`):
+    the connection then goes to each in turn until one answers, at start and after a
+    node is lost. The caller has already reached one (`declare_topology` fails fast), so
+    the broker waits for a node rather than failing on the first that does not answer.
     """
-    return RabbitBroker(
-        amqp_url,
+    urls = broker_urls(amqp_url)
+    broker = RabbitBroker(
+        urls[0],
         app_id=service,
         default_channel=Channel(
             publisher_confirms=True, on_return_raises=True, prefetch_count=prefetch
@@ -55,7 +67,14 @@ def make_broker(
         # Handlers take a `Delivery` as their one argument (`amqp.as_delivery`): resolving
         # an injected `RabbitMessage` per message cost a worker-thread hop (DESIGN.md).
         apply_types=False,
+        fail_fast=len(urls) == 1,
+        reconnect_interval=FAILOVER_RECONNECT_SECONDS if len(urls) > 1 else 5.0,
     )
+    if len(urls) > 1:
+        # FastStream 0.7 passes its connection arguments to `aio_pika.connect_robust` as
+        # they are and has no parameter for the connection class (checked in 0.7.8).
+        broker._connection_kwargs["connection_class"] = connection_class(urls)
+    return broker
 
 
 def event_headers(event: Event) -> dict[str, Any]:
@@ -85,16 +104,19 @@ async def publish_event(broker: RabbitBroker, event: Event) -> None:
     A service publishes through its `scribe_runtime.publishing.EventPublisher`, which
     declares each event so the service's AsyncAPI document lists it.
     """
+    body = event.model_dump_json().encode()
     try:
-        await broker.publish(
-            event.model_dump_json().encode(),
-            exchange=EVENTS_EXCHANGE,
-            routing_key=event_routing_key(event),
-            persist=True,
-            mandatory=True,
-            message_type=event.message_type,
-            content_type=routing.CONTENT_TYPE,
-            **event_properties(event),
+        await publish_confirmed(
+            lambda: broker.publish(
+                body,
+                exchange=EVENTS_EXCHANGE,
+                routing_key=event_routing_key(event),
+                persist=True,
+                mandatory=True,
+                message_type=event.message_type,
+                content_type=routing.CONTENT_TYPE,
+                **event_properties(event),
+            )
         )
     except BaseException:
         metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()

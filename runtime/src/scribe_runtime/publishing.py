@@ -17,6 +17,7 @@ from faststream.rabbit.publisher import RabbitPublisher
 from contracts import routing
 from contracts.envelope import Event
 from scribe_runtime import metrics
+from scribe_runtime.failover import publish_confirmed
 from scribe_runtime.messaging import event_properties
 from scribe_runtime.topology import EVENTS_EXCHANGE
 
@@ -50,7 +51,8 @@ class EventPublisher:
         return frozenset(cls.routing_key() for cls in self._publishers)
 
     async def publish(self, event: Event, *, routing_key: str | None = None) -> None:
-        """Publish `event`; returns once the broker confirmed it.
+        """Publish `event`; returns once the broker confirmed it, sent again on the restored
+        connection when the connection was lost before the confirm (`failover`).
 
         `routing_key`: another key than the event's own (a work item routed to a pool).
         """
@@ -62,12 +64,11 @@ class EventPublisher:
                 f"{sorted(self.routing_keys)}"
             ) from None
         try:
+            body = event.model_dump_json().encode()
+            properties = event_properties(event)
             # "" (FastStream's default) is the publisher's own key.
-            await publisher.publish(
-                event.model_dump_json().encode(),
-                routing_key=routing_key or "",
-                **event_properties(event),
-            )
+            key = routing_key or ""
+            await publish_confirmed(lambda: publisher.publish(body, routing_key=key, **properties))
         except BaseException:
             metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
             raise

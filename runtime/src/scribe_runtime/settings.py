@@ -22,7 +22,22 @@ class SharedSettings(BaseSettings):
 
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
-        description="RabbitMQ URL, including the vhost (`amqp://user:pass@host:5672/vhost`).",
+        description=(
+            "RabbitMQ URL, including the vhost (`amqp://user:pass@host:5672/vhost`). A "
+            "cluster: one load-balanced name, or its nodes' URLs comma-separated (each "
+            "connection goes to the next node when one is lost; a comma in a password is "
+            "written `%2C`)."
+        ),
+    )
+    amqp_quorum_initial_group_size: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Replicas of each quorum queue Scribe declares (`x-quorum-initial-group-size`): "
+            "3 on a 3-node cluster, so a queue survives the loss of one node. Read when a "
+            "queue is created; existing queues keep their members (`rabbitmq-queues grow`). "
+            "Default: RabbitMQ's own (its own choice of members)."
+        ),
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/scribe",

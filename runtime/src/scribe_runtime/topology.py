@@ -12,22 +12,36 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+from aiormq.exceptions import ChannelPreconditionFailed
 from faststream.rabbit import ExchangeType, QueueType, RabbitExchange, RabbitQueue
 
 from contracts import routing
 from contracts.chunks import TranscriptionChunkRequestedV1
 from contracts.envelope import Event
 from contracts.webhooks import WEBHOOK_EVENT_CLASSES
+from scribe_runtime import failover
 
 if TYPE_CHECKING:
     from faststream.rabbit.schemas.queue import QuorumQueueArgs
+
+log = structlog.get_logger(__name__)
 
 DELIVERY_LIMIT: Final = 5
 """Deliveries a message may have before RabbitMQ dead-letters it (crash loops)."""
 
 RETRY_DELAYS_SECONDS: Final[tuple[float, ...]] = (1.0, 5.0, 25.0, 120.0)
 """Backoff of a transient failure: one TTL'd retry stage per delay, then the DLQ."""
+
+X_QUORUM_INITIAL_GROUP_SIZE: Final = "x-quorum-initial-group-size"
+
+
+def replicated(arguments: dict[str, Any], initial_group_size: int | None) -> dict[str, Any]:
+    """A quorum queue's arguments with its replica count (`None`: RabbitMQ's default)."""
+    if initial_group_size is None:
+        return arguments
+    return {**arguments, X_QUORUM_INITIAL_GROUP_SIZE: initial_group_size}
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,53 +258,103 @@ DEAD_LETTER_EXCHANGE: Final = RabbitExchange(
 )
 
 
-async def declare_on(channel: AbstractChannel, queues: tuple[QueueSpec, ...] = QUEUES) -> None:
-    """Declare exchanges, queues, DLQs and bindings on an open channel. Idempotent."""
-    events = await channel.declare_exchange(
-        routing.EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    dlx = await channel.declare_exchange(
+class _Declarer:
+    """Declares queues on a channel, replacing the channel when a declaration closes it."""
+
+    def __init__(self, connection: AbstractConnection, initial_group_size: int | None) -> None:
+        self._connection = connection
+        self._size = initial_group_size
+        self._channel: AbstractChannel | None = None
+
+    async def channel(self) -> AbstractChannel:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel()
+        return self._channel
+
+    async def queue(self, name: str, arguments: dict[str, Any]) -> AbstractQueue:
+        """Declare a quorum queue, with its replica count when one is set.
+
+        RabbitMQ checks `x-quorum-initial-group-size` against an existing queue although
+        it only acts on it at creation: a queue created before the count was set (or with
+        another) keeps its members, and the declaration falls back to the queue as it is
+        (grow it with `rabbitmq-queues grow`). Any other difference still fails the start.
+        """
+        attempts = [replicated(arguments, self._size)]
+        if self._size is not None:
+            attempts.append(arguments)
+        for given in attempts:
+            try:
+                return await (await self.channel()).declare_queue(
+                    name, durable=True, arguments=given
+                )
+            except ChannelPreconditionFailed as exc:
+                if X_QUORUM_INITIAL_GROUP_SIZE not in str(exc):
+                    raise
+        log.warning(
+            "queue_replica_count_kept",
+            queue=name,
+            wanted=self._size,
+            hint="rabbitmq-queues grow <node> all",
+        )
+        return await (await self.channel()).declare_queue(name, passive=True)
+
+
+async def declare_on(
+    connection: AbstractConnection,
+    queues: tuple[QueueSpec, ...] = QUEUES,
+    *,
+    initial_group_size: int | None = None,
+) -> None:
+    """Declare exchanges, queues, DLQs and bindings over an open connection. Idempotent.
+
+    `initial_group_size`: replicas of each quorum queue (3 on a 3-node cluster), applied
+    to the queues this creates; existing queues keep their members (`_Declarer.queue`).
+    """
+    declarer = _Declarer(connection, initial_group_size)
+    channel = await declarer.channel()
+    await channel.declare_exchange(routing.EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    await channel.declare_exchange(
         routing.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
     )
-    buckets = await channel.declare_exchange(
+    await channel.declare_exchange(
         BUCKET_EVENTS_EXCHANGE_NAME, aio_pika.ExchangeType.TOPIC, durable=True
     )
-    sources = {
-        routing.EXCHANGE: events,
-        routing.DEAD_LETTER_EXCHANGE: dlx,
-        BUCKET_EVENTS_EXCHANGE_NAME: buckets,
-    }
     for spec in queues:
-        dlq = await channel.declare_queue(
-            spec.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await dlq.bind(dlx, routing_key=spec.name)
+        dlq = await declarer.queue(spec.dead_letter_queue, {"x-queue-type": "quorum"})
+        await dlq.bind(routing.DEAD_LETTER_EXCHANGE, routing_key=spec.name)
         for stage in range(1, len(spec.retry_delays) + 1):
-            await channel.declare_queue(
-                spec.retry_queue(stage), durable=True, arguments=spec.retry_queue_arguments(stage)
-            )
-        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
-        source = sources[spec.exchange]
+            await declarer.queue(spec.retry_queue(stage), spec.retry_queue_arguments(stage))
+        queue = await declarer.queue(spec.name, spec.arguments())
         for key in spec.bindings:
-            await queue.bind(source, routing_key=key)
+            await queue.bind(spec.exchange, routing_key=key)
 
 
 async def declare_topology(
-    amqp_url: str, queues: tuple[QueueSpec, ...] = QUEUES, *, pools: tuple[str, ...] = ()
+    amqp_url: str,
+    queues: tuple[QueueSpec, ...] = QUEUES,
+    *,
+    pools: tuple[str, ...] = (),
+    initial_group_size: int | None = None,
 ) -> None:
-    """Connect, declare the topology (and the queues of `pools` beyond the defaults),
-    disconnect. A pool declared here is served: the router routes its model's jobs to it."""
+    """Connect (to the first listed node that answers), declare the topology (and the queues
+    of `pools` beyond the defaults), disconnect. A pool declared here is served: the router
+    routes its model's jobs to it."""
     extra = tuple(m for m in pools if m not in DEFAULT_POOLS)
     if extra:
         queues = (*queues, *pool_queues(extra), dead_letter_watch_queue((*DEFAULT_POOLS, *extra)))
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await failover.connect(amqp_url)
     async with connection:
-        channel = await connection.channel()
-        await declare_on(channel, queues)
+        await declare_on(connection, queues, initial_group_size=initial_group_size)
 
 
-def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dict[str, Any]:
+def definitions(
+    vhost: str = "/",
+    queues: tuple[QueueSpec, ...] = QUEUES,
+    *,
+    initial_group_size: int | None = None,
+) -> dict[str, Any]:
     """The topology as a RabbitMQ definitions document (`infra/rabbitmq/definitions.json`)."""
+    size = initial_group_size
     exchanges = [
         {"name": routing.EXCHANGE, "type": "topic"},
         {"name": routing.DEAD_LETTER_EXCHANGE, "type": "direct"},
@@ -299,12 +363,18 @@ def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dic
     result_queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
     for spec in queues:
-        result_queues.append({"name": spec.name, "arguments": spec.arguments()})
+        result_queues.append({"name": spec.name, "arguments": replicated(spec.arguments(), size)})
         result_queues.append(
-            {"name": spec.dead_letter_queue, "arguments": {"x-queue-type": "quorum"}}
+            {
+                "name": spec.dead_letter_queue,
+                "arguments": replicated({"x-queue-type": "quorum"}, size),
+            }
         )
         result_queues.extend(
-            {"name": spec.retry_queue(stage), "arguments": spec.retry_queue_arguments(stage)}
+            {
+                "name": spec.retry_queue(stage),
+                "arguments": replicated(spec.retry_queue_arguments(stage), size),
+            }
             for stage in range(1, len(spec.retry_delays) + 1)
         )
         bindings.extend(
@@ -340,8 +410,22 @@ def definitions(vhost: str = "/", queues: tuple[QueueSpec, ...] = QUEUES) -> dic
 
 
 if __name__ == "__main__":
+    import argparse
     import json
     import sys
 
-    json.dump(definitions(), sys.stdout, indent=2, sort_keys=True)
+    parser = argparse.ArgumentParser(description="Print the topology as RabbitMQ definitions.")
+    parser.add_argument(
+        "--initial-group-size",
+        type=int,
+        default=None,
+        help="replicas of each quorum queue (3 on a 3-node cluster); default: RabbitMQ's",
+    )
+    args = parser.parse_args()
+    json.dump(
+        definitions(initial_group_size=args.initial_group_size),
+        sys.stdout,
+        indent=2,
+        sort_keys=True,
+    )
     sys.stdout.write("\n")

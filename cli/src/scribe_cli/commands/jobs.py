@@ -196,12 +196,13 @@ def publish(
         audio_uri=uri,  # type: ignore[arg-type]
         options=TranscriptionOptions(language=language, model=model, word_timestamps=words),
     )
-    asyncio.run(_publish(SharedSettings().amqp_url, event))
+    shared = SharedSettings()
+    asyncio.run(_publish(shared.amqp_url, event, shared.amqp_quorum_initial_group_size))
     console.print(f"published audio.uploaded.v1: job [cyan]{event.job_id}[/]")
 
 
-async def _publish(amqp_url: str, event: AudioUploadedV1) -> None:
-    await declare_topology(amqp_url)
+async def _publish(amqp_url: str, event: AudioUploadedV1, group_size: int | None) -> None:
+    await declare_topology(amqp_url, initial_group_size=group_size)
     broker = make_broker(amqp_url, service="scribe-cli")
     async with broker:
         await broker.connect()

@@ -200,7 +200,9 @@ async def run(
     try:
         tenants = PostgresTenants(pool)
         await tenants.refresh()
-        await declare_topology(shared.amqp_url)
+        await declare_topology(
+            shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
+        )
 
         async def database_answers() -> bool:
             return bool(await pool.fetchval("SELECT true", timeout=2.0))
@@ -264,7 +266,9 @@ async def retention(settings: IndexerSettings, shared: SharedSettings, *, dry_ru
                     f"{job.finished_at.isoformat(timespec='seconds')}"
                 )
             return
-        await declare_topology(shared.amqp_url)
+        await declare_topology(
+            shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
+        )
         broker, publish = build_indexer(
             shared.amqp_url, pool, PostgresTenants(pool), settings, media_root=shared.media_root
         )

@@ -165,7 +165,9 @@ async def open_container(
     keyring = load_keyring(settings)
     # Declared before the first publish: an upload accepted before any worker ever ran
     # still lands in the durable transcriber and indexer queues.
-    await declare_topology(shared.amqp_url)
+    await declare_topology(
+        shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
+    )
     broker = make_broker(shared.amqp_url, service="scribe-ingest")
     publisher = BrokerPublisher(broker, timeout_seconds=settings.publish_timeout_seconds)
     # Keys are small records, not audio: they stay on the local filesystem.

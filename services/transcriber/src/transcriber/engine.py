@@ -142,6 +142,11 @@ class _Loaded:
         return bool(self.model.model.is_multilingual)
 
 
+def default_compute_type(device: str) -> str:
+    """`int8` on CPU, `float16` on CUDA (CTranslate2's fastest types on each)."""
+    return "int8" if device == "cpu" else "float16"
+
+
 class FasterWhisperEngine:
     """faster-whisper: one model, loaded once, guardrails around the decoding.
 
@@ -158,7 +163,7 @@ class FasterWhisperEngine:
         self._settings = settings
         self._max_duration_seconds = max_duration_seconds
         self.device = resolve_device(settings.device)
-        self.compute_type = settings.compute_type or ("int8" if self.device == "cpu" else "float16")
+        self.compute_type = settings.compute_type or default_compute_type(self.device)
         self._model_name = settings.resolved_model_name()
         # name events carry -> what to load: the one model this worker serves.
         self._specs: dict[str, str] = {self._model_name: settings.model}
@@ -175,6 +180,13 @@ class FasterWhisperEngine:
         return self._model_name
 
     @property
+    def batched(self) -> bool:
+        """Whether decoding goes through `BatchedInferencePipeline` (`auto`: on CUDA)."""
+        if self._settings.batched == "auto":
+            return self.device == "cuda"
+        return bool(self._settings.batched)
+
+    @property
     def model_names(self) -> list[str]:
         """The models a job may ask for on this worker: its one model."""
         return list(self._specs)
@@ -187,13 +199,31 @@ class FasterWhisperEngine:
 
         spec = self._specs[name]
         local = models.resolve(spec, self._settings.model_cache_dir)
-        model = WhisperModel(
-            str(local) if local is not None else spec,
-            device=self.device,
-            compute_type=self.compute_type,
-            cpu_threads=self._settings.cpu_threads,
-        )
-        pipeline = BatchedInferencePipeline(model) if self._settings.batched else None
+        source = str(local) if local is not None else spec
+        try:
+            model = WhisperModel(
+                source,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self._settings.cpu_threads,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            # `auto` saw a GPU, but CUDA is not usable (cuBLAS/cuDNN missing from the image,
+            # a driver too old, the GPU taken): run on CPU rather than not at all.
+            if not (self._settings.device == "auto" and self.device == "cuda" and not self._loaded):
+                raise
+            log.warning("cuda_unusable_falling_back_to_cpu", model=name, error=repr(exc))
+            self.device = "cpu"
+            self.compute_type = self._settings.compute_type or default_compute_type("cpu")
+            if self.compute_type == "float16":
+                self.compute_type = "int8"
+            model = WhisperModel(
+                source,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self._settings.cpu_threads,
+            )
+        pipeline = BatchedInferencePipeline(model) if self.batched else None
         loaded = self._loaded[name] = _Loaded(model, pipeline)
         log.info("model_loaded", model=name, multilingual=loaded.multilingual)
         return loaded

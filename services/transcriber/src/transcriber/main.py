@@ -228,13 +228,18 @@ async def serve(
             cpu_threads=settings.cpu_threads,
             beam_size=settings.beam_size,
             vad_filter=settings.vad_filter,
-            batched=settings.batched,
+            batched=model.batched,
+            batch_size=settings.batch_size if model.batched else None,
         )
         engine = model
     else:
         log.info("engine_injected", model=engine.model_name)
     # Declaring its pool is what makes the model served: the router finds its queue.
-    await declare_topology(shared.amqp_url, pools=(settings.resolved_model_name(),))
+    await declare_topology(
+        shared.amqp_url,
+        pools=(settings.resolved_model_name(),),
+        initial_group_size=shared.amqp_quorum_initial_group_size,
+    )
     store: ChunkStore | None = None
     if shared.media().is_s3:
         store = S3ChunkStore(shared.media(), asyncio.get_running_loop(), settings.download_dir)

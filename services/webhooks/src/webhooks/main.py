@@ -80,7 +80,9 @@ def http_client(settings: WebhooksSettings) -> httpx.AsyncClient:
 
 async def run(shared: SharedSettings, settings: WebhooksSettings) -> None:
     """Consume until SIGINT/SIGTERM."""
-    await declare_topology(shared.amqp_url)
+    await declare_topology(
+        shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
+    )
     pool = await asyncpg.create_pool(
         settings.database_url, min_size=0, max_size=settings.pool_size, timeout=10
     )

@@ -1,0 +1,139 @@
+"""Several broker addresses for one RabbitMQ cluster: connect to one that answers, move on
+when it goes.
+
+`SCRIBE_AMQP_URL` may list the cluster's nodes, comma-separated
+(`amqp://u:p@rabbit-0:5672/,amqp://u:p@rabbit-1:5672/`); one load-balanced name (a
+Kubernetes Service) needs no list. Neither FastStream 0.7 nor aio-pika 10 takes a list:
+`RabbitBroker(url)` hands one URL to `aio_pika.connect_robust`, whose robust connection
+reconnects to that same URL forever. `FailoverConnection` is that robust connection with
+one change: each connection attempt, the first and every reconnect, goes to the next
+address in turn, so a stopped node is skipped and its consumers and channels are restored
+on a surviving one by aio-pika's own recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import aio_pika
+import structlog
+from aio_pika.robust_connection import RobustConnection
+from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, ChannelNotFoundEntity
+from yarl import URL
+
+log = structlog.get_logger(__name__)
+
+FAILOVER_RECONNECT_SECONDS: Final = 1.0
+"""Pause between two connection attempts when several nodes are listed (aio-pika's default
+is 5 s: with a list, the next attempt goes to another node, so there is no reason to wait)."""
+
+
+def broker_urls(amqp_url: str) -> tuple[str, ...]:
+    """The addresses of `SCRIBE_AMQP_URL`: one URL or a comma-separated list of them.
+
+    A comma inside a password must be written `%2C` (as any URL would have it).
+    """
+    urls = tuple(part.strip() for part in amqp_url.split(",") if part.strip())
+    if not urls:
+        raise ValueError("no broker address given")
+    return urls
+
+
+class FailoverConnection(RobustConnection):
+    """aio-pika's robust connection, trying the cluster's addresses in turn.
+
+    aio-pika reads `self.url` once per attempt and sets `self.transport = None` just before
+    each one (`RobustConnection.__connect_transport`); that assignment is the hook where
+    the next address is chosen. Built through `connection_class(urls)`.
+    """
+
+    URLS: tuple[URL, ...] = ()
+    _transport: Any
+
+    def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
+        self._index = 0
+        self._tried = False
+        self._urls = self.URLS or (URL(url),)
+        super().__init__(url, loop=loop, **kwargs)
+
+    @property
+    def url(self) -> URL:
+        return self._urls[self._index % len(self._urls)]
+
+    @url.setter
+    def url(self, value: URL) -> None:
+        # aio-pika sets it in __init__ and on `update_secret` (a new password): keep the
+        # list, each address with the new credentials.
+        value = URL(value)
+        if value.password != self._urls[0].password:
+            self._urls = tuple(u.with_password(value.password) for u in self._urls)
+
+    @property
+    def transport(self) -> Any:
+        return self._transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None and hasattr(self, "_transport"):
+            # A connection attempt begins. After a lost connection, or after an attempt
+            # that never connected, the next address takes its turn.
+            if self._transport is not None or self._tried:
+                self._index += 1
+            self._tried = True
+        self._transport = value
+
+
+def connection_class(urls: tuple[str, ...]) -> type[FailoverConnection]:
+    """A `FailoverConnection` over these addresses (a class: aio-pika instantiates it)."""
+    return type("FailoverConnection", (FailoverConnection,), {"URLS": tuple(URL(u) for u in urls)})
+
+
+async def connect(amqp_url: str, *, connect_timeout: float = 10) -> aio_pika.abc.AbstractConnection:
+    """A plain (not robust) connection to the first listed node that answers."""
+    errors: list[str] = []
+    for url in broker_urls(amqp_url):
+        try:
+            return await aio_pika.connect(url, timeout=connect_timeout)
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            errors.append(f"{URL(url).with_password('******')}: {exc!r}")
+    raise ConnectionError("no broker node answered: " + "; ".join(errors))
+
+
+FAILOVER_PUBLISH_SECONDS: Final = 30.0
+"""How long a publish keeps trying through a lost connection (a node stopping, the cluster
+electing new queue leaders, the connection moving to another node: seconds, measured in
+`tests/faults/test_cluster.py`). Callers with a tighter bound (ingest's
+`publish_timeout_seconds`) cancel sooner."""
+
+RETRYABLE_PUBLISH_ERRORS: Final = (ConnectionError, ChannelInvalidStateError, ChannelClosed)
+"""The connection or channel went away under the publish: its confirm never came."""
+
+
+async def publish_confirmed(
+    publish: Callable[[], Awaitable[object]], *, within: float = FAILOVER_PUBLISH_SECONDS
+) -> None:
+    """Run `publish` (one confirmed publish) until the broker confirms it.
+
+    A publish whose confirm was lost with its connection may or may not have been
+    enqueued; it is sent again on the restored connection. Every Scribe message carries
+    its event id as `message_id` and every consumer is idempotent by it (outcome events
+    have ids derived from the job), so a copy is harmless and a loss is not possible.
+    A nack, a return (unroutable) or an error of the caller's is raised at once.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    pause = 0.1
+    while True:
+        try:
+            await publish()
+            return
+        except ChannelNotFoundEntity:
+            raise
+        except RETRYABLE_PUBLISH_ERRORS as exc:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise
+            log.warning("publish_retried_after_connection_loss", error=repr(exc))
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 2.0)
