@@ -185,9 +185,15 @@ def test_ingest_serves_exactly_the_pools_compose_runs() -> None:
         for name, spec in services.items()
         if spec.get("build", {}).get("dockerfile") == "services/transcriber/Dockerfile"
     }
-    assert sorted(pools) == ["transcriber", "transcriber-base"]
+    assert sorted(pools) == ["transcriber", "transcriber-base", "transcriber-gpu"]
     served = json.loads(services["ingest"]["environment"]["SCRIBE_INGEST_SERVED_MODELS"])
-    assert sorted(served) == sorted(pools.values())
+    # The default profile runs exactly the served pools; GPU workers join one of them.
+    default = {name: model for name, model in pools.items() if not services[name].get("profiles")}
+    assert sorted(served) == sorted(default.values())
+    assert services["transcriber-gpu"]["profiles"] == ["gpu"]
+    assert services["transcriber-gpu"]["environment"]["SCRIBE_TRANSCRIBER_MODEL"] in {
+        "${SCRIBE_TRANSCRIBER_GPU_MODEL:-base}"
+    }
     for name in pools:
         environment = services[name]["environment"]
         assert environment["SCRIBE_TRANSCRIBER_DEFAULT_MODEL"] == served[0], name

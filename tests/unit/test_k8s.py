@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings
 from indexer.settings import IndexerSettings
 from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
-from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE
+from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, pool_queue
 from transcriber.settings import TranscriberSettings
 from webhooks.settings import WebhooksSettings
 
@@ -408,7 +408,9 @@ def test_keda_counts_ready_and_unacked_messages_on_the_transcriber_queues(overla
     documents = rendered(overlay)
     scaled = _one(documents, "ScaledObject", "scribe-transcriber")
     triggers = scaled["spec"]["triggers"]
-    queues = {spec.name for spec in QUEUES}
+    queues = {spec.name for spec in QUEUES} | {
+        pool_queue("large-v3", k).name for k in ("audio", "chunk")
+    }
     covered = set()
     for trigger in triggers:
         assert trigger["type"] == "rabbitmq"
@@ -426,10 +428,22 @@ def test_keda_counts_ready_and_unacked_messages_on_the_transcriber_queues(overla
         covered.add(metadata["queueName"])
         auth = _one(documents, "TriggerAuthentication", trigger["authenticationRef"]["name"])
         assert any(r["parameter"] == "host" for r in auth["spec"]["secretTargetRef"])
-    # Every queue a transcriber consumes from drives its scaling.
-    work = {spec.name for spec in QUEUES if spec.name.startswith("transcriber.")}
-    assert TRANSCRIBER_QUEUE.name in work
+    # Every queue the Deployment's workers consume drives its scaling: the intake (the
+    # router in each) and both queues of the pool it serves; ingest serves that pool.
+    deployment = _one(documents, "Deployment", "scribe-transcriber")
+    environment = _environment(documents, deployment["spec"]["template"]["spec"]["containers"][0])
+    model = environment["SCRIBE_TRANSCRIBER_MODEL"]
+    assert model is not None
+    assert environment["SCRIBE_TRANSCRIBER_DEFAULT_MODEL"] == model
+    work = {
+        TRANSCRIBER_QUEUE.name,
+        pool_queue(model, "audio").name,
+        pool_queue(model, "chunk").name,
+    }
     assert work <= covered, f"no trigger for {work - covered}"
+    ingest = _one(documents, "Deployment", "scribe-ingest")
+    served = _environment(documents, ingest["spec"]["template"]["spec"]["containers"][0])
+    assert json.loads(served["SCRIBE_INGEST_SERVED_MODELS"] or "[]") == [model]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
