@@ -16,13 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 import srt
 
-from contracts import TranscriptCompletedV1
-from scribe_runtime.topology import declare_topology
+from tests.support.downstream import bind_downstream, drain_downstream
 from tests.support.stack import Stack, running_stack, wait_for_job
 from tests.support.workers import long_speech
 
@@ -37,29 +35,9 @@ CHUNKED = {
 }
 
 
-async def _bind_downstream(amqp_url: str) -> None:
-    await declare_topology(amqp_url)
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(DOWNSTREAM, durable=True)
-        await queue.bind("scribe.events", routing_key="transcript.completed.v1")
-
-
-async def _drain_downstream(amqp_url: str) -> list[TranscriptCompletedV1]:
-    connection = await aio_pika.connect(amqp_url)
-    events = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(DOWNSTREAM, durable=True, passive=True)
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            events.append(TranscriptCompletedV1.model_validate_json(message.body))
-    return events
-
-
 @pytest.fixture
 def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    asyncio.run(_bind_downstream(amqp_url))
+    asyncio.run(bind_downstream(amqp_url, DOWNSTREAM))
     with running_stack(amqp_url, database_url, tmp_path, transcribers=2, env=CHUNKED) as running:
         yield running
 
@@ -113,7 +91,9 @@ def test_a_long_upload_is_split_fanned_out_assembled_and_completed_once(stack: S
 
     time.sleep(2)  # an outbox republish or a second completion would be on the queue by now
     completed = [
-        e for e in asyncio.run(_drain_downstream(stack.amqp_url)) if str(e.job_id) == job_id
+        e
+        for e in asyncio.run(drain_downstream(stack.amqp_url, DOWNSTREAM))
+        if str(e.job_id) == job_id
     ]
     assert len(completed) == 1, completed
     assert len(completed[0].segments) == len(segments)

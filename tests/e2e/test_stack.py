@@ -8,17 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
-import aio_pika
 import httpx
 import jiwer
 import pytest
 import srt
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from contracts import AudioUploadedV1, TranscriptCompletedV1, TranscriptionOptions
+from contracts import AudioUploadedV1, TranscriptionOptions
 from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import declare_topology
 from tests.speech import SCRIPTS, synthesize
+from tests.support.downstream import bind_downstream, drain_downstream
 from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -30,30 +29,9 @@ normalise = EnglishTextNormalizer()
 @pytest.fixture
 def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
     # A downstream service's own queue, bound before any job exists.
-    asyncio.run(_bind_downstream(amqp_url))
+    asyncio.run(bind_downstream(amqp_url, DOWNSTREAM))
     with running_stack(amqp_url, database_url, tmp_path) as running:
         yield running
-
-
-async def _bind_downstream(amqp_url: str) -> None:
-    await declare_topology(amqp_url)
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(DOWNSTREAM, durable=True)
-        await queue.bind("scribe.events", routing_key="transcript.completed.v1")
-
-
-async def _drain_downstream(amqp_url: str) -> list[TranscriptCompletedV1]:
-    connection = await aio_pika.connect(amqp_url)
-    events = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(DOWNSTREAM, durable=True, passive=True)
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            assert message.type == "transcript.completed.v1"
-            events.append(TranscriptCompletedV1.model_validate_json(message.body))
-    return events
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -122,7 +100,7 @@ def test_upload_transcribe_search_export_and_external_producer(stack: Stack) -> 
     assert [h["job_id"] for h in hits] == [str(event.job_id)]
 
     # 5. A downstream queue heard exactly one transcript.completed per job.
-    completed = asyncio.run(_drain_downstream(stack.amqp_url))
+    completed = asyncio.run(drain_downstream(stack.amqp_url, DOWNSTREAM))
     assert sorted(str(e.job_id) for e in completed) == sorted([uploaded_id, str(event.job_id)])
 
 
