@@ -45,6 +45,7 @@ from typing import Any, Final
 import asyncpg
 import httpx
 import psutil
+from faststream.rabbit import RabbitBroker
 
 from bench import celery_peer
 from bench.common import (
@@ -125,6 +126,36 @@ class Side:
     """Offer one job; its id and the moment its latency starts."""
     indexed: Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, float]]]
     """Of these jobs, those indexed, and when (epoch seconds, PostgreSQL's clock)."""
+
+
+def scribe_side(
+    stack: Stack, monitor: asyncpg.Connection, database: str, broker: RabbitBroker, uri: str
+) -> Side:
+    """Scribe under test: jobs published as `audio.uploaded.v1`, indexed when the indexer
+    recorded their `transcript.completed`; CPU of every stack process, RabbitMQ's and the
+    database's backends."""
+
+    async def pids() -> PidList:
+        found = [(name.split("-")[0], p.pid) for name, p in stack.processes.items()]
+        found += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
+        return found + await _postgres_pids(monitor, database)
+
+    async def publish(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
+        event = _upload_event(job_id, uri)
+        started = time.time()
+        await publish_event(broker, event)
+        return job_id, started
+
+    async def indexed(jobs: list[uuid.UUID]) -> dict[uuid.UUID, float]:
+        rows = await monitor.fetch(
+            "SELECT job_id, extract(epoch FROM processed_at)::float8 AS at "
+            "FROM processed_events "
+            "WHERE event_type LIKE 'transcript.completed%' AND job_id = ANY($1)",
+            jobs,
+        )
+        return {r["job_id"]: r["at"] for r in rows}
+
+    return Side("scribe", pids, publish, indexed)
 
 
 async def _wait_indexed(
@@ -290,25 +321,7 @@ async def _measure(
         async with broker:
             await broker.start()
 
-            async def scribe_pids() -> PidList:
-                pids = [(name.split("-")[0], p.pid) for name, p in stack.processes.items()]
-                pids += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-                return pids + await _postgres_pids(monitor, database)
-
-            async def publish(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
-                event = _upload_event(job_id, uri)
-                started = time.time()
-                await publish_event(broker, event)
-                return job_id, started
-
-            async def scribe_indexed(jobs: list[uuid.UUID]) -> dict[uuid.UUID, float]:
-                rows = await monitor.fetch(
-                    "SELECT job_id, extract(epoch FROM processed_at)::float8 AS at "
-                    "FROM processed_events "
-                    "WHERE event_type LIKE 'transcript.completed%' AND job_id = ANY($1)",
-                    jobs,
-                )
-                return {r["job_id"]: r["at"] for r in rows}
+            scribe = scribe_side(stack, monitor, database, broker, uri)
 
             wav = media.read_bytes()
             http = httpx.AsyncClient(base_url=stack.api, headers=API_HEADERS, timeout=60)
@@ -344,9 +357,8 @@ async def _measure(
                 )
                 return {r["job_id"]: r["at"] for r in rows}
 
-            scribe = Side("scribe", scribe_pids, publish, scribe_indexed)
             celery = Side("celery", peer_pids, enqueue, peer_indexed)
-            http_side = Side("scribe", scribe_pids, upload, scribe_indexed)
+            http_side = Side("scribe", scribe.pids, upload, scribe.indexed)
             # Warm-up: connections, prepared statements, the first-use imports, the
             # prefork children's first connections.
             await _phase(scribe, 50, 50.0)

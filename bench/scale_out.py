@@ -17,24 +17,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
 
-from bench.broker import (
-    TENANT,
-    PidList,
-    Side,
-    _phase,
-    _postgres_pids,
-    _silence,
-    _upload_event,
-)
-from bench.common import Result, pids_named, throwaway_database, throwaway_vhost
-from scribe_runtime.messaging import make_broker, publish_event
+from bench.broker import TENANT, _phase, _silence, scribe_side
+from bench.common import Result, throwaway_database, throwaway_vhost
+from scribe_runtime.messaging import make_broker
 from tests.support.ports import free_port
 from tests.support.stack import BIN, Stack, running_stack
 
@@ -53,26 +43,7 @@ async def _saturate(stack: Stack, database_url: str, jobs: int) -> dict[str, Any
         async with broker:
             await broker.start()
 
-            async def pids() -> PidList:
-                found = [(name.split("-")[0], p.pid) for name, p in stack.processes.items()]
-                found += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-                return found + await _postgres_pids(monitor, database)
-
-            async def publish(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
-                started = time.time()
-                await publish_event(broker, _upload_event(job_id, uri))
-                return job_id, started
-
-            async def indexed(ids: list[uuid.UUID]) -> dict[uuid.UUID, float]:
-                rows = await monitor.fetch(
-                    "SELECT job_id, extract(epoch FROM processed_at)::float8 AS at "
-                    "FROM processed_events "
-                    "WHERE event_type LIKE 'transcript.completed%' AND job_id = ANY($1)",
-                    ids,
-                )
-                return {r["job_id"]: r["at"] for r in rows}
-
-            side = Side("scribe", pids, publish, indexed)
+            side = scribe_side(stack, monitor, database, broker, uri)
             await _phase(side, 50, 50.0)  # warm-up
             return await _phase(side, jobs, None)
     finally:
