@@ -156,6 +156,9 @@ async def test_speech_upload_publishes_exactly_one_confirmed_event(ingest: Inges
         "hotwords": None,
         "beam_size": None,
         "vad_filter": None,
+        "diarize": False,
+        "min_speakers": None,
+        "max_speakers": None,
     }
     stored = Path(urlsplit(str(event.audio_uri)).path)
     assert await asyncio.to_thread(stored.read_bytes) == audio
