@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 
 import aio_pika
 import asyncpg
@@ -27,7 +28,7 @@ from contracts import AudioUploadedV1, TranscriptionFailedV1
 from contracts.errors import ErrorCode
 from scribe_cli import dlq
 from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE, pool_queue
+from scribe_runtime.topology import INDEXER_QUEUE, TRANSCRIBER_QUEUE, QueueSpec, pool_queue
 from tests.faults.conftest import FaultEnv
 from tests.faults.support import (
     Outcomes,
@@ -379,22 +380,26 @@ async def _dead_letter_headers(amqp_url: str, queue: str) -> list[dict[str, obje
 
 
 def _await_dead_letters(
-    amqp_url: str, want: int, within: float = 60.0
+    amqp_url: str,
+    want: int,
+    within: float = 60.0,
+    queues: Mapping[QueueSpec, int] | None = None,
 ) -> dict[str, list[dict[str, object]]]:
-    """Both DLQs' headers, once each holds `want` (or the time is up).
+    """Both DLQs' headers, once each holds `want` (or the time is up); or those of
+    `queues`, once each holds its own count.
 
     Bad messages queued behind the last valid job are still being refused when that job
     ends, so the DLQs fill a moment after the jobs are terminal.
     """
     dead: dict[str, list[dict[str, object]]] = {}
+    wants = dict(queues) if queues is not None else {TRANSCRIBER_QUEUE: want, INDEXER_QUEUE: want}
 
     def full() -> bool:
         nonlocal dead
         dead = {
-            q.name: asyncio.run(_dead_letter_headers(amqp_url, q.dead_letter_queue))
-            for q in (TRANSCRIBER_QUEUE, INDEXER_QUEUE)
+            q.name: asyncio.run(_dead_letter_headers(amqp_url, q.dead_letter_queue)) for q in wants
         }
-        return all(len(h) >= want for h in dead.values())
+        return all(len(dead[q.name]) >= n for q, n in wants.items())
 
     # No failure of its own: the test's per-queue assertions say which DLQ fell short.
     with contextlib.suppress(AssertionError):
@@ -533,7 +538,15 @@ def test_a_conflicting_reupload_and_an_unknown_tenant_change_nothing(fault_env: 
         asyncio.run(_publish_events(stack.amqp_url, [conflict, stranger, sentinel]))
         accepted = {job, sentinel.job_id}
         rows = wait_terminal(stack.database_url, accepted, timeout=240)
-        dead = _await_dead_letters(stack.amqp_url, want=2, within=60)
+        # The router refuses the stranger at the intake; the pool's worker, which knows the
+        # job, refuses the conflicting re-upload; the indexer refuses both.
+        pool = DEFAULT_POOL
+        dead = _await_dead_letters(
+            stack.amqp_url,
+            want=2,
+            within=60,
+            queues={TRANSCRIBER_QUEUE: 1, pool: 1, INDEXER_QUEUE: 2},
+        )
         result = tally(accepted, rows, Outcomes.drain(stack.amqp_url))
         after = jobs(stack.database_url)
         transcribed = {
@@ -555,7 +568,11 @@ def test_a_conflicting_reupload_and_an_unknown_tenant_change_nothing(fault_env: 
     assert result.completed == 2
     assert transcribed["job"] == 1  # the conflicting upload was not transcribed
     assert transcribed["unknown_tenant"] == 0
-    assert all(c == ["conflicting_job", "unknown_tenant"] for c in codes.values()), codes
+    assert codes == {
+        TRANSCRIBER_QUEUE.name: ["unknown_tenant"],
+        pool.name: ["conflicting_job"],
+        INDEXER_QUEUE.name: ["conflicting_job", "unknown_tenant"],
+    }, codes
     assert dict(after[job]) == dict(before)  # status, error: as before the re-upload
     assert definition_after == definition_before  # same audio, same transcript
     assert stranger.job_id not in after
