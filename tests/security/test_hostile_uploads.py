@@ -262,7 +262,7 @@ CASES = [
         "model-as-a-path",
         lambda: form(part("model", b"../../../models/evil"), part("file", WAV_1S, "a.wav")),
         422,
-        "validation_error",
+        "model_unavailable",  # a name no pool serves, never a path a worker would open
     ),
     Case(
         "non-utf8-field",
