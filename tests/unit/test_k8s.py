@@ -64,7 +64,7 @@ REQUIRED = {
 """What each needs beyond the defaults (the defaults name 127.0.0.1 or accept a dev key)."""
 WORKER_ROUTES = {"/healthz", "/readyz", "/metrics"}
 CHUNK_AUDIO_SECONDS = 300
-"""A long job's chunk (~5 minutes of audio, `transcriber.chunks`)."""
+"""A long job's chunk (≤ 2 minutes of audio by default, at most 10, on the pool's chunk queue)."""
 CPU_RTF_BASE = 0.5
 """Whisper base on CPU, int8 (DESIGN.md, bench/models.py): the slowest offline model."""
 KEDA_RABBITMQ_METADATA = {
