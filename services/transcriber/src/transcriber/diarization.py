@@ -65,6 +65,8 @@ _MAX_CLUSTERED: Final = 3000  # windows clustered exhaustively; the rest join th
 _ONE_SPEAKER_SILHOUETTE: Final = 0.12
 _SILHOUETTE_SLACK: Final = 0.06
 _MIN_CLUSTER_SHARE: Final = 0.15
+_MIN_SPEAKER_SHARE: Final = 0.12  # of the speech time, for a speaker to stand on its own
+_SAME_VOICE_SEPARATION: Final = 1.3  # long-term spectra closer than this are one voice
 _BRIDGE_SECONDS: Final = 0.3  # a pause this short inside one speaker's speech is kept in it
 _ABSOLUTE_FLOOR_DB: Final = -55.0
 _RELATIVE_FLOOR_DB: Final = 35.0
@@ -280,7 +282,63 @@ class SpectralDiarizer:
             votes[start : start + _WINDOW_SUBS, label] += 1
         voted = votes.sum(axis=1) > 0
         sub_labels = np.where(speech_subs & voted, votes.argmax(axis=1), -1).astype(np.int64)
+        if self.merge:
+            sub_labels = _merge_alike(subs, sub_labels, min_speakers)
         return frames_to_turns(sub_labels, FRAME_SECONDS * _SUB)
+
+    def __init__(self, *, merge: bool = True) -> None:
+        self.merge = merge
+
+
+def _separation(
+    subs: npt.NDArray[np.float32], a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]
+) -> float:
+    """How far apart two groups' long-term mean MFCCs are, in pooled frame deviations.
+
+    Averaged over thousands of frames, the mean spectrum forgets what was said and keeps
+    the vocal tract and the line; a split of one voice by speaking style moves it little.
+    """
+
+    def moments(
+        sel: npt.NDArray[np.bool_],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        part = subs[sel].astype(np.float64)
+        n = float(part[:, 0].sum())
+        mean = part[:, 1 : 1 + _N_MFCC].sum(axis=0) / n
+        var = part[:, 1 + _N_MFCC :].sum(axis=0) / n - mean**2
+        return mean, np.maximum(var, 1e-6), n
+
+    ma, va, na = moments(a)
+    mb, vb, nb = moments(b)
+    pooled = np.sqrt((va * na + vb * nb) / (na + nb))
+    return float(np.sqrt((((ma - mb) / pooled) ** 2).sum()))
+
+
+def _merge_alike(
+    subs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], low: int
+) -> npt.NDArray[np.int64]:
+    """Merge speakers that are one voice: too little speech, or spectra too alike."""
+    labels = labels.copy()
+    while True:
+        present = [int(c) for c in np.unique(labels[labels >= 0])]
+        if len(present) <= max(1, low):
+            return labels
+        speech = {c: float(subs[labels == c, 0].sum()) for c in present}
+        total = sum(speech.values())
+        pairs = [
+            (_separation(subs, labels == x, labels == y), x, y)
+            for i, x in enumerate(present)
+            for y in present[i + 1 :]
+        ]
+        smallest = min(present, key=lambda c: speech[c])
+        if speech[smallest] < _MIN_SPEAKER_SHARE * total:
+            # A "speaker" with a sliver of the speech joins the one it sounds most like.
+            _, x, y = min(p for p in pairs if smallest in p[1:])
+        else:
+            distance, x, y = min(pairs)
+            if distance >= _SAME_VOICE_SEPARATION:
+                return labels
+        labels[labels == max(x, y)] = min(x, y)
 
 
 def _windows(
