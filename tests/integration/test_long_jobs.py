@@ -466,7 +466,8 @@ async def test_any_arrival_order_of_a_long_jobs_events_ends_in_the_same_rows(
         dumps = {}
         for name, sequence in sequences.items():
             await pool.execute(
-                "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+                "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, "
+                "event_outbox, processed_events"
             )
             for event in sequence:
                 await store.apply(event)
