@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("names", nargs="+", choices=["all", *BENCHMARKS], metavar="all|NAME")
     parser.add_argument("--quick", action="store_true", help="small parameters, results/quick/")
     parser.add_argument(
-        "--minutes", type=float, default=None, help="long-audio: the long file's length (60)"
+        "--minutes",
+        type=float,
+        default=None,
+        help="long-audio, diarization: the long file's length (60)",
     )
     args = parser.parse_args(argv)
     names = list(BENCHMARKS) if "all" in args.names else list(dict.fromkeys(args.names))
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for name in names:
         run: Callable[[bool], Result] = importlib.import_module(BENCHMARKS[name]).run
-        if name == "long-audio" and args.minutes is not None:
+        if name in ("long-audio", "diarization") and args.minutes is not None:
             minutes = args.minutes
 
             def run(quick: bool, _run: Any = run, _minutes: float = minutes) -> Result:

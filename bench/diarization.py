@@ -12,15 +12,23 @@
   and with the standard 0.25 s collar; and the speakers found vs the reference's.
 - clips whose sidecar only names speakers (Picovoice's word tags; the AMI mixed-headset clip
   has no reference): speakers found vs the reference's count.
+- a long file (60 minutes; 5 with `--quick`) made of the corpus's speech clips in a loop,
+  diarized as a long job's planner does it (`Diarizer.turns` on the file): wall time, peak
+  memory of the process beyond what it held before, speakers and turns found, and the size
+  of the turns as `transcription.chunked.v1` carries them (scaled to 10 hours).
 
-    uv run python -m bench diarization [--quick]
+    uv run python -m bench diarization [--quick] [--minutes 60]
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import resource
+import tempfile
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +38,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 from bench.common import MANIFEST, Result
+from contracts.speakers import SpeakerTurn
 from transcriber.audio import SAMPLE_RATE, iter_blocks
 from transcriber.diarization import ChannelDiarizer, Diarizer, SpectralDiarizer, Turn
 
@@ -167,7 +176,73 @@ def agreement(
     return float(counts[rows, cols].sum() / truth.size)
 
 
-def run(quick: bool) -> Result:
+def _speech_loop(audio: Path, target: Path, minutes: float) -> float:
+    """`minutes` of the corpus's speech clips (LibriSpeech, LibriVox, LJSpeech) in a loop."""
+    clips = [
+        np.concatenate(list(iter_blocks(p)), axis=1)[0]
+        for p in sorted(audio.glob("ls_*")) + sorted(audio.glob("librivox_*"))
+    ]
+    gap = np.zeros(int(0.4 * SAMPLE_RATE), dtype=np.float32)
+    wanted = int(minutes * 60 * SAMPLE_RATE)
+    written = 0
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        while written < wanted:
+            for clip in clips:
+                part = np.concatenate([clip, gap])[: wanted - written]
+                out.writeframes((np.clip(part, -1, 1) * 32767).astype("<i2").tobytes())
+                written += part.size
+                if written >= wanted:
+                    break
+    return written / SAMPLE_RATE
+
+
+def _diarize_in_child(path: str, answer: Any) -> None:
+    """Diarize `path` (default engine and bounds); report time and memory to `answer`."""
+    import sklearn.cluster  # type: ignore[import-untyped]  # noqa: F401  (imports not counted)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    began = time.perf_counter()
+    turns = Diarizer(SpectralDiarizer()).turns(Path(path), True)
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    carried = [SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in turns]
+    size = len(b",".join(t.model_dump_json().encode() for t in carried)) + 2
+    speakers = len({t.speaker for t in turns})
+    answer.send((seconds, before / 1024, peak / 1024, speakers, len(turns), size))
+
+
+def long_file(audio: Path, minutes: float) -> dict[str, float]:
+    """Time, memory and turns of diarizing `minutes` of speech in one pass, in a child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "long.wav"
+        duration = _speech_loop(audio, path, minutes)
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_diarize_in_child, args=(str(path), send))
+        child.start()
+        while not receive.poll(1.0):
+            if not child.is_alive():
+                raise RuntimeError(f"the diarizing process exited with {child.exitcode}")
+        seconds, before, peak, speakers, turns, size = receive.recv()
+        child.join()
+    return {
+        "duration_seconds": round(duration, 1),
+        "seconds": round(seconds, 1),
+        "rtf": round(seconds / duration, 4),
+        "rss_before_mib": round(before, 1),
+        "rss_peak_mib": round(peak, 1),
+        "rss_added_mib": round(peak - before, 1),
+        "speakers": speakers,
+        "turns": turns,
+        "turns_json_bytes": size,
+        "turns_json_bytes_10h": round(size * 36000 / duration),
+    }
+
+
+def run(quick: bool, minutes: float | None = None) -> Result:
     audio = MANIFEST.parent
     result = Result(
         name="diarization",
@@ -258,8 +333,31 @@ def run(quick: bool) -> Result:
                 "collar_0.25": {k: round(v, 4) for k, v in collared.items()},
             }
         result.rows.append(row)
+    length = minutes if minutes is not None else (5.0 if quick else 60.0)
+    figures = long_file(audio, length)
+    result.figures["long_file"] = figures
+    result.rows.append(
+        [
+            f"{length:g} min of corpus speech",
+            "diarize=true",
+            figures["speakers"],
+            None,
+            None,
+            None,
+            None,
+            figures["seconds"],
+            figures["rtf"],
+        ]
+    )
+    result.notes.append(
+        f"long file ({length:g} min): peak RSS {figures['rss_peak_mib']} MiB, "
+        f"{figures['rss_added_mib']} MiB more than before diarizing; {figures['turns']} turns, "
+        f"{figures['turns_json_bytes'] / 1e6:.2f} MB as speaker_turns "
+        f"(≈ {figures['turns_json_bytes_10h'] / 1e6:.1f} MB for 10 hours)"
+    )
     result.settings = {
         "engine": "spectral",
+        "long_file_minutes": length,
         "frame_seconds": FRAME,
         "collar_seconds": COLLAR,
         "bounds": "1..8 (defaults)",

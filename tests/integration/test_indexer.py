@@ -109,7 +109,8 @@ async def test_in_order_duplicated_and_shuffled_sequences_end_in_the_same_rows(
     dumps = {}
     for name, sequence in sequences.items():
         await pool.execute(
-            "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+            "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, event_outbox, "
+            "processed_events"
         )
         await apply_all(store, sequence)
         dumps[name] = await dump(pool)
@@ -135,7 +136,8 @@ async def test_concurrent_events_of_one_job_lose_no_update(pool: asyncpg.Pool) -
     await asyncio.gather(*(store.apply(e) for e in events))
     concurrent = await dump(pool)
     await pool.execute(
-        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+        "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, event_outbox, "
+        "processed_events"
     )
     await apply_all(store, events)
     assert concurrent == await dump(pool)

@@ -27,8 +27,9 @@ import httpx
 import pytest
 
 from contracts import routing
-from contracts.chunks import TranscriptionChunkRequestedV1
+from contracts.chunks import TranscriptionChunkedV1, TranscriptionChunkRequestedV1
 from contracts.envelope import Event
+from contracts.speakers import SpeakerTurn
 from contracts.transcription import (
     TranscriptCompletedV1,
     TranscriptionFailedV1,
@@ -230,6 +231,55 @@ async def test_a_three_chunk_job_completes_once_with_renumbered_absolute_segment
     assert await stack.pool.fetchval("SELECT count(*) FROM segments WHERE job_id = $1", job) == 6
 
 
+async def test_a_diarized_long_job_keeps_each_speakers_label_across_chunks(
+    stack: LongStack,
+) -> None:
+    """The plan's turns (the whole file, found once) label every chunk's segments alike."""
+    job = uuid4()
+    chunk = ev.CHUNK_SECONDS
+    # SPEAKER_00 opens chunk 0 and chunk 1; SPEAKER_01 answers in each and ends the call.
+    turns = [
+        SpeakerTurn(start=0.0, end=28.0, speaker="SPEAKER_00"),
+        SpeakerTurn(start=28.0, end=chunk, speaker="SPEAKER_01"),
+        SpeakerTurn(start=chunk, end=chunk + 27.0, speaker="SPEAKER_00"),
+        SpeakerTurn(start=chunk + 27.0, end=3 * chunk, speaker="SPEAKER_01"),
+    ]
+    upload, started, plan, *results = ev.long_job(job)
+    assert isinstance(plan, TranscriptionChunkedV1)
+    # The plan last: the results wait for it, then its turns label the whole transcript.
+    await stack.send(upload, started, *results, plan.model_copy(update={"speaker_turns": turns}))
+    await stack.until(job, "completed")
+
+    segments = (await stack.job(job))["transcript"]["segments"]
+    expected = ["SPEAKER_00", "SPEAKER_01"] * 2 + ["SPEAKER_01"] * 2
+    assert [s["speaker"] for s in segments] == expected
+    for segment in segments:
+        assert {w["speaker"] for w in segment["words"]} == {segment["speaker"]}
+    await stack.tap.wait_until(lambda: len(stack.completions(job)) >= 1, seconds=20)
+    (completed,) = stack.completions(job)
+    assert [s.speaker for s in completed.segments] == expected
+
+    hits = (
+        await stack.api.get("/v1/search", params={"q": "part", "speaker": "SPEAKER_00"})
+    ).json()["hits"]
+    assert [h["segment_id"] for h in hits] == [0, 2], "chunk 0's and chunk 1's opening"
+    vtt = (await stack.api.get(f"/v1/transcriptions/{job}/transcript.vtt")).text
+    assert "<v SPEAKER_00>this is part 1 of the meeting" in vtt
+
+    # A job planned without diarization keeps no turns and labels nothing.
+    plain = uuid4()
+    await stack.send(*ev.long_job(plain))
+    await stack.until(plain, "completed")
+    body = await stack.job(plain)
+    assert all("speaker" not in s for s in body["transcript"]["segments"])
+    assert (
+        await stack.pool.fetchval(
+            "SELECT count(*) FROM job_speaker_turns WHERE job_id = ANY($1::uuid[])", [job, plain]
+        )
+        == 1
+    )
+
+
 async def test_chunks_out_of_order_twice_and_before_their_plan_complete_once_alike(
     stack: LongStack,
 ) -> None:
@@ -416,7 +466,8 @@ async def test_any_arrival_order_of_a_long_jobs_events_ends_in_the_same_rows(
         dumps = {}
         for name, sequence in sequences.items():
             await pool.execute(
-                "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+                "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, "
+                "event_outbox, processed_events"
             )
             for event in sequence:
                 await store.apply(event)

@@ -7,7 +7,9 @@ from pydantic import ValidationError
 
 from contracts import AudioUploadedV1, Segment, TranscriptCompletedV1
 from contracts.audio import TranscriptionOptions, job_fingerprint
+from contracts.chunks import TranscriptionChunkedV1
 from contracts.examples import EXAMPLES
+from contracts.speakers import SpeakerTurn, label_segments
 
 # Computed by the contracts before diarization existed: a job without it keeps its identity.
 _FINGERPRINT_BEFORE_DIARIZATION = "916535a0745b5b77cdafad7067fee79acfeddd64ea21df4abde121432f4c729e"
@@ -89,3 +91,40 @@ def test_segments_and_words_carry_an_optional_speaker() -> None:
     with pytest.raises(ValidationError):
         Segment.model_validate({"id": 0, "start": 0, "end": 1, "text": "", "speaker": "a b"})
     assert "speaker" in TranscriptCompletedV1.model_json_schema()["$defs"]["Segment"]["properties"]
+
+
+def test_labelling_takes_the_most_overlapping_turn_else_the_nearest() -> None:
+    turns = [
+        SpeakerTurn(start=10.0, end=20.0, speaker="SPEAKER_01"),
+        SpeakerTurn(start=0.0, end=12.0, speaker="SPEAKER_00"),  # overlaps the next one
+        SpeakerTurn(start=30.0, end=40.0, speaker="SPEAKER_00"),
+    ]
+
+    def seg(i: int, start: float, end: float) -> Segment:
+        return Segment(id=i, start=start, end=end, text="x")
+
+    segments = [
+        seg(0, 1.0, 11.0),  # 10 s with 00, 1 s with 01
+        seg(1, 11.0, 19.0),  # 1 s with 00, 8 s with 01
+        seg(2, 21.0, 23.0),  # in no turn, nearest the end of 01
+        seg(3, 27.0, 29.0),  # in no turn, nearest the start of the last 00
+        seg(4, 50.0, 51.0),  # after every turn
+    ]
+    labelled = label_segments(segments, turns)
+    assert [s.speaker for s in labelled] == [
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_01",
+        "SPEAKER_00",
+        "SPEAKER_00",
+    ]
+    assert label_segments(segments, []) == segments
+
+
+def test_a_plans_turns_are_optional_and_bounded() -> None:
+    schema = TranscriptionChunkedV1.model_json_schema()
+    assert "speaker_turns" not in schema.get("required", [])
+    with pytest.raises(ValidationError):
+        SpeakerTurn(start=2.0, end=1.0, speaker="SPEAKER_00")
+    with pytest.raises(ValidationError):
+        SpeakerTurn(start=0.0, end=1.0, speaker="no spaces")

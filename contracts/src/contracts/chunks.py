@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from contracts.audio import AudioUri, JobFingerprint, LanguageCode, TranscriptionOptions
 from contracts.envelope import Event
+from contracts.speakers import MAX_SPEAKER_TURNS, SpeakerTurn
 from contracts.transcription import NonNegative, Probability, Segment
 
 MAX_CHUNKS: Final = 2000
@@ -82,6 +83,15 @@ class TranscriptionChunkedV1(Event):
     worker: str | None = Field(default=None, max_length=255, description="Who planned it.")
     attempt: int = Field(default=1, ge=1)
     job_fingerprint: JobFingerprint | None = None
+    speaker_turns: list[SpeakerTurn] | None = Field(
+        default=None,
+        max_length=MAX_SPEAKER_TURNS,
+        description=(
+            "Who spoke when over the whole audio, found once by the planner when the job "
+            "asked for diarization (absent otherwise): the indexer labels the assembled "
+            "segments and words with them, so a speaker keeps one label across chunks."
+        ),
+    )
 
     @model_validator(mode="after")
     def _tiles(self) -> Self:

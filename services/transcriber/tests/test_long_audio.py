@@ -284,3 +284,61 @@ async def test_a_three_hour_file_is_planned_and_every_chunk_transcribed(tmp_path
     done = [e for e in recorder.events if isinstance(e, TranscriptionChunkTranscribedV1)]
     assert sorted(r.chunk_index for r in done) == list(range(len(plan.chunks)))
     assert not recorder.of(TranscriptionFailedV1)
+
+
+def stereo_turns_wav(path: Path, seconds: float, turn: float) -> Path:
+    """Noise on the left channel, then the right, alternating every `turn` seconds."""
+    rng = np.random.default_rng(5)
+    samples = (rng.standard_normal((int(seconds * SAMPLE_RATE), 2)) * 2000).astype("<i2")
+    left = (np.arange(samples.shape[0]) // int(turn * SAMPLE_RATE)) % 2 == 0
+    samples[left, 1] = 0
+    samples[~left, 0] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+async def test_a_long_job_is_diarized_once_over_the_whole_file_for_its_plan(
+    tmp_path: Path,
+) -> None:
+    media = tmp_path / "media"
+    path = stereo_turns_wav(media / "acme" / "call.wav", 70, turn=25)
+    by_channel, plain = Recorder(), Recorder()
+    job = upload_of(path, diarize="channels")
+    await service(media, FakeEngine(), by_channel).on_audio_uploaded(job, delivery(job))
+    plan = by_channel.of(TranscriptionChunkedV1)[0]
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert len(plan.chunks) >= 3
+    assert plan.speaker_turns is not None
+    # Left speaks 0-25 s and 50-70 s, right 25-50 s: one turn each, across chunk boundaries.
+    assert [(round(t.start), round(t.end), t.speaker) for t in plan.speaker_turns] == [
+        (0, 25, "SPEAKER_00"),
+        (25, 50, "SPEAKER_01"),
+        (50, 70, "SPEAKER_00"),
+    ]
+    # The chunks themselves are not diarized: the indexer labels the assembled transcript.
+    items = by_channel.of(TranscriptionChunkRequestedV1)
+    assert all(isinstance(i, TranscriptionChunkRequestedV1) for i in items)
+
+    undiarized = upload_of(path)
+    await service(media, FakeEngine(), plain).on_audio_uploaded(undiarized, delivery(undiarized))
+    (plain_plan,) = plain.of(TranscriptionChunkedV1)
+    assert isinstance(plain_plan, TranscriptionChunkedV1)
+    assert plain_plan.speaker_turns is None
+    assert "speaker_turns" not in plain_plan.model_dump(exclude_none=True)
+
+
+async def test_a_diarized_long_job_is_diarized_by_voice_beside_its_split(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 70)
+    recorder = Recorder()
+    job = upload_of(path, diarize=True)
+    await service(media, FakeEngine(), recorder).on_audio_uploaded(job, delivery(job))
+    (plan,) = recorder.of(TranscriptionChunkedV1)
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert plan.speaker_turns, "noise is one steady 'voice' over the whole file"
+    assert plan.speaker_turns[-1].end == pytest.approx(70.0, abs=1.0)

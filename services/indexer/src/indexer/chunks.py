@@ -8,8 +8,10 @@ result fills its row (an upsert: of two results of one chunk, the earliest by
 reads the job's chunks back, in the same transaction and under the job's lock:
 
 - every chunk of the plan done: `completion` assembles the transcript
-  (`contracts.chunks.assemble_segments`) into the `transcript.completed.v1` that the
-  caller projects exactly like a transcriber's and puts in the outbox;
+  (`contracts.chunks.assemble_segments`), labels its segments and words with the plan's
+  speaker turns when the job was diarized (`contracts.speakers.label_segments`, turns kept
+  in `job_speaker_turns`), into the `transcript.completed.v1` that the caller projects
+  exactly like a transcriber's and puts in the outbox;
 - otherwise the fraction of the audio done (cores of done chunks / duration) and the ETA:
   remaining audio seconds times the real-time factor measured on this job's done chunks
   (their processing seconds / audio seconds) divided by the workers at work on it (distinct
@@ -30,6 +32,7 @@ from uuid import UUID, uuid5
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import TypeAdapter
 
 from contracts.chunks import (
     TranscriptionChunkedV1,
@@ -37,8 +40,11 @@ from contracts.chunks import (
     assemble_segments,
 )
 from contracts.envelope import NUL_FREE_CONTEXT
+from contracts.speakers import SpeakerTurn, label_segments
 from contracts.transcription import TranscriptCompletedV1, TranscriptionProgressV1
 from indexer.projection import JobState
+
+_TURNS: Final = TypeAdapter(list[SpeakerTurn])
 
 WORKERS_WINDOW_SECONDS: Final = 300.0
 """A worker that finished one of the job's chunks this recently is counted as at work."""
@@ -63,7 +69,23 @@ def progress_event_id(tenant_id: str, job_id: UUID, chunks_done: int) -> UUID:
 
 
 async def store_plan(conn: Connection, plan: TranscriptionChunkedV1) -> None:
-    """The rows of a plan's chunks that no result has created yet (cores from the plan)."""
+    """The rows of a plan's chunks that no result has created yet (cores from the plan).
+
+    The plan's speaker turns, when it has some, replace any kept from a later plan: the
+    caller stores only the plan the job now describes (the earliest).
+    """
+    if plan.speaker_turns is not None:
+        await conn.execute(
+            "INSERT INTO job_speaker_turns (tenant_id, job_id, turns, turn_count, planned_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, job_id) DO UPDATE SET "
+            "turns = EXCLUDED.turns, turn_count = EXCLUDED.turn_count, "
+            "planned_at = EXCLUDED.planned_at",
+            plan.tenant_id,
+            plan.job_id,
+            _TURNS.dump_json(plan.speaker_turns).decode(),
+            len(plan.speaker_turns),
+            plan.occurred_at,
+        )
     await conn.executemany(
         "INSERT INTO job_chunks (tenant_id, job_id, chunk_index, core_start, core_end, "
         "updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -227,6 +249,14 @@ async def completion(conn: Connection, state: JobState, *, producer: str) -> Tra
         for r in rows
     ]
     segments = assemble_segments(results)
+    turns = await conn.fetchval(
+        "SELECT turns FROM job_speaker_turns WHERE tenant_id = $1 AND job_id = $2",
+        state.tenant_id,
+        state.job_id,
+    )
+    if turns is not None:
+        # Turns of the whole file, found once: one label per speaker across every chunk.
+        segments = label_segments(segments, _TURNS.validate_json(turns))
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     assert state.language is not None
     assert state.model is not None

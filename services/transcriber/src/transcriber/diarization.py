@@ -17,7 +17,8 @@ memory is per-window statistics, never the samples of the whole file.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -26,10 +27,26 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from contracts.transcription import Segment, Word
+from contracts.speakers import label_segments
 from transcriber.audio import SAMPLE_RATE
+from transcriber.errors import JobCancelled
 
 log = structlog.get_logger()
+
+__all__ = [
+    "ChannelDiarizer",
+    "DiarizationEngine",
+    "DiarizationError",
+    "Diarizer",
+    "SherpaOnnxDiarizer",
+    "SpectralDiarizer",
+    "Turn",
+    "build_diarizer",
+    "diarize",
+    "frames_to_turns",
+    "label_segments",  # shared with the indexer: contracts.speakers
+    "speaker_label",
+]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -48,6 +65,8 @@ _MAX_CLUSTERED: Final = 3000  # windows clustered exhaustively; the rest join th
 _ONE_SPEAKER_SILHOUETTE: Final = 0.12
 _SILHOUETTE_SLACK: Final = 0.06
 _MIN_CLUSTER_SHARE: Final = 0.15
+_MIN_SPEAKER_SHARE: Final = 0.12  # of the speech time, for a speaker to stand on its own
+_SAME_VOICE_SEPARATION: Final = 1.3  # long-term spectra closer than this are one voice
 _BRIDGE_SECONDS: Final = 0.3  # a pause this short inside one speaker's speech is kept in it
 _ABSOLUTE_FLOOR_DB: Final = -55.0
 _RELATIVE_FLOOR_DB: Final = 35.0
@@ -93,43 +112,6 @@ def diarize(
     """Speaker turns of one 16 kHz mono array (default engine: `SpectralDiarizer`)."""
     chosen = engine or SpectralDiarizer()
     return chosen.diarize([samples], min_speakers=min_speakers, max_speakers=max_speakers)
-
-
-# --- labelling -----------------------------------------------------------------------------
-
-
-def label_segments(segments: Sequence[Segment], turns: Sequence[Turn]) -> list[Segment]:
-    """`segments` with each segment and word given the speaker it overlaps most.
-
-    A segment or word that overlaps no turn takes the nearest one; with no turns at all
-    nothing is labelled. Works on any list of segments in seconds from the start of the
-    audio, so assembled chunks of a long job can be labelled from one pass over the file.
-    """
-    if not turns:
-        return list(segments)
-    ordered = sorted(turns, key=lambda t: t.start)
-    starts = np.array([t.start for t in ordered])
-    ends = np.array([t.end for t in ordered])
-    labels = [t.speaker for t in ordered]
-
-    def who(start: float, end: float) -> str:
-        overlap = np.minimum(ends, end) - np.maximum(starts, start)
-        best = int(np.argmax(overlap))
-        if overlap[best] > 0:
-            return labels[best]
-        middle = (start + end) / 2
-        distance = np.maximum(starts - middle, middle - ends)
-        return labels[int(np.argmin(distance))]
-
-    labelled = []
-    for segment in segments:
-        words: list[Word] | None = None
-        if segment.words is not None:
-            words = [w.model_copy(update={"speaker": who(w.start, w.end)}) for w in segment.words]
-        labelled.append(
-            segment.model_copy(update={"speaker": who(segment.start, segment.end), "words": words})
-        )
-    return labelled
 
 
 def frames_to_turns(
@@ -300,7 +282,63 @@ class SpectralDiarizer:
             votes[start : start + _WINDOW_SUBS, label] += 1
         voted = votes.sum(axis=1) > 0
         sub_labels = np.where(speech_subs & voted, votes.argmax(axis=1), -1).astype(np.int64)
+        if self.merge:
+            sub_labels = _merge_alike(subs, sub_labels, min_speakers)
         return frames_to_turns(sub_labels, FRAME_SECONDS * _SUB)
+
+    def __init__(self, *, merge: bool = True) -> None:
+        self.merge = merge
+
+
+def _separation(
+    subs: npt.NDArray[np.float32], a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]
+) -> float:
+    """How far apart two groups' long-term mean MFCCs are, in pooled frame deviations.
+
+    Averaged over thousands of frames, the mean spectrum forgets what was said and keeps
+    the vocal tract and the line; a split of one voice by speaking style moves it little.
+    """
+
+    def moments(
+        sel: npt.NDArray[np.bool_],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        part = subs[sel].astype(np.float64)
+        n = float(part[:, 0].sum())
+        mean = part[:, 1 : 1 + _N_MFCC].sum(axis=0) / n
+        var = part[:, 1 + _N_MFCC :].sum(axis=0) / n - mean**2
+        return mean, np.maximum(var, 1e-6), n
+
+    ma, va, na = moments(a)
+    mb, vb, nb = moments(b)
+    pooled = np.sqrt((va * na + vb * nb) / (na + nb))
+    return float(np.sqrt((((ma - mb) / pooled) ** 2).sum()))
+
+
+def _merge_alike(
+    subs: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], low: int
+) -> npt.NDArray[np.int64]:
+    """Merge speakers that are one voice: too little speech, or spectra too alike."""
+    labels = labels.copy()
+    while True:
+        present = [int(c) for c in np.unique(labels[labels >= 0])]
+        if len(present) <= max(1, low):
+            return labels
+        speech = {c: float(subs[labels == c, 0].sum()) for c in present}
+        total = sum(speech.values())
+        pairs = [
+            (_separation(subs, labels == x, labels == y), x, y)
+            for i, x in enumerate(present)
+            for y in present[i + 1 :]
+        ]
+        smallest = min(present, key=lambda c: speech[c])
+        if speech[smallest] < _MIN_SPEAKER_SHARE * total:
+            # A "speaker" with a sliver of the speech joins the one it sounds most like.
+            _, x, y = min(p for p in pairs if smallest in p[1:])
+        else:
+            distance, x, y = min(pairs)
+            if distance >= _SAME_VOICE_SEPARATION:
+                return labels
+        labels[labels == max(x, y)] = min(x, y)
 
 
 def _windows(
@@ -364,7 +402,8 @@ def _cluster(features: npt.NDArray[np.float64], low: int, high: int) -> npt.NDAr
     if sample is features:
         return labels
     centroids = np.array([sample[labels == c].mean(axis=0) for c in range(labels.max() + 1)])
-    distances = ((features[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    # |f - c|^2 without the (windows, speakers, features) cube: 10 hours are 72,000 windows.
+    distances = (centroids**2).sum(axis=1)[None, :] - 2.0 * features @ centroids.T
     nearest: npt.NDArray[np.int64] = distances.argmin(axis=1).astype(np.int64)
     return nearest
 
@@ -462,15 +501,25 @@ class Diarizer:
         *,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        cancelled: threading.Event | None = None,
     ) -> list[Turn]:
-        """Speaker turns of the audio at `path` (blocking; reads it once more, in blocks)."""
+        """Speaker turns of the audio at `path` (blocking; reads it once more, in blocks).
+
+        `cancelled` set stops it at the next block (`JobCancelled`).
+        """
         from transcriber.audio import iter_blocks
 
+        def blocks(channels: bool) -> Iterator[FloatArray]:
+            for block in iter_blocks(path, channels=channels):
+                if cancelled is not None and cancelled.is_set():
+                    raise JobCancelled("stopped during diarization")
+                yield block
+
         if mode == "channels":
-            return ChannelDiarizer().turns(iter_blocks(path, channels=True))
+            return ChannelDiarizer().turns(blocks(True))
         low = min_speakers or 1
         high = max_speakers or max(low, self.max_speakers)
-        return self.engine.diarize(iter_blocks(path), min_speakers=low, max_speakers=high)
+        return self.engine.diarize(blocks(False), min_speakers=low, max_speakers=high)
 
 
 def build_diarizer(

@@ -32,6 +32,7 @@ from contracts.chunks import (
 )
 from contracts.envelope import Event
 from contracts.errors import ErrorCode, RefusalCode
+from contracts.speakers import SpeakerTurn
 from contracts.transcription import (
     Segment,
     TranscriptCompletedV1,
@@ -47,7 +48,7 @@ from transcriber import metrics, models
 from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
 from transcriber.audio import StreamedAudio, probe_duration
 from transcriber.chunking import Planned, plan_chunks
-from transcriber.diarization import Diarizer, label_segments
+from transcriber.diarization import Diarizer, Turn, label_segments
 from transcriber.engine import (
     EngineRequest,
     EngineResult,
@@ -107,6 +108,7 @@ class _Plan:
     planned: Planned
     language: str
     language_probability: float
+    turns: list[Turn] | None = None
 
 
 def outcome_event_id(
@@ -606,6 +608,9 @@ class Transcriber:
             chunks=specs,
             worker=self._worker,
             attempt=attempt,
+            speaker_turns=None
+            if plan.turns is None
+            else [SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in plan.turns],
         )
         return items, chunked
 
@@ -727,12 +732,21 @@ class Transcriber:
             return result
         if cancelled.is_set():
             raise JobCancelled("shutdown before diarization")
+        turns = self._speaker_turns(path, event, cancelled)
+        return dataclasses.replace(result, segments=label_segments(result.segments, turns))
+
+    def _speaker_turns(
+        self, path: Path, event: AudioUploadedV1, cancelled: threading.Event
+    ) -> list[Turn]:
+        """Who spoke when in the whole file at `path`, as the job asks (blocking)."""
+        options = event.options
         began = time.perf_counter()
         turns = self._diarizer.turns(
             path,
             options.diarize,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
+            cancelled=cancelled,
         )
         log.info(
             "speakers_diarized",
@@ -741,7 +755,7 @@ class Transcriber:
             turns=len(turns),
             duration_ms=round((time.perf_counter() - began) * 1000),
         )
-        return dataclasses.replace(result, segments=label_segments(result.segments, turns))
+        return turns
 
     async def _split(
         self,
@@ -774,21 +788,41 @@ class Transcriber:
                 cancelled=cancel,
             )
 
-        planned = await self._off_loop(event, split, cancel, name=f"split-{event.job_id}")
-        language, probability = request.language or "en", 1.0
-        if detect:
-            speech = planned.speech
-            if speech is None or not isinstance(self._engine, LanguageDetector):
-                probability = 0.0  # nothing to listen to: English, unsure
-            else:
-                engine = self._engine
-                detect_request = replace(request, model=model)
-                language, probability = await self._off_loop(
+        # The whole file is diarized once, beside the split (a second reader of the file),
+        # so that a speaker keeps one label across chunks; the indexer labels with it.
+        diarizing = (
+            asyncio.ensure_future(
+                self._off_loop(
                     event,
-                    lambda: engine.detect_language(speech, detect_request),
+                    lambda: self._speaker_turns(path, event, cancel),
                     cancel,
-                    name=f"language-{event.job_id}",
+                    name=f"diarize-{event.job_id}",
                 )
+            )
+            if event.options.diarize is not False
+            else None
+        )
+        try:
+            planned = await self._off_loop(event, split, cancel, name=f"split-{event.job_id}")
+            language, probability = request.language or "en", 1.0
+            if detect:
+                speech = planned.speech
+                if speech is None or not isinstance(self._engine, LanguageDetector):
+                    probability = 0.0  # nothing to listen to: English, unsure
+                else:
+                    engine = self._engine
+                    detect_request = replace(request, model=model)
+                    language, probability = await self._off_loop(
+                        event,
+                        lambda: engine.detect_language(speech, detect_request),
+                        cancel,
+                        name=f"language-{event.job_id}",
+                    )
+        except BaseException:
+            if diarizing is not None:
+                diarizing.cancel()  # sets `cancel`: its thread stops at the next block
+                await asyncio.gather(diarizing, return_exceptions=True)
+            raise
         log.info(
             "audio_split",
             chunks=len(planned.cuts),
@@ -797,7 +831,8 @@ class Transcriber:
             language=language,
             split_seconds=round(self._clock() - started, 3),
         )
-        return _Plan(planned, language, probability)
+        turns = None if diarizing is None else await diarizing
+        return _Plan(planned, language, probability, turns)
 
     async def _off_loop(
         self, event: Event, fn: Callable[[], T], cancel: threading.Event, *, name: str
