@@ -168,6 +168,28 @@ async def test_a_window_of_many_jobs_commits_once_and_ends_in_the_rows_one_by_on
     assert sum(r.segments_written for r in results) == len(jobs) * len(ev.SEGMENT_TEXTS)
 
 
+async def test_of_two_completions_in_one_window_the_winner_s_transcript_is_kept(
+    pool: asyncpg.Pool,
+) -> None:
+    store = PostgresProjectionStore(pool)
+    job = uuid4()
+    # The later completion arrives first: the earlier one, second, must not displace it.
+    events: list[Event] = [
+        ev.uploaded(job),
+        ev.completed(job, at=12.0, attempt=2),
+        ev.completed(job, at=9.0, attempt=1),
+    ]
+    await asyncio.gather(*(store.apply(e) for e in events))
+    windowed = await dump(pool)
+    await pool.execute(
+        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+    )
+    await apply_all(store, events)
+    assert windowed == await dump(pool)
+    assert [t["event_id"] for t in windowed["transcripts"]] == [str(events[1].event_id)]
+    assert len(windowed["segments"]) == len(ev.SEGMENT_TEXTS)
+
+
 async def test_a_conflicting_upload_in_a_window_is_refused_alone(pool: asyncpg.Pool) -> None:
     store = PostgresProjectionStore(pool)
     job, other = uuid4(), uuid4()

@@ -300,7 +300,7 @@ class PostgresProjectionStore:
                 before[key] = state[key] = JobState.from_record(record) if record["found"] else None
             results: list[Applied] = []
             tombstoned: list[UUID] = []
-            completions: dict[tuple[str, UUID], tuple[int, TranscriptCompletedV1]] = {}
+            completions: dict[UUID, tuple[int, TranscriptCompletedV1]] = {}
             for i, event in enumerate(events):
                 if first[event.event_id] != i or event.event_id not in fresh:
                     results.append(Applied(duplicate=True))
@@ -315,7 +315,7 @@ class PostgresProjectionStore:
                 after = state[key] = apply_event(state[key], event)
                 results.append(Applied(duplicate=False, status=after.status))
                 if isinstance(event, TranscriptCompletedV1):
-                    completions[key] = (i, event)
+                    completions[event.event_id] = (i, event)
             changed = [s for key, s in state.items() if s is not None and s != before[key]]
             if changed:
                 await conn.executemany(_UPSERT_JOB, [s.values() for s in changed])
@@ -324,16 +324,13 @@ class PostgresProjectionStore:
                 await conn.execute(
                     "DELETE FROM processed_events WHERE event_id = ANY($1::uuid[])", tombstoned
                 )
-            # The transcript of the completion that won, once per job, if it is new here.
+            # The transcript of the completion that won, once per job, if it is of this window.
             won: list[tuple[int, TranscriptCompletedV1]] = []
-            for key, (i, completed) in completions.items():
-                final, old = state[key], before[key]
-                if (
-                    final is not None
-                    and final.completed_event_id == completed.event_id
-                    and (old is None or old.completed_event_id != completed.event_id)
-                ):
-                    won.append((i, completed))
+            for key, final in state.items():
+                old = before[key]
+                winner = final.completed_event_id if final is not None else None
+                if winner in completions and (old is None or old.completed_event_id != winner):
+                    won.append(completions[winner])
             if won:
                 await _replace_transcripts(conn, [c for _, c in won])
                 for i, completed in won:
