@@ -13,12 +13,12 @@ import aio_pika
 import asyncpg
 import pytest
 
-from contracts import routing
+from contracts import AudioUploadedV1, routing
 from contracts.envelope import Event
 from indexer.main import build_broker
 from indexer.migrate import prepare_database, shipped_migrations
 from indexer.settings import IndexerSettings
-from indexer.store import PostgresProjectionStore, PostgresTenants
+from indexer.store import ConflictingJobError, PostgresProjectionStore, PostgresTenants
 from scribe_runtime import amqp
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import INDEXER_QUEUE, declare_topology
@@ -141,6 +141,92 @@ async def test_concurrent_events_of_one_job_lose_no_update(pool: asyncpg.Pool) -
     )
     await apply_all(store, events)
     assert concurrent == await dump(pool)
+
+
+async def test_a_window_of_many_jobs_commits_once_and_ends_in_the_rows_one_by_one_gives(
+    pool: asyncpg.Pool,
+) -> None:
+    """Events in hand together are written in one transaction, duplicates included, with
+    the same rows as applying them one at a time."""
+    store = PostgresProjectionStore(pool)
+    jobs = [uuid4() for _ in range(5)]
+    events: list[Event] = [e for job in jobs for e in ev.completed_job(job)]
+    # Every event twice, in one window, plus an event of the first job already recorded.
+    await store.apply(events[0])
+    window = random.Random(3).sample(events * 2, len(events) * 2)
+    results = await asyncio.gather(*(store.apply(e) for e in window))
+    windowed = await dump(pool)
+    commits = await pool.fetchval(
+        "SELECT count(DISTINCT processed_at) FROM processed_events WHERE event_id <> $1",
+        events[0].event_id,
+    )
+    await pool.execute(
+        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+    )
+    await apply_all(store, events)
+    assert windowed == await dump(pool)
+    assert commits == 1, "the window's events were not committed together"
+    assert sum(not r.duplicate for r in results) == len(events) - 1
+    assert sum(r.segments_written for r in results) == len(jobs) * len(ev.SEGMENT_TEXTS)
+
+
+async def test_of_two_completions_in_one_window_the_winner_s_transcript_is_kept(
+    pool: asyncpg.Pool,
+) -> None:
+    store = PostgresProjectionStore(pool)
+    job = uuid4()
+    # The later completion arrives first: the earlier one, second, must not displace it.
+    events: list[Event] = [
+        ev.uploaded(job),
+        ev.completed(job, at=12.0, attempt=2),
+        ev.completed(job, at=9.0, attempt=1),
+    ]
+    await asyncio.gather(*(store.apply(e) for e in events))
+    windowed = await dump(pool)
+    await pool.execute(
+        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+    )
+    await apply_all(store, events)
+    assert windowed == await dump(pool)
+    assert [t["event_id"] for t in windowed["transcripts"]] == [str(events[1].event_id)]
+    assert len(windowed["segments"]) == len(ev.SEGMENT_TEXTS)
+
+
+async def test_a_conflicting_upload_in_a_window_is_refused_alone(pool: asyncpg.Pool) -> None:
+    store = PostgresProjectionStore(pool)
+    job, other = uuid4(), uuid4()
+    await store.apply(ev.uploaded(job))
+    impostor = AudioUploadedV1.model_validate(
+        ev.uploaded(job).model_dump() | {"event_id": uuid4(), "audio_uri": "file:///media/x.wav"}
+    )
+    results = await asyncio.gather(
+        store.apply(ev.started(job)),
+        store.apply(impostor),
+        *(store.apply(e) for e in ev.completed_job(other)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], ConflictingJobError)
+    assert not any(isinstance(r, BaseException) for i, r in enumerate(results) if i != 1)
+    statuses = {
+        r["job_id"]: r["status"] for r in await pool.fetch("SELECT job_id, status FROM jobs")
+    }
+    assert statuses == {job: "processing", other: "completed"}
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE event_id = $1", impostor.event_id
+    )
+    assert recorded == 0
+
+
+async def test_events_of_a_deleted_job_in_a_window_leave_nothing(pool: asyncpg.Pool) -> None:
+    store = PostgresProjectionStore(pool)
+    gone, kept = uuid4(), uuid4()
+    await store.apply(ev.uploaded(gone))
+    await store.apply(ev.delete_requested(gone))
+    await asyncio.gather(*(store.apply(e) for e in ev.completed_job(gone) + ev.completed_job(kept)))
+    rows = await pool.fetch("SELECT DISTINCT job_id FROM processed_events")
+    assert {r["job_id"] for r in rows} == {kept}
+    assert [r["job_id"] for r in await pool.fetch("SELECT job_id FROM jobs")] == [kept]
+    assert await pool.fetchval("SELECT count(*) FROM job_tombstones WHERE job_id = $1", gone) == 1
 
 
 async def test_the_reader_role_can_select_but_not_write(

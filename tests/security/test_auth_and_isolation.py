@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
+from ingest.queries import JobReader
 from services.indexer.tests import job_events as ev
 from tests.security.support import KEYS, TENANTS, auth, client, running_app
 from tests.support.servers import READER, as_role
@@ -206,3 +207,41 @@ async def test_every_table_with_a_tenant_column_forces_row_level_security(
     ]
     assert unprotected == []
     assert leakproof, "search can use its GIN index under row-level security"
+
+
+async def test_a_pooled_reader_connection_carries_no_tenant_into_the_next_read(
+    database_url: str, jobs: dict[str, UUID]
+) -> None:
+    """One connection, reads of two tenants in turn, one failing half way: each read sees
+    only its tenant, and between reads the session holds no tenant and no transaction."""
+    async with asyncpg.create_pool(
+        as_role(database_url, READER), min_size=1, max_size=1, reset=_no_reset
+    ) as pool:
+        reader = JobReader(pool, timeout_seconds=5, search_candidate_limit=1000)
+
+        async def left_behind() -> tuple[bool, str | None]:
+            async with pool.acquire() as conn:
+                open_transaction = conn.is_in_transaction()
+                setting = await conn.fetchval("SELECT current_setting('scribe.tenant_id', true)")
+                return open_transaction, setting or None
+
+        async def failing_read() -> None:
+            async with reader._connection("acme") as conn:
+                await conn.fetchval("SELECT 1")
+                raise ZeroDivisionError
+
+        word = ev.SEGMENT_TEXTS[0].split()[1]
+        for tenant in (*TENANTS, *TENANTS):
+            found = await reader.search(tenant, word, limit=20)
+            assert {h.job_id for h in found.hits} == {jobs[tenant]}
+            assert await left_behind() == (False, None)
+        with pytest.raises(ZeroDivisionError):
+            await failing_read()
+        assert await left_behind() == (False, None)
+        assert await reader.job("globex", jobs["acme"]) is None
+        with pytest.raises(ValueError, match="not a tenant id"):
+            await reader.job("acme'; SET ROLE postgres; --", jobs["acme"])
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """As ingest's pool: no session reset on release (`ingest.queries`)."""

@@ -83,9 +83,11 @@ def test_unknown_type_and_version_are_typed_errors() -> None:
         (b'{"type": "audio.uploaded", "version": 1}', "job_id"),
     ],
 )
-def test_malformed_bodies_say_why(body: bytes, reason: str) -> None:
+@pytest.mark.parametrize("amqp_type", [None, "audio.uploaded.v1"], ids=["untyped", "typed"])
+def test_malformed_bodies_say_why(body: bytes, reason: str, amqp_type: str | None) -> None:
+    # A typed message is parsed straight into its model first: its failure says the same.
     with pytest.raises(MalformedEventError, match=reason):
-        decode_event(body)
+        decode_event(body, amqp_type)
 
 
 def test_amqp_type_must_agree_with_body() -> None:

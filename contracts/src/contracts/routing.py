@@ -71,6 +71,9 @@ _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
     (cls.TYPE, cls.VERSION): cls for cls in ALL_EVENT_CLASSES
 }
 
+_BY_ROUTING_KEY: Final[dict[str, type[Event]]] = {
+    cls.routing_key(): cls for cls in ALL_EVENT_CLASSES
+}
 AUDIO_UPLOADED_V1: Final = AudioUploadedV1.routing_key()
 TRANSCRIPTION_STARTED_V1: Final = TranscriptionStartedV1.routing_key()
 TRANSCRIPTION_PROGRESS_V1: Final = TranscriptionProgressV1.routing_key()
@@ -113,12 +116,27 @@ def parse_message_type(message_type: str) -> tuple[str, int]:
     return head, int(tail)
 
 
+def _nul_free(body: bytes) -> bool:
+    # Strict JSON can carry a NUL only as the escape `\u0000`: without one in the bytes,
+    # the model need not walk every string of the event looking for it.
+    return b"\\u0000" not in body
+
+
 def decode_event(body: bytes, message_type: str | None = None) -> Event:
     """Decode a message body into its event model.
 
     The body's own `type` and `version` decide; the AMQP `type` property, when given,
     must agree with them. Raises a `ContractError` subclass with a human reason.
     """
+    # Nearly every message names its event in the AMQP type: then the body is parsed once,
+    # straight into that model (whose `type` and `version` are literals: a body of another
+    # event fails it). Any failure goes the long way, which says what is wrong.
+    known = _BY_ROUTING_KEY.get(message_type) if message_type is not None else None
+    if known is not None:
+        try:
+            return known.model_validate_json(body, context={NUL_FREE_CONTEXT: _nul_free(body)})
+        except ValidationError:
+            pass
     try:
         raw = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -141,10 +159,7 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
             f"AMQP type {message_type!r} disagrees with the body's {cls.routing_key()!r}"
         )
     try:
-        # Strict JSON can carry a NUL only as the escape `\u0000`: without one in the
-        # bytes, the model need not walk every string of the event looking for it.
-        nul_free = b"\\u0000" not in body
-        return cls.model_validate(raw, context={NUL_FREE_CONTEXT: nul_free})
+        return cls.model_validate(raw, context={NUL_FREE_CONTEXT: _nul_free(body)})
     except ValidationError as exc:
         errors = exc.errors()
         problems = "; ".join(

@@ -41,3 +41,43 @@ def wav_data_chunk_in(file: BinaryIO, size: int) -> tuple[int, int] | None:
             return offset + 8, chunk_size
         offset += 8 + chunk_size + (chunk_size & 1)
     return None
+
+
+_PCM_FORMATS = frozenset({1, 3, 0xFFFE})
+"""Integer PCM, IEEE float, and WAVE_FORMAT_EXTENSIBLE (which carries either)."""
+
+
+def wav_seconds(path: Path) -> float | None:
+    """The duration of an uncompressed RIFF/WAVE file from its header, without FFmpeg.
+
+    What FFmpeg reports for such a file: the `data` chunk's samples. None for anything
+    else (another container, a compressed WAV codec, a header without sizes, a `data`
+    chunk that promises more than the file holds, where FFmpeg's answer depends on the
+    codec): ask FFmpeg.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        data = wav_data_chunk_in(file, size)
+        if data is None:
+            return None
+        file.seek(12)
+        offset = 12
+        while offset + 8 <= size:
+            file.seek(offset)
+            chunk = file.read(24)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
+            if chunk_id == b"fmt ":
+                if chunk_size < 16 or len(chunk) < 24:
+                    return None
+                fields: tuple[int, ...] = struct.unpack("<HHIIH", chunk[8:22])
+                tag, _channels, rate, _byte_rate, block_align = fields
+                if tag not in _PCM_FORMATS or rate == 0 or block_align == 0:
+                    return None
+                data_offset, declared = data
+                if data_offset + declared > size:
+                    return None
+                return (declared // block_align) / rate
+            offset += 8 + chunk_size + (chunk_size & 1)
+    return None

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from contracts.errors import ErrorCode
-from transcriber.audio import SAMPLE_RATE, decode_audio, looks_like_audio_container
+from scribe_runtime.wav import wav_seconds
+from transcriber.audio import (
+    SAMPLE_RATE,
+    decode_audio,
+    looks_like_audio_container,
+    probe_duration,
+)
 from transcriber.errors import JobFailure
 
 CODECS = {"wav": "pcm_s16le", "flac": "flac", "mp3": "mp3"}
@@ -112,3 +118,58 @@ def test_container_signatures() -> None:
     assert looks_like_audio_container(b"\x00\x00\x00\x20ftypM4A ")
     assert not looks_like_audio_container(b"%PDF-1.7")
     assert not looks_like_audio_container(b"hello")
+
+
+def _wav(path: Path, codec: str, rate: int, layout: str, seconds: float) -> Path:
+    """A WAV of `codec` written by FFmpeg itself (with its LIST chunk before `data`)."""
+    with av.open(str(path), "w", format="wav") as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
+        samples = int(seconds * rate)
+        channels = 2 if layout == "stereo" else 1
+        pcm = np.zeros((1, samples * channels), dtype=np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = 0
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _ffmpeg_seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        assert stream.duration is not None
+        assert stream.time_base is not None
+        return float(stream.duration * stream.time_base)
+
+
+@pytest.mark.parametrize(
+    ("codec", "rate", "layout"),
+    [
+        ("pcm_s16le", 16000, "mono"),
+        ("pcm_s16le", 44100, "stereo"),
+        ("pcm_s24le", 48000, "stereo"),
+        ("pcm_f32le", 22050, "mono"),
+        ("pcm_u8", 8000, "mono"),
+    ],
+)
+@pytest.mark.parametrize("cut", [None, 0.5], ids=["whole", "truncated"])
+def test_a_wav_is_probed_from_its_header_as_ffmpeg_reads_it(
+    tmp_path: Path, codec: str, rate: int, layout: str, cut: float | None
+) -> None:
+    path = _wav(tmp_path / "a.wav", codec, rate, layout, seconds=3.3)
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * cut)])
+    # A truncated one is left to FFmpeg (its answer depends on the codec), and agrees too.
+    assert (wav_seconds(path) is None) == (cut is not None)
+    assert probe_duration(path) == pytest.approx(_ffmpeg_seconds(path), abs=1e-3)
+
+
+def test_a_compressed_wav_and_other_containers_are_left_to_ffmpeg(tmp_path: Path) -> None:
+    adpcm = _wav(tmp_path / "adpcm.wav", "adpcm_ms", 16000, "mono", seconds=2.0)
+    assert wav_seconds(adpcm) is None
+    assert probe_duration(adpcm) == pytest.approx(2.0, abs=0.1)
+    assert wav_seconds(tone(tmp_path / "a.flac")) is None

@@ -155,3 +155,31 @@ async def test_a_private_url_not_allow_listed_is_never_requested() -> None:
         await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
     assert harness.requests == []
     assert "SSRF" in (harness.attempts()[-1].error or "")
+
+
+async def test_a_job_event_becomes_one_request_per_endpoint_and_none_without_endpoints() -> None:
+    others = [Endpoint(uuid4(), f"http://127.0.0.1/h{i}", SECRET) for i in range(3)]
+    harness = Harness(204, ENDPOINT, *others)
+    event = completed()
+    await harness.dispatcher.on_job_event(event, Delivery(body=b""))
+    requests = [e for e in harness.published if isinstance(e, WebhookDeliveryRequestedV1)]
+    assert sorted(r.endpoint_id for r in requests) == sorted([ENDPOINT.id, *(e.id for e in others)])
+    assert {r.delivery_id for r in requests} == {
+        delivery_id_for(r.endpoint_id, event.event_id) for r in requests
+    }
+    assert all(r.payload["type"] == "transcript.completed" for r in requests)
+    published: list[Event] = []
+
+    async def publish(e: Event) -> None:
+        published.append(e)
+
+    quiet = Dispatcher(
+        FakeEndpoints(),
+        publish,
+        httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))),
+        producer="scribe-webhooks/test",
+        retry_delays=WEBHOOK_DELIVERY_QUEUE.retry_delays,
+        allowed_hosts=frozenset({"127.0.0.1"}),
+    )
+    await quiet.on_job_event(completed(), Delivery(body=b""))
+    assert published == []

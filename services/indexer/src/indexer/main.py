@@ -137,7 +137,9 @@ def wire(
         await dead_letter(broker, delivery, queue=INDEXER_QUEUE.name, code=code, reason=reason)
 
     indexer = JobEventIndexer(
-        PostgresProjectionStore(pool, producer=producer),
+        PostgresProjectionStore(
+            pool, producer=producer, linger_seconds=settings.window_linger_ms / 1000
+        ),
         tenants,
         dead_letter_here,
         RetryPolicy(attempts=settings.retry_attempts),

@@ -38,6 +38,16 @@ class IndexerSettings(BaseSettings):
     prefetch: int = Field(
         default=16, ge=1, le=1000, description="Unacknowledged events buffered per consumer."
     )
+    window_linger_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description=(
+            "How long the first event of a window waits for others before the window is "
+            "written in one transaction (the events in hand while the previous window was "
+            "being written join it anyway)."
+        ),
+    )
     retry_attempts: int = Field(
         default=6,
         ge=1,

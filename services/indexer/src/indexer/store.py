@@ -1,8 +1,15 @@
 """PostgreSQL adapters: the projection store and the tenant directory.
 
-One transaction per event: the tracking record (`processed_events`), the job row and, for
-a winning `transcript.completed`, the transcript and its segments commit together or not
-at all. A duplicate delivery finds its tracking record and changes nothing.
+One transaction per window of events: the tracking records (`processed_events`), the job
+rows and, for a winning `transcript.completed`, the transcript and its segments commit
+together or not at all. A window is what the consumer has in hand at once (up to its
+prefetch): the plain job events that arrived while the previous window was being written.
+The events of one job in a window are merged in memory (`apply_event`, order-independent)
+and the job is locked, read and written once, so an `uploaded`, `started` and `completed`
+of one job that arrive together cost one write, not three. A duplicate delivery finds its
+tracking record and changes nothing. An event that arrives alone, and every event of a
+window that failed (a conflicting upload among them, the database gone), is applied in
+its own transaction, the one that decides its path (dead letter, retry).
 
 A long job's chunk events (`indexer.chunks`) keep each chunk in `job_chunks`; the one
 that brings in the last missing chunk also writes the assembled transcript through the
@@ -17,16 +24,21 @@ everything of the job with a tombstone; every later event of a tombstoned job is
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 from uuid import UUID, uuid5
 
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import TypeAdapter
 
 from contracts import (
+    AudioUploadedV1,
     TranscriptCompletedV1,
     TranscriptionCancelledV1,
     TranscriptionCancelRequestedV1,
@@ -34,6 +46,9 @@ from contracts import (
     TranscriptionChunkTranscribedV1,
     TranscriptionDeletedV1,
     TranscriptionDeleteRequestedV1,
+    TranscriptionFailedV1,
+    TranscriptionProgressV1,
+    TranscriptionStartedV1,
 )
 from contracts.envelope import Event, utc_now
 from contracts.transcription import Word
@@ -47,6 +62,8 @@ from indexer.projection import (
     conflicting,
     decide_cancel,
 )
+
+log = structlog.get_logger(__name__)
 
 _COLUMNS: Final = JobState.columns()
 # The job's row (all NULL when there is none) and whether a tombstone replaced it: one
@@ -70,6 +87,41 @@ _UPSERT_JOB: Final = (
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))}) "
     "ON CONFLICT (tenant_id, job_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c not in ("tenant_id", "job_id"))
+)
+_RECORD_WINDOW_AND_LOCK: Final = (
+    "WITH locks AS (SELECT count(pg_advisory_xact_lock(k)) AS n "
+    "FROM (SELECT unnest($6::bigint[]) AS k ORDER BY 1) AS keys), "
+    "recorded AS (INSERT INTO processed_events "
+    "(event_id, tenant_id, job_id, event_type, occurred_at) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+    "SELECT array(SELECT event_id FROM recorded) FROM locks"
+)
+_SELECT_JOBS_OR_TOMBSTONES: Final = (
+    f"SELECT {', '.join(f'j.{c}' for c in _COLUMNS)}, j.job_id IS NOT NULL AS found, "
+    "EXISTS (SELECT 1 FROM job_tombstones t WHERE t.tenant_id = k.tenant_id "
+    "AND t.job_id = k.job_id) AS tombstoned, "
+    "k.tenant_id AS key_tenant_id, k.job_id AS key_job_id "
+    "FROM unnest($1::text[], $2::uuid[]) AS k (tenant_id, job_id) "
+    "LEFT JOIN jobs j ON j.tenant_id = k.tenant_id AND j.job_id = k.job_id"
+)
+_WINDOWED: Final = (
+    AudioUploadedV1,
+    TranscriptionStartedV1,
+    TranscriptionProgressV1,
+    TranscriptCompletedV1,
+    TranscriptionFailedV1,
+    TranscriptionCancelledV1,
+)
+"""Events whose projection is the merge alone (`apply_event`): several of one job merge
+in memory and are written once. Requests (cancel, delete) and chunk events keep their own
+transaction: they decide, erase or assemble from other rows."""
+_INSERT_TRANSCRIPT: Final = (
+    "WITH t AS (INSERT INTO transcripts (tenant_id, job_id, event_id, language, "
+    "language_probability, duration_seconds, model, text, segment_count, completed_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING tenant_id, language) "
+    "INSERT INTO search_languages (tenant_id, language) SELECT tenant_id, language FROM t "
+    "ON CONFLICT DO NOTHING"
 )
 _WORDS: Final = TypeAdapter(list[Word])
 """Serialises a segment's words in pydantic-core: ~6x faster than json.dumps over model_dump."""
@@ -142,9 +194,20 @@ def job_lock_key(event: Event) -> int:
 class PostgresProjectionStore:
     """`ProjectionStore` over an asyncpg pool of the writer role."""
 
-    def __init__(self, pool: asyncpg.Pool, *, producer: str = "scribe-indexer") -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        producer: str = "scribe-indexer",
+        linger_seconds: float = 0.0,
+        max_window: int = 256,
+    ) -> None:
         self._pool = pool
         self._producer = producer
+        self._linger = linger_seconds
+        self._max_window = max_window
+        self._pending: list[tuple[Event, asyncio.Future[Applied | None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def media_of(self, tenant_id: str, job_id: UUID) -> str | None:
         # Uploads are content-addressed per tenant: the same bytes submitted twice share
@@ -158,6 +221,126 @@ class PostgresProjectionStore:
         )
 
     async def apply(self, event: Event) -> Applied:
+        """Apply `event` in one transaction with whatever else is in hand (its window).
+
+        The plain job events (`_WINDOWED`) wait for the window being written, if any,
+        and are then written together: one transaction, one lock, read and write per job,
+        whatever the number of its events. Should the window fail (a conflicting upload, a
+        lost connection), each of its events is applied again alone, so that it alone
+        takes its own path (dead letter, retry).
+        """
+        if not isinstance(event, _WINDOWED):
+            return await self._apply_alone(event)
+        future: asyncio.Future[Applied | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        applied = await future
+        return applied if applied is not None else await self._apply_alone(event)
+
+    async def _flush(self) -> None:
+        """Write windows until none is pending: one at a time, each taking what arrived
+        while the previous one was written (a group commit: no wait at low load)."""
+        window: list[tuple[Event, asyncio.Future[Applied | None]]] = []
+        try:
+            await asyncio.sleep(self._linger)
+            while self._pending:
+                taken = self._pending[: self._max_window]
+                del self._pending[: self._max_window]
+                window = [(e, f) for e, f in taken if not f.done()]  # not given up on meanwhile
+                if not window:
+                    continue
+                results: list[Applied | None]
+                if len(window) == 1:
+                    results = [None]  # alone: its caller's own transaction, no window
+                else:
+                    try:
+                        results = list(await self._apply_window([e for e, _ in window]))
+                    except Exception as exc:  # each event then meets its own error alone
+                        log.info("window_applied_alone", events=len(window), error=repr(exc))
+                        results = [None] * len(window)
+                for (_, future), applied in zip(window, results, strict=True):
+                    if not future.done():
+                        future.set_result(applied)
+        except BaseException:
+            # Cancelled (shutting down): no caller may wait for a window never written.
+            for _, future in [*window, *self._pending]:
+                future.cancel()
+            self._pending.clear()
+            raise
+
+    async def _apply_window(self, events: Sequence[Event]) -> list[Applied]:
+        """The window's events in one transaction; raises (all rolled back) if one conflicts."""
+        first: dict[UUID, int] = {}
+        for i, e in enumerate(events):
+            first.setdefault(e.event_id, i)
+        unique = [events[i] for i in first.values()]
+        jobs = list(dict.fromkeys((e.tenant_id, e.job_id) for e in unique))
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Every job's lock, in key order (two windows never wait on each other in a
+            # cycle), with every tracking record; then the rows, read once the locks are held.
+            fresh: set[UUID] = set(
+                await conn.fetchval(
+                    _RECORD_WINDOW_AND_LOCK,
+                    [e.event_id for e in unique],
+                    [e.tenant_id for e in unique],
+                    [e.job_id for e in unique],
+                    [e.message_type for e in unique],
+                    [e.occurred_at for e in unique],
+                    sorted({job_lock_key(e) for e in unique}),
+                )
+            )
+            rows = await conn.fetch(
+                _SELECT_JOBS_OR_TOMBSTONES, [t for t, _ in jobs], [j for _, j in jobs]
+            )
+            found = {(r["key_tenant_id"], r["key_job_id"]): r for r in rows}
+            before: dict[tuple[str, UUID], JobState | None] = {}
+            state: dict[tuple[str, UUID], JobState | None] = {}
+            for key, record in found.items():
+                before[key] = state[key] = JobState.from_record(record) if record["found"] else None
+            results: list[Applied] = []
+            tombstoned: list[UUID] = []
+            completions: dict[UUID, tuple[int, TranscriptCompletedV1]] = {}
+            for i, event in enumerate(events):
+                if first[event.event_id] != i or event.event_id not in fresh:
+                    results.append(Applied(duplicate=True))
+                    continue
+                key = (event.tenant_id, event.job_id)
+                if found[key]["tombstoned"]:
+                    tombstoned.append(event.event_id)
+                    results.append(Applied(duplicate=False, tombstoned=True))
+                    continue
+                if conflicting(state[key], event):
+                    raise ConflictingJobError(f"job {event.job_id} conflicts")
+                after = state[key] = apply_event(state[key], event)
+                results.append(Applied(duplicate=False, status=after.status))
+                if isinstance(event, TranscriptCompletedV1):
+                    completions[event.event_id] = (i, event)
+            changed = [s for key, s in state.items() if s is not None and s != before[key]]
+            if changed:
+                await conn.executemany(_UPSERT_JOB, [s.values() for s in changed])
+            if tombstoned:
+                # Nothing of a deleted job is kept, its tracking records included.
+                await conn.execute(
+                    "DELETE FROM processed_events WHERE event_id = ANY($1::uuid[])", tombstoned
+                )
+            # The transcript of the completion that won, once per job, if it is of this window.
+            won: list[tuple[int, TranscriptCompletedV1]] = []
+            for key, final in state.items():
+                old = before[key]
+                winner = final.completed_event_id if final is not None else None
+                if winner in completions and (old is None or old.completed_event_id != winner):
+                    won.append(completions[winner])
+            if won:
+                await _replace_transcripts(conn, [c for _, c in won])
+                for i, completed in won:
+                    results[i] = dataclasses.replace(
+                        results[i], segments_written=len(completed.segments)
+                    )
+        return results
+
+    async def _apply_alone(self, event: Event) -> Applied:
+        """The event in its own transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
             if isinstance(event, TranscriptionDeleteRequestedV1):
                 return await self._delete(conn, event)
@@ -384,36 +567,44 @@ async def _tombstone(
 async def _replace_transcript(
     conn: PoolConnectionProxy[asyncpg.Record], event: TranscriptCompletedV1
 ) -> int:
+    return await _replace_transcripts(conn, [event])
+
+
+async def _replace_transcripts(
+    conn: PoolConnectionProxy[asyncpg.Record], events: Sequence[TranscriptCompletedV1]
+) -> int:
+    """Write each event's transcript (one per job) in place of any older one: 3 round trips
+    for the whole list. Returns the segments written."""
     # The cascade removes an older transcript's segments (a redelivered job transcribed twice).
     await conn.execute(
-        "DELETE FROM transcripts WHERE tenant_id = $1 AND job_id = $2",
-        event.tenant_id,
-        event.job_id,
+        "DELETE FROM transcripts t USING unnest($1::text[], $2::uuid[]) AS k(tenant_id, job_id) "
+        "WHERE t.tenant_id = k.tenant_id AND t.job_id = k.job_id",
+        [e.tenant_id for e in events],
+        [e.job_id for e in events],
     )
     # The tenant's search languages in the same statement (migration 0010): no round trip.
-    await conn.execute(
-        "WITH t AS (INSERT INTO transcripts (tenant_id, job_id, event_id, language, "
-        "language_probability, duration_seconds, model, text, segment_count, completed_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING tenant_id, language) "
-        "INSERT INTO search_languages (tenant_id, language) SELECT tenant_id, language FROM t "
-        "ON CONFLICT DO NOTHING",
-        event.tenant_id,
-        event.job_id,
-        event.event_id,
-        event.language,
-        event.language_probability,
-        event.duration_seconds,
-        event.model,
-        event.text,
-        len(event.segments),
-        event.occurred_at,
+    await conn.executemany(
+        _INSERT_TRANSCRIPT,
+        [
+            (
+                e.tenant_id,
+                e.job_id,
+                e.event_id,
+                e.language,
+                e.language_probability,
+                e.duration_seconds,
+                e.model,
+                e.text,
+                len(e.segments),
+                e.occurred_at,
+            )
+            for e in events
+        ],
     )
-    if not event.segments:
-        return 0
     records = [
         (
-            event.tenant_id,
-            event.job_id,
+            e.tenant_id,
+            e.job_id,
             s.id,
             s.start,
             s.end,
@@ -421,12 +612,14 @@ async def _replace_transcript(
             s.avg_logprob,
             s.no_speech_prob,
             _WORDS.dump_json(s.words, exclude_none=True).decode() if s.words is not None else None,
-            event.language,
+            e.language,
             s.speaker,
         )
-        for s in event.segments
+        for e in events
+        for s in e.segments
     ]
-    await conn.copy_records_to_table("segments", records=records, columns=_SEGMENT_COLUMNS)
+    if records:
+        await conn.copy_records_to_table("segments", records=records, columns=_SEGMENT_COLUMNS)
     return len(records)
 
 

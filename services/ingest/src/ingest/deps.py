@@ -55,62 +55,70 @@ def container_of(app: FastAPI) -> IngestContainer:
     return services
 
 
-def get_services(request: Request) -> ReadServices:
+# Every provider is `async def` though none awaits: FastAPI runs a plain `def` dependency in
+# a worker thread, a thread hop per dependency per request (four on a search).
+async def get_services(request: Request) -> ReadServices:
     """The container's read side."""
     return services_of(request.app)
 
 
-def get_container(request: Request) -> IngestContainer:
+async def get_container(request: Request) -> IngestContainer:
     """The whole container."""
     return container_of(request.app)
 
 
-def get_settings(services: Annotated[ReadServices, Depends(get_services)]) -> IngestSettings:
+async def get_settings(services: Annotated[ReadServices, Depends(get_services)]) -> IngestSettings:
     """Ingest's settings."""
     return services.settings
 
 
-def get_keyring(services: Annotated[ReadServices, Depends(get_services)]) -> ApiKeyring:
+async def get_keyring(services: Annotated[ReadServices, Depends(get_services)]) -> ApiKeyring:
     """The API keys and their tenants."""
     return services.keyring
 
 
-def get_queries(services: Annotated[ReadServices, Depends(get_services)]) -> JobReader:
+async def get_queries(services: Annotated[ReadServices, Depends(get_services)]) -> JobReader:
     """The read-side port: jobs, transcripts, search."""
     return services.queries
 
 
-def get_cursors(services: Annotated[ReadServices, Depends(get_services)]) -> CursorCodec:
+async def get_cursors(services: Annotated[ReadServices, Depends(get_services)]) -> CursorCodec:
     """Signs and checks paging cursors."""
     return services.cursors
 
 
-def get_uploads(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadService:
+async def get_uploads(
+    container: Annotated[IngestContainer, Depends(get_container)],
+) -> UploadService:
     """The submission use case."""
     return container.uploads
 
 
-def get_slots(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadSlots:
+async def get_slots(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadSlots:
     """The per-tenant upload slots of this replica."""
     return container.slots
 
 
-def get_publisher(container: Annotated[IngestContainer, Depends(get_container)]) -> Publisher:
+async def get_publisher(container: Annotated[IngestContainer, Depends(get_container)]) -> Publisher:
     """The broker publisher (for readiness)."""
     return container.publisher
 
 
-def get_webhooks(container: Annotated[IngestContainer, Depends(get_container)]) -> WebhookRegistry:
+async def get_webhooks(
+    container: Annotated[IngestContainer, Depends(get_container)],
+) -> WebhookRegistry:
     """The webhook use cases."""
     return container.webhooks
 
 
-def get_media(container: Annotated[IngestContainer, Depends(get_container)]) -> MediaStore:
+async def get_media(container: Annotated[IngestContainer, Depends(get_container)]) -> MediaStore:
     """The media store (for readiness)."""
     return container.media
 
 
-def get_lifecycle(container: Annotated[IngestContainer, Depends(get_container)]) -> JobLifecycle:
+async def get_lifecycle(
+    container: Annotated[IngestContainer, Depends(get_container)],
+) -> JobLifecycle:
     """The cancel and delete use case."""
     return container.lifecycle
 

@@ -10,7 +10,9 @@ call a method here and shape the answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -89,6 +91,17 @@ async def open_reader_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Po
             pool.terminate()
 
 
+_TENANT_LITERAL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""`contracts.envelope.TenantId`: no quote, no backslash, so it is a safe SQL literal."""
+
+
+def _begin_for(tenant: str) -> str:
+    """`BEGIN READ ONLY` and the transaction's tenant for row-level security, one query."""
+    if not _TENANT_LITERAL.fullmatch(tenant):
+        raise ValueError(f"not a tenant id: {tenant!r}")
+    return f"BEGIN READ ONLY; SELECT set_config('scribe.tenant_id', '{tenant}', true)"
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """Which jobs a listing shows."""
@@ -164,13 +177,19 @@ class JobReader:
         `set_config(..., true)` lasts for this transaction only, so a pooled connection
         never carries it to the next request.
         """
+        begin = _begin_for(tenant)
         try:
-            async with (
-                self.pool.acquire(timeout=self.timeout_seconds) as conn,
-                conn.transaction(readonly=True),
-            ):
-                await conn.execute("SELECT set_config('scribe.tenant_id', $1, true)", tenant)
-                yield conn
+            async with self.pool.acquire(timeout=self.timeout_seconds) as conn:
+                # The transaction and its tenant in one round trip (a simple query may hold
+                # two statements; a parameter may not, hence the checked literal).
+                await conn.execute(begin)
+                try:
+                    yield conn
+                except BaseException:
+                    with contextlib.suppress(Exception):  # gone with the connection anyway
+                        await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
         except (asyncpg.DataError, OverflowError) as exc:
             # The routes range-check what they pass; this is the net under them: a value
             # PostgreSQL (or the driver) cannot take is the caller's input, never a 500.

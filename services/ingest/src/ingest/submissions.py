@@ -244,7 +244,7 @@ async def _submit_upload_id(
     key: str | None,
     correlation: uuid.UUID,
 ) -> Accepted:
-    presigned = get_presigned(request)
+    presigned = await get_presigned(request)
     try:
         submission = UploadIdSubmission.model_validate(raw)
         options = parse_options(

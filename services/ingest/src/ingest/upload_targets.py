@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
 
-from ingest.deps import Tenant, get_container
+from ingest.deps import Tenant, container_of
 from ingest.errors import ErrorBody
 from ingest.failures import ConflictError
 from ingest.presigned import PresignedUploads, UploadTarget
@@ -25,9 +25,9 @@ RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-def get_presigned(request: Request) -> PresignedUploads:
+async def get_presigned(request: Request) -> PresignedUploads:
     """The presigned-upload side; 409 `presigned_uploads_disabled` on a filesystem store."""
-    container = get_container(request)
+    container = container_of(request.app)
     if container.presigned is None:
         raise ConflictError(
             PRESIGNED_UPLOADS_DISABLED,

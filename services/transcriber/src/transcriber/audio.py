@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts.errors import ErrorCode
-from scribe_runtime.wav import wav_data_chunk
+from scribe_runtime.wav import wav_data_chunk, wav_seconds
 from transcriber.errors import JobFailure
 
 SAMPLE_RATE: Final = 16000
@@ -158,7 +158,12 @@ def probe_duration(path: Path) -> float:
     The header is exact for WAV and FLAC and an estimate for some compressed formats; where
     there is none (a streamed WAV, raw ADTS), the stream is decoded block by block and
     counted, in bounded memory. Raises the classified `JobFailure` of an unreadable file.
+    An uncompressed WAV's header is read directly (what FFmpeg would say, at a fraction of
+    its cost: opening a container probes its streams); the decode still checks the file.
     """
+    seconds = wav_seconds(path)
+    if seconds is not None:
+        return seconds
     container = _open(path)
     with container:
         declared = _declared_seconds(container, _audio_stream(container))

@@ -15,6 +15,7 @@ Two steps, two queues (`scribe_runtime.topology`):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,7 @@ from scribe_runtime.amqp import Delivery, retries_done
 from scribe_runtime.database import TRANSIENT_ERRORS
 from scribe_runtime.netguard import ForbiddenUrlError, resolve_allowed_url
 from scribe_runtime.retry import TransientError
-from webhooks.endpoints import EndpointDirectory
+from webhooks.endpoints import Endpoint, EndpointDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -101,26 +102,36 @@ class Dispatcher:
             endpoints = await self._endpoints.subscribed(event.tenant_id, event_type)
         except TRANSIENT_ERRORS as exc:
             raise TransientError(f"endpoint database unavailable: {exc!r}") from exc
+        if not endpoints:
+            return
         payload = payload_of(event)
-        for endpoint in endpoints:
-            delivery_id = delivery_id_for(endpoint.id, event.event_id)
-            await self._publish(
-                WebhookDeliveryRequestedV1(
-                    # Stable too: a repeated fan-out is a duplicate the indexer ignores.
-                    event_id=uuid5(DELIVERY_NAMESPACE, f"{delivery_id}/requested"),
-                    job_id=event.job_id,
-                    tenant_id=event.tenant_id,
-                    correlation_id=event.correlation_id,
-                    producer=self._producer,
-                    endpoint_id=endpoint.id,
-                    delivery_id=delivery_id,
-                    message_id=f"msg_{delivery_id.hex}",
-                    event_type=event_type,
-                    payload=payload,
-                )
-            )
-        if endpoints:
-            log.info("webhook_deliveries_requested", endpoints=len(endpoints), type=event.TYPE)
+        # Confirmed concurrently: the requests of different endpoints have no order.
+        await asyncio.gather(
+            *(self._publish(self._request(event, event_type, e, payload)) for e in endpoints)
+        )
+        log.info("webhook_deliveries_requested", endpoints=len(endpoints), type=event.TYPE)
+
+    def _request(
+        self,
+        event: Event,
+        event_type: WebhookEventType,
+        endpoint: Endpoint,
+        payload: dict[str, object],
+    ) -> WebhookDeliveryRequestedV1:
+        delivery_id = delivery_id_for(endpoint.id, event.event_id)
+        return WebhookDeliveryRequestedV1(
+            # Stable too: a repeated fan-out is a duplicate the indexer ignores.
+            event_id=uuid5(DELIVERY_NAMESPACE, f"{delivery_id}/requested"),
+            job_id=event.job_id,
+            tenant_id=event.tenant_id,
+            correlation_id=event.correlation_id,
+            producer=self._producer,
+            endpoint_id=endpoint.id,
+            delivery_id=delivery_id,
+            message_id=f"msg_{delivery_id.hex}",
+            event_type=event_type,
+            payload=payload,
+        )
 
     async def on_delivery_requested(
         self, request: WebhookDeliveryRequestedV1, delivery: Delivery

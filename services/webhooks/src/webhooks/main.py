@@ -78,13 +78,26 @@ def http_client(settings: WebhooksSettings) -> httpx.AsyncClient:
     )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none beyond asyncpg's rollback of an open transaction.
+
+    asyncpg's default (`RESET ALL; UNLISTEN *; pg_advisory_unlock_all(); CLOSE ALL`) is a
+    round trip per job event; the dispatcher leaves nothing in the session: its one
+    setting, the tenant, is set with `set_config(..., true)` and ends with its transaction.
+    """
+
+
 async def run(shared: SharedSettings, settings: WebhooksSettings) -> None:
     """Consume until SIGINT/SIGTERM."""
     await declare_topology(
         shared.amqp_url, initial_group_size=shared.amqp_quorum_initial_group_size
     )
     pool = await asyncpg.create_pool(
-        settings.database_url, min_size=0, max_size=settings.pool_size, timeout=10
+        settings.database_url,
+        min_size=0,
+        max_size=settings.pool_size,
+        timeout=10,
+        reset=keep_session,
     )
     try:
         async with http_client(settings) as http:
