@@ -161,7 +161,8 @@ async def test_a_window_of_many_jobs_commits_once_and_ends_in_the_rows_one_by_on
         events[0].event_id,
     )
     await pool.execute(
-        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+        "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, event_outbox, "
+        "processed_events"
     )
     await apply_all(store, events)
     assert windowed == await dump(pool)
@@ -184,7 +185,8 @@ async def test_of_two_completions_in_one_window_the_winner_s_transcript_is_kept(
     await asyncio.gather(*(store.apply(e) for e in events))
     windowed = await dump(pool)
     await pool.execute(
-        "TRUNCATE jobs, transcripts, segments, job_chunks, event_outbox, processed_events"
+        "TRUNCATE jobs, transcripts, segments, job_chunks, job_speaker_turns, event_outbox, "
+        "processed_events"
     )
     await apply_all(store, events)
     assert windowed == await dump(pool)
