@@ -6,10 +6,11 @@ mono) into the media store, detects the language once, publishes one work item p
 (`transcription.chunk.requested.v1`) for any transcriber of the job's model as soon as
 that chunk is written, and once the split is done the plan for the indexer
 (`transcription.chunked.v1`). Each chunk's transcript comes back as
-`transcription.chunk.transcribed.v1` (possibly before the plan), which the indexer keeps durably, upserted by
-(job, chunk); when the last one is in, the indexer assembles the job and publishes the
-public `transcript.completed.v1` from its outbox. Consumers outside Scribe need none of
-these: they are versioned contracts so that a fleet of mixed versions still agrees.
+`transcription.chunk.transcribed.v1` (possibly before the plan), which the indexer keeps
+durably, upserted by (job, chunk); when the last one is in, the indexer assembles the job
+and publishes the public `transcript.completed.v1` from its outbox. Consumers outside
+Scribe need none of these: they are versioned contracts so that a fleet of mixed versions
+still agrees.
 """
 
 from __future__ import annotations
