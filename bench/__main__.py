@@ -35,6 +35,7 @@ BENCHMARKS = {
     "object_store": "bench.object_store",
     "diarization": "bench.diarization",
     "long-audio": "bench.long_audio",
+    "long-audio-stack": "bench.long_audio_stack",
     "scale_out": "bench.scale_out",
 }
 
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("names", nargs="+", choices=["all", *BENCHMARKS], metavar="all|NAME")
     parser.add_argument("--quick", action="store_true", help="small parameters, results/quick/")
     parser.add_argument(
-        "--minutes", type=float, default=None, help="long-audio: the long file's length (60)"
+        "--minutes",
+        type=float,
+        default=None,
+        help="long-audio, long-audio-stack: the long file's length (60)",
     )
     args = parser.parse_args(argv)
     names = list(BENCHMARKS) if "all" in args.names else list(dict.fromkeys(args.names))
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for name in names:
         run: Callable[[bool], Result] = importlib.import_module(BENCHMARKS[name]).run
-        if name == "long-audio" and args.minutes is not None:
+        if name in ("long-audio", "long-audio-stack") and args.minutes is not None:
             minutes = args.minutes
 
             def run(quick: bool, _run: Any = run, _minutes: float = minutes) -> Result:
