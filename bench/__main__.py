@@ -35,6 +35,7 @@ BENCHMARKS = {
     "object_store": "bench.object_store",
     "diarization": "bench.diarization",
     "long-audio": "bench.long_audio",
+    "long-audio-stack": "bench.long_audio_stack",
     "scale_out": "bench.scale_out",
 }
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         "--minutes",
         type=float,
         default=None,
-        help="long-audio, diarization: the long file's length (60)",
+        help="long-audio, long-audio-stack, diarization: the long file's length (60)",
     )
     args = parser.parse_args(argv)
     names = list(BENCHMARKS) if "all" in args.names else list(dict.fromkeys(args.names))
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for name in names:
         run: Callable[[bool], Result] = importlib.import_module(BENCHMARKS[name]).run
-        if name in ("long-audio", "diarization") and args.minutes is not None:
+        if name in ("long-audio", "long-audio-stack", "diarization") and args.minutes is not None:
             minutes = args.minutes
 
             def run(quick: bool, _run: Any = run, _minutes: float = minutes) -> Result:

@@ -63,12 +63,23 @@ GAP_SECONDS = 0.5
 _METRIC = re.compile(r"^scribe_transcriber_audio_seconds_sum\s+([0-9.eE+-]+)$", re.MULTILINE)
 
 
-def build_file(path: Path, minutes: float) -> tuple[Path, str, float]:
-    """A WAV of LibriSpeech clips, `minutes` long at least: (path, reference, seconds)."""
+def _pcm16(path: Path) -> bytes:
+    samples = decode_audio(path, max_duration_seconds=3600).samples
+    return np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2").tobytes()
+
+
+def build_file(
+    path: Path, minutes: float, *, ending: tuple[Path, str] | None = None
+) -> tuple[Path, str, float]:
+    """A WAV of LibriSpeech clips, `minutes` long at least: (path, reference, seconds).
+
+    `ending`: (audio, its text) said last, after the clips, the file still `minutes` long.
+    """
     clips = librispeech()
     if not clips:
         raise SystemExit("../shared/audio has no LibriSpeech clips (manifest.tsv)")
     gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype="<i2").tobytes()
+    last = _pcm16(ending[0]) + gap if ending is not None else b""
     references: list[str] = []
     total = 0
     with wave.open(str(path), "wb") as out:
@@ -76,14 +87,17 @@ def build_file(path: Path, minutes: float) -> tuple[Path, str, float]:
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         i = 0
-        while total < minutes * 60 * SAMPLE_RATE:
+        while total + len(last) // 2 < minutes * 60 * SAMPLE_RATE:
             clip = clips[i % len(clips)]
-            samples = decode_audio(clip.path, max_duration_seconds=3600).samples
-            pcm = np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2")
-            out.writeframes(pcm.tobytes() + gap)
-            total += pcm.shape[0] + len(gap) // 2
+            pcm = _pcm16(clip.path)
+            out.writeframes(pcm + gap)
+            total += len(pcm) // 2 + len(gap) // 2
             references.append(clip.reference)
             i += 1
+        if ending is not None:
+            out.writeframes(last)
+            total += len(last) // 2
+            references.append(ending[1])
     return path, " ".join(references), total / SAMPLE_RATE
 
 

@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,10 @@ import asyncpg
 import httpx
 import pytest
 
-from contracts import routing
+from contracts import AudioUploadedV1, routing
 from contracts.chunks import TranscriptionChunkedV1, TranscriptionChunkRequestedV1
 from contracts.envelope import Event
+from contracts.errors import ErrorCode
 from contracts.speakers import SpeakerTurn
 from contracts.transcription import (
     TranscriptCompletedV1,
@@ -39,6 +40,7 @@ from indexer.chunks import completion_event_id
 from indexer.main import wire
 from indexer.migrate import prepare_database
 from indexer.outbox import OutboxRelay, enqueue
+from indexer.retention import RetentionSweep
 from indexer.settings import IndexerSettings
 from indexer.store import PostgresProjectionStore, PostgresTenants
 from ingest.app import create_app
@@ -49,7 +51,7 @@ from scribe_runtime.publishing import EventPublisher
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import pool_queue
 from services.indexer.tests import job_events as ev
-from tests.support.servers import READER, as_role
+from tests.support.servers import READER, SeaweedServer, as_role
 from tests.support.waiting import eventually_async
 from tests.support.workers import EventTap
 
@@ -491,6 +493,7 @@ async def test_a_dead_lettered_chunk_fails_its_job_once(stack: LongStack) -> Non
     job = uuid4()
     upload, start, _, *results = ev.long_job(job)
     plan = ev.plan(job)
+    chunk_audio = write_chunks(stack.media_root, job)
     await stack.send(upload, start, plan, results[0])
     await stack.until(job, "processing", chunks_done=1)
     connection = await aio_pika.connect(stack.amqp_url)
@@ -538,6 +541,8 @@ async def test_a_dead_lettered_chunk_fails_its_job_once(stack: LongStack) -> Non
     await stack.send(results[1])
     await stack.until(job, "failed", chunks_done=2)
     assert not stack.completions(job)
+    # Replaying the dead chunks can still complete it: their audio is kept.
+    assert len(list(chunk_audio.iterdir())) == 3
 
 
 async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
@@ -598,3 +603,135 @@ async def test_two_relays_draining_at_once_publish_each_row_once_in_order(
         counts = await asyncio.gather(*(relay.drain() for relay in relays))
     assert sum(counts) == len(rows)
     assert [e.event_id for e in published] == [e.event_id for e in rows]
+
+
+def long_job_of(job: UUID, audio_uri: str, count: int = 3) -> list[Event]:
+    """`ev.long_job` of an upload stored at `audio_uri` (its fingerprint carried through)."""
+    upload, start, plan, *results = ev.long_job(job, count)
+    stored = AudioUploadedV1.model_validate({**upload.model_dump(), "audio_uri": audio_uri})
+    named = {"job_fingerprint": stored.job_fingerprint()}
+    return [
+        stored,
+        start,
+        plan.model_copy(update=named),
+        *(r.model_copy(update=named) for r in results),
+    ]
+
+
+def write_chunks(media_root: Path, job: UUID, count: int = 3) -> Path:
+    """What the planner leaves in the media store: `<tenant>/chunks/<job>/<index>.wav`."""
+    folder = media_root / "default" / "chunks" / str(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        (folder / f"{index:04d}.wav").write_bytes(b"RIFF")
+    return folder
+
+
+async def gone(path: Path) -> None:
+    async def absent() -> bool:
+        return not await asyncio.to_thread(path.exists)
+
+    await eventually_async(absent, within=20, interval=0.05, what=f"{path} is erased")
+
+
+async def test_a_completed_long_jobs_chunk_audio_is_erased_and_its_upload_kept(
+    stack: LongStack,
+) -> None:
+    job = uuid4()
+    stored = stack.media_root / "default" / "ab" / "abcd.wav"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"RIFF the upload")
+    chunk_audio = write_chunks(stack.media_root, job)
+    upload, start, plan, *results = long_job_of(job, stored.as_uri())
+    await stack.send(upload, start, plan, *results[:2])
+    await stack.until(job, "processing", chunks_done=2)
+    await asyncio.sleep(0.3)  # an erasure on a chunk before the last would be done by now
+    assert len(list(chunk_audio.iterdir())) == 3, "a chunk's audio outlives its job's progress"
+
+    await stack.send(results[2])
+    await stack.until(job, "completed")
+    await gone(chunk_audio)
+    assert stored.read_bytes() == b"RIFF the upload", "the upload is the tenant's, kept"
+
+    # A redelivery of the upload split it again after the completion: the same plan, the
+    # chunks written again, and erased again.
+    write_chunks(stack.media_root, job)
+    await stack.send(plan)
+    await gone(chunk_audio)
+    assert (await stack.job(job))["status"] == "completed"
+    assert stored.exists()
+
+    # The upload itself goes when retention says so, with the job.
+    async def publish(event: Event) -> None:
+        await publish_event(stack.publisher, event)
+
+    later = datetime.now(UTC) + timedelta(days=2)
+    sweep = RetentionSweep(stack.pool, {"default": 1}, publish=publish, clock=lambda: later)
+    assert await sweep.sweep() == 1
+    await gone(stored)
+    assert (await stack.api.get(f"/v1/transcriptions/{job}")).status_code == 404
+
+
+async def test_a_long_job_failed_for_good_loses_its_chunk_audio_not_its_cause(
+    stack: LongStack,
+) -> None:
+    job = uuid4()
+    chunk_audio = write_chunks(stack.media_root, job)
+    upload, start, plan, *results = ev.long_job(job)
+    await stack.send(upload, start, plan, results[0])
+    await stack.until(job, "processing", chunks_done=1)
+    cause = ev.failed(job, at=20.0)  # chunk 1 cannot be decoded: the job can never complete
+    await stack.send(cause)
+    await stack.until(job, "failed")
+    await gone(chunk_audio)
+    # Chunk 2 was still queued; its worker finds no audio and says so.
+    await stack.send(
+        cause.model_copy(
+            update={
+                "event_id": uuid4(),
+                "occurred_at": cause.occurred_at + timedelta(seconds=5),
+                "code": ErrorCode.SOURCE_NOT_FOUND,
+                "message": "no regular file at .../0002.wav",
+            }
+        )
+    )
+    await stack.tap.wait_until(lambda: len(stack.tap.of(TranscriptionFailedV1, job)) >= 2, 20)
+    sentinel = uuid4()
+    await stack.send(ev.uploaded(sentinel))
+    await stack.until(sentinel, "queued")
+    body = await stack.job(job)
+    assert (body["status"], body["error"]["code"]) == ("failed", "corrupt_audio")
+    assert body["error"]["retryable"] is False
+
+
+async def test_a_completed_long_jobs_chunks_are_erased_from_the_object_store(
+    stack: LongStack,
+    seaweed: SeaweedServer,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SCRIBE_MEDIA_URL", f"s3://{s3_bucket}/media")
+    await stack.stop_indexer()
+    await stack.start_indexer()  # erasing in the object store now
+    job, other = uuid4(), uuid4()
+    upload_key = "media/default/ab/abcd"
+    chunk_keys = [f"media/default/chunks/{job}/{i:04d}.wav" for i in range(3)]
+    kept = [upload_key, f"media/default/chunks/{other}/0000.wav"]
+    with seaweed.client() as s3:
+        for key in [*kept, *chunk_keys]:
+            s3.put_object(Bucket=s3_bucket, Key=key, Body=b"RIFF")
+
+    def keys() -> list[str]:
+        with seaweed.client() as s3:
+            listed = s3.list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+            return sorted(o["Key"] for o in listed)
+
+    await stack.send(*long_job_of(job, f"s3://{s3_bucket}/{upload_key}"))
+    await stack.until(job, "completed")
+
+    async def erased() -> bool:
+        return await asyncio.to_thread(keys) == sorted(kept)
+
+    await eventually_async(erased, within=20, interval=0.1, what="the chunk objects are erased")

@@ -280,6 +280,17 @@ async def test_a_long_jobs_chunks_go_to_the_tenants_prefix_and_read_back(
     )
     assert len(planned.cuts) == 3
     assert _keys(s3_env, s3_bucket) == [f"media/acme/chunks/{job}/{i:04d}.wav" for i in range(3)]
+    # A work item the broker confirmed is marked beside its chunk (the planner's thread).
+    sink = store.sink("acme", job)
+    await asyncio.to_thread(sink.mark_published, 1)
+    assert [await asyncio.to_thread(sink.is_published, i) for i in range(3)] == [
+        False,
+        True,
+        False,
+    ]
+    assert f"media/acme/chunks/{job}/0001.published" in _keys(s3_env, s3_bucket)
+    with s3_env.client() as s3:
+        s3.delete_object(Bucket=s3_bucket, Key=f"media/acme/chunks/{job}/0001.published")
     assert not list((tmp_path / "staging").iterdir()), "staged chunk files are removed"
     source = _source(s3_bucket)
     for cut in planned.cuts:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,8 @@ class EventTap:
     def __init__(self, amqp_url: str) -> None:
         self.amqp_url = amqp_url
         self.events: list[Event] = []
+        self.arrived: list[float] = []
+        """When each of `events` was heard (`time.perf_counter()`), in the same order."""
         self._changed = asyncio.Event()
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
 
@@ -57,13 +60,19 @@ class EventTap:
         await queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self.events.append(routing.decode_event(message.body, message.type))
+        event = routing.decode_event(message.body, message.type)
+        self.arrived.append(time.perf_counter())
+        self.events.append(event)
         await message.ack()
         self._changed.set()
 
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+    def heard_at(self, event: Event) -> float:
+        """When `event` was first heard (`time.perf_counter()`)."""
+        return self.arrived[next(i for i, e in enumerate(self.events) if e is event)]
 
     def of(self, cls: type[E], job_id: UUID | None = None) -> list[E]:
         return [

@@ -2,13 +2,15 @@
 
 A job whose audio is longer than a threshold is split at silences into chunks of a few
 minutes. The worker that splits it (the *planner*) normalises each chunk once (16 kHz
-mono) into the media store, detects the language once, publishes the plan for the indexer
-(`transcription.chunked.v1`) and one work item per chunk (`transcription.chunk.requested.v1`)
-for any transcriber of the job's model. Each chunk's transcript comes back as
-`transcription.chunk.transcribed.v1`, which the indexer keeps durably, upserted by
-(job, chunk); when the last one is in, the indexer assembles the job and publishes the
-public `transcript.completed.v1` from its outbox. Consumers outside Scribe need none of
-these: they are versioned contracts so that a fleet of mixed versions still agrees.
+mono) into the media store, detects the language once, publishes one work item per chunk
+(`transcription.chunk.requested.v1`) for any transcriber of the job's model as soon as
+that chunk is written, and once the split is done the plan for the indexer
+(`transcription.chunked.v1`). Each chunk's transcript comes back as
+`transcription.chunk.transcribed.v1` (possibly before the plan), which the indexer keeps
+durably, upserted by (job, chunk); when the last one is in, the indexer assembles the job
+and publishes the public `transcript.completed.v1` from its outbox. Consumers outside
+Scribe need none of these: they are versioned contracts so that a fleet of mixed versions
+still agrees.
 """
 
 from __future__ import annotations
@@ -116,8 +118,17 @@ class TranscriptionChunkRequestedV1(Event):
     version: Literal[1] = 1
 
     chunk: ChunkSpec
-    chunk_count: int = Field(ge=1, le=MAX_CHUNKS)
-    duration_seconds: NonNegative = Field(description="Duration of the whole audio.")
+    chunk_count: int = Field(
+        ge=1,
+        le=MAX_CHUNKS,
+        description="Chunks the planner expected when it handed this one out (it hands each "
+        "out as soon as it is written, while it still splits): more than `chunk.index`, "
+        "exact for the last; the plan (`transcription.chunked.v1`) has the final count.",
+    )
+    duration_seconds: NonNegative = Field(
+        description="Duration of the whole audio as probed before the split (the plan has "
+        "the decoded one)."
+    )
     model: ModelName
     language: LanguageCode = Field(description="The job's language, decided by the planner.")
     options: TranscriptionOptions = Field(default_factory=TranscriptionOptions)

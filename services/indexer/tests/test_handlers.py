@@ -172,3 +172,44 @@ async def test_an_applied_cancel_is_announced_and_counted_as_an_outcome() -> Non
     await indexer.on_job_event(ev.cancel_requested(uuid4()), Delivery(body=b"{}"))
     assert [e.message_type for e in announced] == ["transcription.cancelled.v1"]
     assert cancelled_count() == before + 1
+
+
+class FinishingStore(FakeStore):
+    """Says each event finished a long job whose chunk audio can go."""
+
+    async def apply(self, event: Event) -> Applied:
+        self.applied.append(event)
+        return Applied(duplicate=False, status=JobStatus.COMPLETED, chunk_audio_spent=True)
+
+
+class BrokenEraser(LocalMediaEraser):
+    async def delete_chunks(self, tenant_id: str, job_id: UUID) -> None:
+        raise OSError("the object store said no")
+
+
+async def test_a_finished_jobs_chunks_are_erased_and_a_failure_to_is_only_logged(
+    tmp_path: Path,
+) -> None:
+    job = uuid4()
+    chunks = tmp_path / "default" / "chunks" / str(job)
+    chunks.mkdir(parents=True)
+    (chunks / "0000.wav").write_bytes(b"RIFF")
+    event = ev.completed(job)
+    erasing = JobEventIndexer(
+        FinishingStore(),
+        FakeTenants("default"),
+        FakeDeadLetter(),
+        NO_WAIT,
+        media=LocalMediaEraser(tmp_path),
+    )
+    await erasing.on_job_event(event, Delivery(body=b"{}"))
+    assert not chunks.exists()
+
+    chunks.mkdir(parents=True)
+    store = FinishingStore()
+    broken = JobEventIndexer(
+        store, FakeTenants("default"), FakeDeadLetter(), NO_WAIT, media=BrokenEraser(tmp_path)
+    )
+    await broken.on_job_event(event, Delivery(body=b"{}"))  # returns: the message is acked
+    assert store.applied == [event]
+    assert chunks.exists()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
 
 from contracts import TranscriptionCancelledV1
 from contracts.envelope import Event
+from contracts.errors import ErrorCode
 from indexer.projection import JobState, JobStatus, apply_event, decide_cancel
 from services.indexer.tests import job_events as ev
 
@@ -91,6 +93,42 @@ def test_a_transcript_beats_an_earlier_failure_whatever_the_order() -> None:
     events: list[Event] = [ev.uploaded(job), ev.failed(job, at=5), ev.completed(job, at=30)]
     for order in itertools.permutations(events):
         assert fold(list(order)).status is JobStatus.COMPLETED
+
+
+def test_the_first_permanent_failure_is_the_one_shown_whatever_the_order() -> None:
+    job = uuid4()
+    cause = ev.failed(job, at=5)  # corrupt_audio, permanent
+    # After it the job's chunks are erased: a chunk still queued then cannot find its audio.
+    gone = cause.model_copy(
+        update={
+            "event_id": uuid4(),
+            "occurred_at": ev.T0 + timedelta(seconds=8),
+            "code": ErrorCode.SOURCE_NOT_FOUND,
+            "message": "no regular file",
+        }
+    )
+    dead = cause.model_copy(
+        update={
+            "event_id": uuid4(),
+            "occurred_at": ev.T0 + timedelta(seconds=9),
+            "code": ErrorCode.DEAD_LETTERED,
+            "retryable": True,
+        }
+    )
+    events: list[Event] = [ev.uploaded(job), cause, gone, dead]
+    for order in itertools.permutations(events):
+        state = fold(list(order))
+        assert (state.status, state.error_code, state.error_retryable) == (
+            JobStatus.FAILED,
+            "corrupt_audio",
+            False,
+        )
+    # Retryable failures alone: the latest is shown, as before.
+    earlier = dead.model_copy(update={"event_id": uuid4(), "occurred_at": ev.T0})
+    for order in itertools.permutations([ev.uploaded(job), earlier, dead]):
+        assert fold(list(order)).failed_event_id == dead.event_id
+    # A permanent failure beats a later retryable one.
+    assert fold([ev.uploaded(job), earlier, cause]).error_code == "corrupt_audio"
 
 
 def _cancelled(events: list[Event]) -> TranscriptionCancelledV1:

@@ -5,9 +5,10 @@ Real files and the real chunk store; a fake engine stands in for the model.
 
 from __future__ import annotations
 
+import threading
 import wave
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from contracts.chunks import (
     TranscriptionChunkTranscribedV1,
     assemble_segments,
 )
+from contracts.envelope import Event
 from contracts.errors import ErrorCode
 from contracts.transcription import (
     Segment,
@@ -34,7 +36,7 @@ from services.transcriber.tests.fakes import DeadLetters, FakeEngine, Recorder
 from transcriber.admission import Admission
 from transcriber.audio import SAMPLE_RATE
 from transcriber.chunk_store import FileChunkStore
-from transcriber.chunking import ChunkPolicy
+from transcriber.chunking import ChunkPolicy, ChunkSink, ChunkWriter, Samples
 from transcriber.long_audio import LongAudio, keep_owned
 from transcriber.service import Transcriber
 from transcriber.sources import FileSource
@@ -94,6 +96,11 @@ def delivery(event: AudioUploadedV1 | TranscriptionChunkRequestedV1, **kw: bool)
     )
 
 
+def timeless(events: list[Event]) -> list[dict[str, object]]:
+    """What an event says, but when and on which delivery (stamped anew on each)."""
+    return [e.model_dump(exclude={"occurred_at", "attempt"}) for e in events]
+
+
 async def test_a_long_upload_is_planned_into_work_items_then_the_plan(tmp_path: Path) -> None:
     media = tmp_path / "media"
     path = noise_wav(media / "acme" / "long.wav", 70)
@@ -114,18 +121,105 @@ async def test_a_long_upload_is_planned_into_work_items_then_the_plan(tmp_path: 
     assert all(isinstance(i, TranscriptionChunkRequestedV1) for i in items)
     assert {i.chunk.index for i in items} == set(range(len(items)))  # type: ignore[attr-defined]
 
-    # A redelivery (on a worker that never saw it) publishes the very same events.
+    # A redelivery (on a worker that never saw it) publishes the very same plan, and no
+    # work item again: the store marks each one the broker confirmed.
     again = Recorder()
     await service(media, FakeEngine(), again).on_audio_uploaded(
         job, delivery(job, redelivered=True)
     )
-    assert [e.event_id for e in again.of(TranscriptionChunkRequestedV1)] == [
-        e.event_id for e in items
-    ]
-    assert again.of(TranscriptionChunkedV1)[0].event_id == plan.event_id
-    assert [c.audio_uri for c in again.of(TranscriptionChunkedV1)[0].chunks] == [  # type: ignore[attr-defined]
-        c.audio_uri for c in plan.chunks
-    ]
+    assert not again.of(TranscriptionChunkRequestedV1)
+    assert timeless(again.of(TranscriptionChunkedV1)) == timeless([plan])
+
+    # The planner killed after handing out the first chunk: the redelivered upload hands
+    # out the others, equal to what an unbroken split handed out.
+    chunk_dir = media / "acme" / "chunks" / str(job.job_id)
+    for index in range(1, len(items)):
+        (chunk_dir / f"{index:04d}.published").unlink()
+    resumed = Recorder()
+    await service(media, FakeEngine(), resumed).on_audio_uploaded(
+        job, delivery(job, redelivered=True)
+    )
+    assert timeless(resumed.of(TranscriptionChunkRequestedV1)) == timeless(items[1:])
+    assert timeless(resumed.of(TranscriptionChunkedV1)) == timeless([plan])
+
+
+class HeldStore(FileChunkStore):
+    """Chunk 1 and later are not finished until chunk 0's work item is on the broker."""
+
+    def __init__(self, media: Path, first_out: threading.Event) -> None:
+        super().__init__(media)
+        self.first_out = first_out
+        self.late: list[int] = []
+
+    def sink(self, tenant_id: str, job_id: UUID) -> ChunkSink:
+        inner = super().sink(tenant_id, job_id)
+        store = self
+
+        class Sink:
+            def open(self, index: int) -> ChunkWriter:
+                writer = inner.open(index)
+                if index == 0:
+                    return writer
+
+                class Held:
+                    def write(self, samples: Samples) -> None:
+                        writer.write(samples)
+
+                    def close(self) -> str:
+                        if not store.first_out.wait(timeout=5):
+                            store.late.append(index)
+                        return writer.close()
+
+                return Held()
+
+            def is_published(self, index: int) -> bool:
+                return inner.is_published(index)
+
+            def mark_published(self, index: int) -> None:
+                inner.mark_published(index)
+
+        return Sink()
+
+
+class FirstItemRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_out = threading.Event()
+
+    async def __call__(self, event: Event) -> None:
+        await super().__call__(event)
+        if isinstance(event, TranscriptionChunkRequestedV1) and event.chunk.index == 0:
+            self.first_out.set()
+
+
+async def test_a_chunks_work_item_goes_out_while_the_planner_still_splits(
+    tmp_path: Path,
+) -> None:
+    media = tmp_path / "media"
+    path = noise_wav(media / "acme" / "long.wav", 70)
+    recorder = FirstItemRecorder()
+    store = HeldStore(media, recorder.first_out)
+    planner = Transcriber(
+        engine=FakeEngine(),
+        source=FileSource(media),
+        publish=recorder,
+        admission=Admission(["acme"]),
+        dead_letter=DeadLetters(),
+        worker="w1",
+        producer="test",
+        long_audio=LongAudio(store=store, threshold_seconds=20.0, policy=POLICY),
+    )
+    # The language given: nothing to wait for (else the items wait for the first speech).
+    job = upload_of(path, language="en")
+    await planner.on_audio_uploaded(job, delivery(job))
+    (plan,) = recorder.of(TranscriptionChunkedV1)
+    assert isinstance(plan, TranscriptionChunkedV1)
+    assert len(plan.chunks) >= 3
+    assert store.late == [], "chunk 0's work item was out before chunk 1 was written"
+    items = recorder.of(TranscriptionChunkRequestedV1)
+    assert [i.chunk for i in items] == plan.chunks  # type: ignore[attr-defined]
+    assert [i.chunk_count for i in items][-1] == len(plan.chunks)  # type: ignore[attr-defined]
+    assert all(i.chunk_count > i.chunk.index for i in items)  # type: ignore[attr-defined]
 
 
 async def test_a_short_upload_keeps_its_one_step_path(tmp_path: Path) -> None:

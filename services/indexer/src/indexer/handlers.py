@@ -140,6 +140,8 @@ class JobEventIndexer:
             # Confirmed before the ack: a lost announcement means a redelivered request,
             # whose duplicate path announces the same event again.
             await self._publish(applied.announce)
+        if applied.chunk_audio_spent:
+            await self._erase_chunk_audio(event)
         record_metrics(event, applied)
         log.info(
             "job_event_indexed",
@@ -154,6 +156,23 @@ class JobEventIndexer:
             tombstoned=applied.tombstoned or None,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    async def _erase_chunk_audio(self, event: Event) -> None:
+        """Erase a finished long job's chunks: best effort, after the commit.
+
+        What the job's state rests on is committed already (every chunk's result, or the
+        failure no replay undoes), so nothing reads these files again. A store that fails
+        to erase them is logged and left: the job is unaffected, and deleting the job
+        (by a user, or by retention) erases them again.
+        """
+        if self._media is None:
+            return
+        try:
+            await self._media.delete_chunks(event.tenant_id, event.job_id)
+        except Exception as exc:
+            log.warning("chunk_audio_not_erased", job_id=str(event.job_id), error=repr(exc))
+            return
+        log.info("chunk_audio_erased", job_id=str(event.job_id))
 
     async def _erase_media(self, request: TranscriptionDeleteRequestedV1) -> None:
         """Erase the media before the tombstone commits: a retry then finds it still to do."""

@@ -396,9 +396,29 @@ def _on_completed(state: JobState, event: TranscriptCompletedV1) -> JobState:
     )
 
 
+def _failure_prevails(state: JobState, event: TranscriptionFailedV1) -> bool:
+    """Whether `event` is the failure the job shows rather than the one it has.
+
+    A permanent failure (`retryable` false) beats a retryable one; of two permanent ones
+    the earliest wins (the first reason the job could never complete: once it is in, the
+    indexer erases a long job's chunks, and the chunks still queued then fail later with
+    `source_not_found`, which must not hide it); of two retryable ones the latest wins. A
+    total order on the events, so the arrival order never matters.
+    """
+    if state.failed_at is None or state.failed_event_id is None:
+        return True
+    if state.error_retryable is False:
+        return not event.retryable and _newer(
+            state.failed_at, state.failed_event_id, event.occurred_at, event.event_id
+        )
+    if not event.retryable:
+        return True
+    return _newer(event.occurred_at, event.event_id, state.failed_at, state.failed_event_id)
+
+
 def _on_failed(state: JobState, event: TranscriptionFailedV1) -> JobState:
     state = dataclasses.replace(state, attempts=max(state.attempts, event.attempts))
-    if not _newer(event.occurred_at, event.event_id, state.failed_at, state.failed_event_id):
+    if not _failure_prevails(state, event):
         return state
     return dataclasses.replace(
         state,

@@ -15,7 +15,8 @@ A long job's chunk events (`indexer.chunks`) keep each chunk in `job_chunks`; th
 that brings in the last missing chunk also writes the assembled transcript through the
 same code as a `transcript.completed`, and puts that event in the outbox
 (`indexer.outbox`), all in its transaction. A chunk of a completed or cancelled job is
-dropped.
+dropped. Once a long job has completed, or failed for good, `Applied.chunk_audio_spent`
+tells the caller to erase its chunk audio (after the commit, never before).
 
 A cancel request records, in its own transaction, the `transcription.cancelled` it leads
 to (row and tracking record), which the caller then announces. A delete request replaces
@@ -159,6 +160,9 @@ class Applied:
     """Events the indexer decided and put in its outbox (a long job's progress, completion)."""
     dropped: bool = False
     """A chunk event of a job that had already ended: recorded, and nothing else."""
+    chunk_audio_spent: bool = False
+    """The job's chunk audio is needed no more (committed: the job completed, or failed for
+    good, or a re-split of a completed job wrote it again): the caller erases it."""
 
 
 class ConflictingJobError(Exception):
@@ -378,7 +382,19 @@ class PostgresProjectionStore:
                 and (before is None or before.completed_event_id != event.event_id)
             ):
                 written = await _replace_transcript(conn, event)
-            return Applied(duplicate=False, status=after.status, segments_written=written)
+            # Failed for good: no replay can complete it, so its chunks (if it is a long
+            # job, or a planner that failed mid-split left some) are garbage.
+            failed_for_good = (
+                isinstance(event, TranscriptionFailedV1)
+                and not event.retryable
+                and after.status is JobStatus.FAILED
+            )
+            return Applied(
+                duplicate=False,
+                status=after.status,
+                segments_written=written,
+                chunk_audio_spent=failed_for_good,
+            )
 
     async def _chunk(
         self,
@@ -389,7 +405,14 @@ class PostgresProjectionStore:
     ) -> Applied:
         """Keep the chunk event; complete the job, or announce its progress, from the rows."""
         if before is not None and before.status in _ENDED_FOR_CHUNKS:
-            return Applied(duplicate=False, status=before.status, dropped=True)
+            # A first plan of a completed job (it completed whole, then a redelivery of its
+            # upload met a worker with a lower threshold): every chunk it wrote is garbage.
+            replanned = before.status is JobStatus.COMPLETED and isinstance(
+                event, TranscriptionChunkedV1
+            )
+            return Applied(
+                duplicate=False, status=before.status, dropped=True, chunk_audio_spent=replanned
+            )
         await conn.execute(_UPSERT_JOB, *after.values())
         if isinstance(event, TranscriptionChunkedV1):
             if after.chunked_at == event.occurred_at:
@@ -412,6 +435,7 @@ class PostgresProjectionStore:
                 status=final.status,
                 segments_written=written,
                 decided=(completed,),
+                chunk_audio_spent=True,
             )
         announced = chunks.progress_event(after, progress, producer=self._producer)
         if after.status != JobStatus.PROCESSING or announced.progress <= after.progress:
@@ -443,6 +467,15 @@ class PostgresProjectionStore:
         The first delivery may have committed and then lost its connection before its
         announcement was confirmed; the same event id makes the repeat harmless.
         """
+        if isinstance(event, TranscriptionChunkedV1):
+            # A redelivered upload split again after its job completed: the same plan (the
+            # same id), its chunks written again, garbage as soon as they are.
+            status = await conn.fetchval(
+                "SELECT status FROM jobs WHERE tenant_id = $1 AND job_id = $2",
+                event.tenant_id,
+                event.job_id,
+            )
+            return Applied(duplicate=True, chunk_audio_spent=status == JobStatus.COMPLETED)
         if not isinstance(event, TranscriptionCancelRequestedV1):
             return Applied(duplicate=True)
         row = await conn.fetchrow(

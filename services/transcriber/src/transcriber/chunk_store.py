@@ -8,6 +8,11 @@
 Both are inside the tenant's own area, so `sources` reads them back under the same
 confinement rules as any upload. Writing a chunk again (a redelivered upload re-planned)
 replaces it with the same bytes.
+
+Beside each chunk, once the broker confirmed its work item, an empty mark
+(`<index>.published`): a planner killed mid-split leaves the chunks it handed out
+marked, and the redelivered upload, split again, hands out only the others, so no chunk
+is transcribed twice for it. The indexer erases the marks with the chunks.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ UPLOAD_TIMEOUT_SECONDS: Final = 300.0
 def chunk_name(index: int) -> str:
     """`0000.wav`, `0001.wav`, ... (sorted by name is sorted by index)."""
     return f"{index:04d}.wav"
+
+
+def mark_name(index: int) -> str:
+    """`0000.published`: chunk `index`'s work item is out."""
+    return f"{index:04d}.published"
 
 
 def _pcm16(samples: Samples) -> bytes:
@@ -88,6 +98,13 @@ class _FileSink:
     def open(self, index: int) -> ChunkWriter:
         return _FileWriter(self._directory / chunk_name(index))
 
+    def is_published(self, index: int) -> bool:
+        return (self._directory / mark_name(index)).exists()
+
+    def mark_published(self, index: int) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        (self._directory / mark_name(index)).touch()
+
 
 class _FileWriter:
     def __init__(self, target: Path) -> None:
@@ -123,20 +140,33 @@ class S3ChunkStore:
         return _S3Sink(self, tenant_id, job_id)
 
     def _upload(self, path: Path, key_parts: tuple[str, ...], tenant_id: str) -> str:
-        location = self._media.tenant_prefix(tenant_id).child(*key_parts)
         body = path.read_bytes()  # one chunk (at most 600 s: 19 MB), on the planner's thread
+        return self._put(body, key_parts, tenant_id, "audio/wav")
+
+    def _put(self, body: bytes, key_parts: tuple[str, ...], tenant_id: str, kind: str) -> str:
+        location = self._media.tenant_prefix(tenant_id).child(*key_parts)
 
         async def put() -> None:
             async with open_s3_client() as client:
                 await client.put_object(
-                    Bucket=location.bucket,
-                    Key=location.key,
-                    Body=body,
-                    ContentType="audio/wav",
+                    Bucket=location.bucket, Key=location.key, Body=body, ContentType=kind
                 )
 
         asyncio.run_coroutine_threadsafe(put(), self._loop).result(UPLOAD_TIMEOUT_SECONDS)
         return location.uri
+
+    def _exists(self, key_parts: tuple[str, ...], tenant_id: str) -> bool:
+        location = self._media.tenant_prefix(tenant_id).child(*key_parts)
+
+        async def head() -> bool:
+            async with open_s3_client() as client:
+                listed = await client.list_objects_v2(
+                    Bucket=location.bucket, Prefix=location.key, MaxKeys=1
+                )
+                return any(o["Key"] == location.key for o in listed.get("Contents", []))
+
+        future = asyncio.run_coroutine_threadsafe(head(), self._loop)
+        return future.result(UPLOAD_TIMEOUT_SECONDS)
 
 
 class _S3Sink:
@@ -147,6 +177,13 @@ class _S3Sink:
 
     def open(self, index: int) -> ChunkWriter:
         return _S3Writer(self, index)
+
+    def is_published(self, index: int) -> bool:
+        return self._store._exists((CHUNK_DIR, str(self._job), mark_name(index)), self._tenant)
+
+    def mark_published(self, index: int) -> None:
+        key = (CHUNK_DIR, str(self._job), mark_name(index))
+        self._store._put(b"", key, self._tenant, "application/octet-stream")
 
 
 class _S3Writer:

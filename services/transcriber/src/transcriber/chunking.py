@@ -15,6 +15,11 @@ for the speech in that window only, never in the whole file:
 Preferred cuts divide what is left evenly, so chunks are about equal and none holds more
 than `chunk_seconds` of audio. Everything here is a pure function of the decoded samples
 and the settings: a redelivered upload is split at the same samples.
+
+Each chunk is handed to `on_cut` as soon as its audio is in the sink (with the number of
+chunks expected so far), so its work item can go out while the rest is still being
+split; the speech sampled for language detection goes to `on_speech` as soon as there is
+enough of it (or none is to be found), before the chunks that follow.
 """
 
 from __future__ import annotations
@@ -91,10 +96,18 @@ class ChunkWriter(Protocol):
 
 
 class ChunkSink(Protocol):
-    """Where one job's chunks go."""
+    """Where one job's chunks go, and which of their work items are known to be out."""
 
     def open(self, index: int) -> ChunkWriter:
         """A writer for chunk `index`; writing it again replaces it."""
+        ...
+
+    def is_published(self, index: int) -> bool:
+        """Whether chunk `index`'s work item was confirmed by the broker (a mark says so)."""
+        ...
+
+    def mark_published(self, index: int) -> None:
+        """Record that chunk `index`'s work item was confirmed by the broker."""
         ...
 
 
@@ -195,8 +208,13 @@ class _SpeechSample:
         self._parts: list[Samples] = []
         self._have = 0
 
+    @property
+    def done(self) -> bool:
+        """Enough speech gathered, or scanned as far as it is looked for."""
+        return self._have >= self._want or self._seen >= self._scan
+
     def feed(self, block: Samples) -> None:
-        if self._have >= self._want or self._seen >= self._scan:
+        if self.done:
             return
         self._seen += block.shape[0]
         for start, end in self._vad(block):
@@ -221,11 +239,17 @@ def plan_chunks(
     vad: Vad = silero_vad,
     sample_speech: bool = False,
     cancelled: threading.Event | None = None,
+    on_cut: Callable[[Cut, int], None] | None = None,
+    on_speech: Callable[[Samples | None], None] | None = None,
 ) -> Planned:
     """Split the audio `blocks` stream into chunks written to `sink`. Blocking.
 
     `estimated_seconds` (the probed duration) only places the preferred cuts; the decoded
     samples decide where the audio ends. Raises `JobCancelled` when `cancelled` is set.
+    `on_cut(cut, expected)`: called once per chunk, in order, once its audio is written;
+    `expected` is the chunk count as estimated then (at least `cut.index + 1`; exact for
+    the last chunk). `on_speech(samples)`: called once, when `sample_speech`, with the
+    speech sample (None: no speech in the scanned audio), before any later `on_cut`.
     """
     chunk = int(policy.chunk_seconds * SAMPLE_RATE)
     window = int(policy.search_seconds * SAMPLE_RATE)
@@ -249,6 +273,20 @@ def plan_chunks(
         else None
     )
     cuts: list[Cut] = []
+    spoken = False
+
+    def speech_heard() -> None:
+        nonlocal spoken
+        if speech is not None and not spoken:
+            spoken = True
+            if on_speech is not None:
+                on_speech(speech.result())
+
+    def cut_done(cut: Cut, expected: int) -> None:
+        cuts.append(cut)
+        if on_cut is not None:
+            on_cut(cut, max(expected, cut.index + 1))
+
     buffer = _Buffer()
     chunk_start = core_start = 0
     writer = sink.open(0)
@@ -258,6 +296,8 @@ def plan_chunks(
             raise JobCancelled("shutdown while splitting")
         if speech is not None:
             speech.feed(block)
+            if speech.done:
+                speech_heard()
         buffer.append(block)
         while buffer.end >= high:
             region = buffer.slice(low, high)
@@ -271,11 +311,13 @@ def plan_chunks(
                 cut = min(max(preferred, low + half), high - half)
                 end, next_start = cut + half, cut - half
             writer.write(buffer.slice(buffer.start, end))
-            cuts.append(
-                Cut(len(cuts), chunk_start, end, core_start, cut, writer.close(), found is not None)
+            done = Cut(
+                len(cuts), chunk_start, end, core_start, cut, writer.close(), found is not None
             )
             buffer.drop_before(next_start)
             chunk_start, core_start = next_start, cut
+            left = max(1, math.ceil((estimated - core_start) / usable))
+            cut_done(done, done.index + 1 + left)
             writer = sink.open(len(cuts))
             low, preferred, high = next_window(chunk_start, core_start)
         # Samples before the next window (less the overlap a hard cut would share) belong
@@ -284,7 +326,9 @@ def plan_chunks(
         if safe > buffer.start:
             writer.write(buffer.slice(buffer.start, min(safe, buffer.end)))
             buffer.drop_before(min(safe, buffer.end))
+    speech_heard()
     total = buffer.end
     writer.write(buffer.slice(buffer.start, total))
-    cuts.append(Cut(len(cuts), chunk_start, total, core_start, total, writer.close(), False))
+    last = Cut(len(cuts), chunk_start, total, core_start, total, writer.close(), False)
+    cut_done(last, last.index + 1)
     return Planned(cuts, total, speech.result() if speech is not None else None)

@@ -4,14 +4,18 @@ A job whose audio (probed with PyAV, not taken from the event) lasts more than
 `chunk_threshold_seconds` is split by the worker that received it (the *planner*,
 `chunking.plan_chunks`) into chunks written once, normalised, to the media store; one work
 item per chunk (`transcription.chunk.requested.v1`) goes to the pool's chunk queue
-(`transcriber.pool.<model>.chunk-requested`), which every worker of the pool consumes with
-prefetch 1, so idle workers take one job's chunks in parallel. Each chunk's result
+(`transcriber.pool.<model>.chunk-requested`) as soon as that chunk is written, while the
+split goes on; every worker of the pool consumes that queue with prefetch 1, so idle
+workers take one job's chunks in parallel, the first ones before the planner is done. The
+plan (`transcription.chunked.v1`) follows once every item is confirmed. Each chunk's result
 (`transcription.chunk.transcribed.v1`) carries absolute times and only the words its core
 owns (`keep_owned`); the indexer assembles the job when its last chunk is in.
 
 Event ids are derived from the job and the chunk index, so a redelivered upload re-plans
 to the same events and a redelivered chunk publishes the same result id: consumers that
-deduplicate on `message_id` see each once.
+deduplicate on `message_id` see each once. A work item confirmed by the broker is marked
+in the chunk store, so a redelivered upload (its planner killed mid-split) hands out only
+the chunks not yet handed out: no chunk is transcribed twice for the planner's death.
 """
 
 from __future__ import annotations

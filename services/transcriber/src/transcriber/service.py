@@ -11,6 +11,7 @@ published concurrently with the work, never on its critical path; they are best-
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
@@ -47,7 +48,7 @@ from scribe_runtime.topology import DELIVERY_LIMIT
 from transcriber import metrics, models
 from transcriber.admission import Admission, DeadLetter, Refusal, Verdict
 from transcriber.audio import StreamedAudio, probe_duration
-from transcriber.chunking import Planned, plan_chunks
+from transcriber.chunking import Cut, Planned, Samples, plan_chunks
 from transcriber.diarization import Diarizer, Turn, label_segments
 from transcriber.engine import (
     EngineRequest,
@@ -74,8 +75,6 @@ T = TypeVar("T")
 Publish = Callable[[Event], Awaitable[None]]
 
 _MAX_MESSAGE = 4000
-_PUBLISH_BATCH = 64
-"""Work items published (and confirmed) at once when a long job is planned."""
 _REMEMBERED_CHUNKS = 10_000
 
 PUBLISHES: tuple[type[Event], ...] = (
@@ -493,7 +492,6 @@ class Transcriber:
         self._cancels.add(cancel)
         self._idle.clear()
         metrics.IN_FLIGHT.inc()
-        work_items: list[TranscriptionChunkRequestedV1] = []
         try:
             outcome: Event
             try:
@@ -536,7 +534,7 @@ class Transcriber:
                 )
             else:
                 if isinstance(result, _Plan):
-                    work_items, outcome = self._plan_events(event, result, model, attempt)
+                    outcome = self._plan_event(event, result, model, attempt)
                 else:
                     outcome = self._completed(event, result, model, attempt, started_at)
         finally:
@@ -544,14 +542,9 @@ class Transcriber:
             if not self._cancels:
                 self._idle.set()
             metrics.IN_FLIGHT.dec()
-        if work_items:
-            # Every work item is confirmed before the plan: whoever hears the plan can
-            # count on its chunks being on the broker.
-            for first in range(0, len(work_items), _PUBLISH_BATCH):
-                await asyncio.gather(
-                    *(self._publish(item) for item in work_items[first : first + _PUBLISH_BATCH])
-                )
         # The outcome is the one publish the ack depends on; the others finish alongside it.
+        # A plan's work items are all confirmed by now (`_split`): whoever hears the plan
+        # can count on its chunks being on the broker.
         await asyncio.gather(self._publish(outcome), _settle(background))
         self._log_outcome(outcome, self._clock() - started_at)
         return outcome
@@ -578,27 +571,41 @@ class Transcriber:
             empty_reason=result.empty_reason,
         )
 
-    def _plan_events(
+    def _work_item(
+        self,
+        event: AudioUploadedV1,
+        cut: Cut,
+        expected: int,
+        duration: float,
+        model: str,
+        language: str,
+    ) -> TranscriptionChunkRequestedV1:
+        """Chunk `cut`'s work item, as soon as its audio is written (the split goes on).
+
+        `expected` and `duration` are what the planner knows then (the estimated count,
+        the probed duration): the plan has the final ones. Every field is a function of
+        the upload and the settings, so a redelivered upload hands out equal items.
+        """
+        (spec,) = chunk_specs([cut])
+        return TranscriptionChunkRequestedV1(
+            **self._envelope(event),
+            event_id=chunk_event_id(event.job_id, event.tenant_id, "requested", spec.index),
+            chunk=spec,
+            chunk_count=expected,
+            duration_seconds=round(duration, 3),
+            model=model,
+            language=language,
+            options=event.options,
+        )
+
+    def _plan_event(
         self, event: AudioUploadedV1, plan: _Plan, model: str, attempt: int
-    ) -> tuple[list[TranscriptionChunkRequestedV1], TranscriptionChunkedV1]:
-        """The work items of a split job, one per chunk, and the plan itself."""
+    ) -> TranscriptionChunkedV1:
+        """The plan of a split job (its work items are out already)."""
         specs = chunk_specs(plan.planned.cuts)
         duration = round(plan.planned.duration_seconds, 3)
         envelope = self._envelope(event)
-        items = [
-            TranscriptionChunkRequestedV1(
-                **envelope,
-                event_id=chunk_event_id(event.job_id, event.tenant_id, "requested", spec.index),
-                chunk=spec,
-                chunk_count=len(specs),
-                duration_seconds=duration,
-                model=model,
-                language=plan.language,
-                options=event.options,
-            )
-            for spec in specs
-        ]
-        chunked = TranscriptionChunkedV1(
+        return TranscriptionChunkedV1(
             **envelope,
             event_id=chunk_event_id(event.job_id, event.tenant_id, "planned"),
             duration_seconds=duration,
@@ -612,7 +619,6 @@ class Transcriber:
             if plan.turns is None
             else [SpeakerTurn(start=t.start, end=t.end, speaker=t.speaker) for t in plan.turns],
         )
-        return items, chunked
 
     def _engine_request(self, event: AudioUploadedV1) -> EngineRequest:
         """Every option the job asks for, carried to the engine (none ignored)."""
@@ -766,12 +772,56 @@ class Transcriber:
         duration: float,
         cancel: threading.Event,
     ) -> _Plan:
-        """Plan a long job: chunks written to the store, the language decided once."""
+        """Plan a long job: chunks written to the store, each handed out once written.
+
+        The split runs on a thread; each chunk's work item is published from the loop as
+        soon as the chunk's audio is in the store, so idle workers start on the first
+        chunks while the planner still reads the rest. The language is decided once, on
+        the first speech (`on_speech`, on the planner's thread), before any item goes out.
+        A chunk whose item the broker confirmed is marked in the store; a redelivered
+        upload (the planner killed mid-split) hands out only the chunks not marked.
+        Returns once every item handed out is confirmed.
+        """
         assert self._long is not None
         long = self._long
         detect = request.language is None and not models.is_english_only(model)
         sink = long.store.sink(event.tenant_id, event.job_id)
         started = self._clock()
+        loop = asyncio.get_running_loop()
+        engine = self._engine
+        language: tuple[str, float] | None = None if detect else (request.language or "en", 1.0)
+        waiting: list[tuple[Cut, int]] = []
+        handed: list[concurrent.futures.Future[None]] = []
+        skipped = 0
+
+        async def hand_out(item: TranscriptionChunkRequestedV1) -> None:
+            await self._publish(item)
+            await asyncio.to_thread(sink.mark_published, item.chunk.index)
+
+        def on_cut(cut: Cut, expected: int) -> None:  # on the planner's thread
+            nonlocal skipped
+            for future in handed:  # a publish that failed stops the split
+                error = future.exception() if future.done() else None
+                if error is not None:
+                    raise error
+            if language is None:
+                waiting.append((cut, expected))
+                return
+            if sink.is_published(cut.index):
+                skipped += 1
+                return
+            item = self._work_item(event, cut, expected, duration, model, language[0])
+            handed.append(asyncio.run_coroutine_threadsafe(hand_out(item), loop))
+
+        def on_speech(speech: Samples | None) -> None:  # on the planner's thread
+            nonlocal language
+            if speech is None or not isinstance(engine, LanguageDetector):
+                language = ("en", 0.0)  # nothing to listen to: English, unsure
+            else:
+                language = engine.detect_language(speech, replace(request, model=model))
+            for cut, expected in waiting:
+                on_cut(cut, expected)
+            waiting.clear()
 
         def split() -> Planned:
             blocks = StreamedAudio(
@@ -786,6 +836,8 @@ class Transcriber:
                 sink=sink,
                 sample_speech=detect,
                 cancelled=cancel,
+                on_cut=on_cut,
+                on_speech=on_speech,
             )
 
         # The whole file is diarized once, beside the split (a second reader of the file),
@@ -803,36 +855,33 @@ class Transcriber:
             else None
         )
         try:
-            planned = await self._off_loop(event, split, cancel, name=f"split-{event.job_id}")
-            language, probability = request.language or "en", 1.0
-            if detect:
-                speech = planned.speech
-                if speech is None or not isinstance(self._engine, LanguageDetector):
-                    probability = 0.0  # nothing to listen to: English, unsure
-                else:
-                    engine = self._engine
-                    detect_request = replace(request, model=model)
-                    language, probability = await self._off_loop(
-                        event,
-                        lambda: engine.detect_language(speech, detect_request),
-                        cancel,
-                        name=f"language-{event.job_id}",
-                    )
+            try:
+                planned = await self._off_loop(event, split, cancel, name=f"split-{event.job_id}")
+            finally:
+                # Whatever went out is confirmed (or failed) before this attempt ends.
+                settled = await asyncio.gather(
+                    *(asyncio.wrap_future(f) for f in handed), return_exceptions=True
+                )
+            for outcome in settled:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
             if diarizing is not None:
                 diarizing.cancel()  # sets `cancel`: its thread stops at the next block
                 await asyncio.gather(diarizing, return_exceptions=True)
             raise
+        assert language is not None
         log.info(
             "audio_split",
             chunks=len(planned.cuts),
             silence_cuts=sum(c.silence_cut for c in planned.cuts),
+            already_handed_out=skipped,
             duration_seconds=round(planned.duration_seconds, 3),
-            language=language,
+            language=language[0],
             split_seconds=round(self._clock() - started, 3),
         )
         turns = None if diarizing is None else await diarizing
-        return _Plan(planned, language, probability, turns)
+        return _Plan(planned, language[0], language[1], turns)
 
     async def _off_loop(
         self, event: Event, fn: Callable[[], T], cancel: threading.Event, *, name: str
