@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support import probes
 from tests.support.ports import free_port
 
 LOCAL_AMQP: Final = "amqp://guest:guest@127.0.0.1:5672/"
@@ -125,7 +126,7 @@ class RabbitServer:
 
     def _management(self, method: str, path: str, json: Any = None) -> httpx.Response:
         assert self.management_url is not None
-        response = httpx.request(
+        response = probes.request(
             method,
             f"{self.management_url}/api/{path}",
             auth=self.credentials,
