@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -180,14 +181,19 @@ class RabbitServer:
                 )
 
     @contextlib.contextmanager
-    def fresh_vhost(self, prefix: str = "scribe-test") -> Iterator[str]:
-        """A new vhost (its AMQP URL), deleted afterwards."""
+    def fresh_vhost(
+        self, prefix: str = "scribe-test", *, disposer: Disposer | None = None
+    ) -> Iterator[str]:
+        """A new vhost (its AMQP URL), deleted afterwards (by `disposer`, when given)."""
         vhost = unique_name(prefix)
         url = self.create_vhost(vhost)
         try:
             yield url
         finally:
-            self.delete_vhost(vhost)
+            if disposer is None:
+                self.delete_vhost(vhost)
+            else:
+                disposer.later(self.delete_vhost, vhost)
 
     def queue_info(self, vhost_url: str, queue: str) -> dict[str, Any]:
         """The management API's view of a queue (type, arguments, message counts)."""
@@ -214,15 +220,52 @@ class PostgresServer:
         finally:
             await conn.close()
 
+    def drop_database(self, name: str) -> None:
+        asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
     @contextlib.contextmanager
-    def fresh_database(self, prefix: str = "scribe_test") -> Iterator[str]:
-        """A new database (its URL), dropped afterwards even while connections remain."""
+    def fresh_database(
+        self, prefix: str = "scribe_test", *, disposer: Disposer | None = None
+    ) -> Iterator[str]:
+        """A new database (its URL), dropped afterwards even while connections remain (by
+        `disposer`, when given)."""
         name = unique_name(prefix)
         asyncio.run(self.admin(f'CREATE DATABASE "{name}"'))
         try:
             yield self.database_url(name)
         finally:
-            asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if disposer is None:
+                self.drop_database(name)
+            else:
+                disposer.later(self.drop_database, name)
+
+
+class Disposer:
+    """Deletes what a test is done with (its vhost, its database) on a thread of its own.
+
+    Nothing uses a finished test's vhost or database again, so the next test need not wait
+    for RabbitMQ to delete 70-odd quorum queues or for PostgreSQL to drop a database: the
+    deletion runs while the next test does. `close` waits for every deletion and raises
+    the first that failed, so nothing is left behind unnoticed.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-disposer")
+        self._pending: list[Future[None]] = []
+
+    def later(self, delete: Callable[[str], None], name: str) -> None:
+        self._pending.append(self._pool.submit(delete, name))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for done in self._pending:
+            done.result()
+
+    def __enter__(self) -> Disposer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager
