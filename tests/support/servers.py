@@ -401,18 +401,23 @@ class RabbitNode:
             check=False,
         )
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 180) -> None:
         subprocess.run([*self._server(), "-detached"], env=self._env(), check=True, timeout=60)
         # `-detached` returns before the node registers with epmd; await_startup fails
-        # fast until it has, so ask again until the deadline.
+        # fast until it has, and on a loaded machine may itself outlast its own timeout:
+        # either way, ask again until the deadline.
         deadline = time.monotonic() + timeout
         while True:
-            done = self.ctl("await_startup", "--timeout", "30", timeout=45)
-            if done.returncode == 0 and _wait_port(self.port, 10):
-                return
+            try:
+                done = self.ctl("await_startup", "--timeout", "30", timeout=45)
+                answer = done.stderr
+                if done.returncode == 0 and _wait_port(self.port, 10):
+                    return
+            except subprocess.TimeoutExpired:
+                answer = "await_startup did not return within 45 s"
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"RabbitMQ node {self.node} did not start: {done.stderr}\n{self.logs()}"
+                    f"RabbitMQ node {self.node} did not start: {answer}\n{self.logs()}"
                 )
             time.sleep(0.5)
 
