@@ -13,6 +13,7 @@ import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from tests.speech import SCRIPTS, synthesize
+from tests.support import probes
 from tests.support.ports import free_port
 from tests.support.stack import BIN
 from tests.support.waiting import eventually
@@ -49,7 +50,7 @@ def test_scribe_up_then_submit_wait_prints_the_transcript(
 
         def ready() -> bool:
             assert up.poll() is None, (tmp_path / "up.log").read_text()
-            return httpx.get(f"{env['SCRIBE_API_URL']}/readyz", timeout=2).status_code == 200
+            return probes.get(f"{env['SCRIBE_API_URL']}/readyz", timeout=2).status_code == 200
 
         eventually(
             ready,

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import AudioUploadedV1, TranscriptionOptions, routing
 from scribe_runtime.messaging import make_broker, publish_event
 from tests.speech import SCRIPTS, synthesize
+from tests.support import probes
 from tests.support.stack import Stack, running_stack, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,7 +46,7 @@ def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
 
 
 def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=10)  # no credentials: /metrics is open
+    response = probes.get(url, timeout=10)  # no credentials: /metrics is open
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {

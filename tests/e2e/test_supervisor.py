@@ -21,6 +21,7 @@ from ingest.auth import DEV_API_KEY
 from scribe_runtime.topology import EVENTS_EXCHANGE
 from tests.e2e.test_cli import cli_env
 from tests.speech import SCRIPTS, synthesize
+from tests.support import probes
 from tests.support.stack import BIN
 from tests.support.workers import long_speech
 
@@ -71,7 +72,7 @@ def _wait_for(predicate: Callable[[], object], within: float, what: str, log: Pa
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return probes.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -207,7 +208,7 @@ def test_killing_the_busy_transcriber_under_scribe_up_completes_its_job_exactly_
         downstream = f"test.completions.{uuid.uuid4().hex[:8]}"
         asyncio.run(_completions_queue(amqp_url, downstream))
         with long_speech().open("rb") as audio:
-            accepted = httpx.post(
+            accepted = probes.post(
                 f"{api}/v1/transcriptions",
                 headers=headers,
                 files={"file": ("long.wav", audio, "audio/wav")},
@@ -217,7 +218,7 @@ def test_killing_the_busy_transcriber_under_scribe_up_completes_its_job_exactly_
         job = accepted.json()["id"]
 
         def status() -> dict[str, object]:
-            answer = httpx.get(f"{api}/v1/transcriptions/{job}", headers=headers, timeout=5)
+            answer = probes.get(f"{api}/v1/transcriptions/{job}", headers=headers, timeout=5)
             body: dict[str, object] = answer.json()
             return body
 
@@ -304,7 +305,7 @@ def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
             ]
         assert sorted(models) == ["base", "tiny.en"]
         auth = {"Authorization": f"Bearer {DEV_API_KEY}"}
-        served = httpx.get(f"{api}/v1/models", headers=auth, timeout=10).json()["data"]
+        served = probes.get(f"{api}/v1/models", headers=auth, timeout=10).json()["data"]
         assert [m["id"] for m in served][:2] == ["tiny.en", "base"]
 
         speech = synthesize(SCRIPTS["weather"])
@@ -312,7 +313,7 @@ def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
         for model in ("base", None):
             fields = {"model": model} if model else {}
             with speech.open("rb") as audio:
-                response = httpx.post(
+                response = probes.post(
                     f"{api}/v1/transcriptions",
                     headers=auth,
                     data=fields,
@@ -324,7 +325,7 @@ def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
 
         def finished() -> bool:
             return all(
-                httpx.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()[
+                probes.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()[
                     "status"
                 ]
                 == "completed"
@@ -333,7 +334,7 @@ def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
 
         _wait_for(finished, 300, "both jobs completed", log_path)
         for model, job in jobs.items():
-            body = httpx.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()
+            body = probes.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()
             assert body["transcript"]["model"] == model, body
     finally:
         up.send_signal(signal.SIGTERM)

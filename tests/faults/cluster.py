@@ -4,6 +4,9 @@ Each node is a `RabbitNode` of the fault suite (its own node name, AMQP and dist
 ports, data and log directories); they share the Erlang cookie of the user they run as,
 and nodes 2 and 3 join node 1 with `rabbitmqctl join_cluster`. No management plugin (its
 default port is the shared node's): queue leaders come from `rabbitmqctl list_queues`.
+
+The nodes boot at the same time and stop at the same time (each is its own Erlang VM, and
+most of a boot is waiting); the joins stay one after the other, as RabbitMQ asks.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,10 @@ class RabbitCluster:
         return ",".join(f"{node.amqp_url}{vhost}" for node in nodes or self.nodes)
 
     def running(self) -> list[RabbitNode]:
-        return [n for n in self.nodes if n.ctl("ping", timeout=20).returncode == 0]
+        """The nodes that answer a ping (asked all at once: each ask boots a CLI VM)."""
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            answers = list(pool.map(lambda n: n.ctl("ping", timeout=20).returncode, self.nodes))
+        return [n for n, code in zip(self.nodes, answers, strict=True) if code == 0]
 
     def add_vhost(self, vhost: str) -> str:
         self.nodes[0].add_vhost(vhost)  # cluster-wide: every node serves it
@@ -51,7 +58,8 @@ class RabbitCluster:
     def clients_on(self, node: RabbitNode, vhost: str) -> int:
         """Client connections to `node` in the vhost (a connection's name ends with the
         server's address, `127.0.0.1:<client port> -> 127.0.0.1:<node port>`)."""
-        asked = next(n for n in self.running() if n is not node or len(self.running()) == 1)
+        running = self.running()
+        asked = next(n for n in running if n is not node or len(running) == 1)
         done = asked.ctl("list_connections", "-p", vhost, "name", "--formatter", "json")
         assert done.returncode == 0, done.stderr
         return sum(1 for r in json.loads(done.stdout) if r["name"].endswith(f":{node.port}"))
@@ -61,6 +69,26 @@ class RabbitCluster:
         done = asked.ctl("list_queues", "-p", vhost, "name", "members", "--formatter", "json")
         assert done.returncode == 0, done.stderr
         return next(r["members"] for r in json.loads(done.stdout) if r["name"] == queue)
+
+
+def _each(
+    nodes: list[RabbitNode],
+    action: Callable[[RabbitNode], None],
+    meanwhile: Callable[[], object] | None = None,
+) -> None:
+    """`action` on every node at once, `meanwhile` in this thread while they run; the first
+    failure is raised once all have ended."""
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        futures = [pool.submit(action, node) for node in nodes]
+        if meanwhile is not None:
+            meanwhile()
+        for future in futures:
+            future.result()
+
+
+def _stop_quietly(node: RabbitNode) -> None:
+    with contextlib.suppress(Exception):
+        node.stop()
 
 
 def _form(nodes: list[RabbitNode]) -> None:
@@ -76,21 +104,23 @@ def _form(nodes: list[RabbitNode]) -> None:
 
 
 @contextlib.contextmanager
-def rabbit_cluster(size: int = 3) -> Iterator[RabbitCluster]:
+def rabbit_cluster(
+    size: int = 3, while_booting: Callable[[], object] | None = None
+) -> Iterator[RabbitCluster]:
     """`size` nodes started and clustered; every node stopped and its data removed after,
-    whatever happened (a test that fails mid-way leaves no node running)."""
+    whatever happened (a test that fails mid-way leaves no node running).
+
+    `while_booting` runs in this thread while the nodes boot (other set-up the test needs).
+    """
     base = Path(tempfile.mkdtemp(prefix="scribe-cluster-"))
     base.chmod(0o755)
     nodes: list[RabbitNode] = []
     try:
-        for index in range(1, size + 1):
-            node = RabbitNode.create(base / f"node-{index}")
-            nodes.append(node)
-            node.start()
+        nodes.extend(RabbitNode.create(base / f"node-{index}") for index in range(1, size + 1))
+        _each(nodes, RabbitNode.start, while_booting)
         _form(nodes)
         yield RabbitCluster(nodes, base)
     finally:
-        for node in nodes:
-            with contextlib.suppress(Exception):
-                node.stop()
+        if nodes:
+            _each(nodes, _stop_quietly)
         shutil.rmtree(base, ignore_errors=True)

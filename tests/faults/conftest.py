@@ -6,9 +6,11 @@ local servers. Each test still gets its own vhost and database on them.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,18 +41,22 @@ def fault_servers() -> Iterator[FaultServers]:
     # as the rabbitmq and postgres users when the tests run as root.
     base = Path(tempfile.mkdtemp(prefix="scribe-faults-"))
     base.chmod(0o755)
-    rabbit = RabbitNode.create(base / "rabbit")
-    postgres = PostgresCluster.create(base / "postgres")
-    rabbit.start()
-    try:
-        postgres.start()
-        try:
-            yield FaultServers(rabbit, postgres)
-        finally:
-            postgres.stop()
-    finally:
-        rabbit.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        rabbit = RabbitNode.create(base / "rabbit")
+        cleanup.callback(rabbit.stop)
+        # The node boots (mostly waiting) while initdb and PostgreSQL start.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            booting = pool.submit(rabbit.start)
+            try:
+                postgres = PostgresCluster.create(base / "postgres")
+                postgres.start()
+                cleanup.callback(postgres.stop)
+            finally:
+                boot_failure = booting.exception()  # waits for the node either way
+        if boot_failure is not None:
+            raise boot_failure
+        yield FaultServers(rabbit, postgres)
 
 
 @pytest.fixture

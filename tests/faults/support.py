@@ -23,6 +23,7 @@ import httpx
 from contracts import routing
 from scribe_runtime import failover
 from scribe_runtime.topology import declare_topology, replicated
+from tests.support import probes
 from tests.support.stack import Stack, running_stack
 from tests.support.waiting import eventually
 
@@ -72,7 +73,7 @@ def fault_stack(
 def jobs_in_flight(stack: Stack, name: str) -> float:
     """The worker's `scribe_transcriber_jobs_in_flight` gauge (0 when it does not answer)."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{stack.health[name]}/metrics", timeout=2).text
+        text = probes.get(f"http://127.0.0.1:{stack.health[name]}/metrics", timeout=2).text
     except httpx.HTTPError:
         return 0.0
     found = re.search(r"^scribe_transcriber_jobs_in_flight\S*\s+(\S+)$", text, re.MULTILINE)
@@ -83,7 +84,7 @@ def submit(stack: Stack, path: Path, timeout: float = 30.0) -> tuple[int, uuid.U
     """POST the file; (HTTP status, job id when accepted)."""
     try:
         with path.open("rb") as handle:
-            response = httpx.post(
+            response = probes.post(
                 f"{stack.api}/v1/transcriptions",
                 files={"file": (path.name, handle, "application/octet-stream")},
                 headers=AUTH,

@@ -34,14 +34,16 @@ STOP_AFTER_ACCEPTED = 20
 
 
 @pytest.fixture
-def cluster() -> Iterator[RabbitCluster]:
-    with rabbit_cluster(3) as started:
-        yield started
+def cluster(request: pytest.FixtureRequest) -> Iterator[RabbitCluster]:
+    # The fault servers (this test uses their PostgreSQL) start while the nodes boot.
+    with rabbit_cluster(3, while_booting=lambda: request.getfixturevalue("fault_servers")) as c:
+        yield c
 
 
 def test_stopping_the_work_queues_leader_node_loses_and_duplicates_nothing(
-    cluster: RabbitCluster, fault_servers: FaultServers, tmp_path: Path
+    cluster: RabbitCluster, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    fault_servers: FaultServers = request.getfixturevalue("fault_servers")  # up with the cluster
     vhost = unique_name("cluster")
     amqp_url = cluster.add_vhost(vhost)
     audio = synthesize(SCRIPTS["numbers"])

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support import probes
 from tests.support.ports import free_port
 from tests.support.stack import BIN, start_process, stop_processes
 from tests.support.waiting import eventually
@@ -51,7 +52,7 @@ def ingest(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         eventually(
-            lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
+            lambda: probes.get(f"{base}/readyz", timeout=2).status_code == 200,
             within=60,
             interval=0.2,
             what=lambda: f"ingest ready\n{(tmp_path / 'ingest.log').read_text()[-3000:]}",

@@ -32,6 +32,7 @@ import pytest
 
 from services.ingest.tests import samples
 from tests.e2e.test_cli import cli_env
+from tests.support import probes
 from tests.support.stack import BIN
 from tests.support.waiting import eventually
 
@@ -274,7 +275,7 @@ def test_a_hostile_tenant_cannot_stall_crash_or_read_the_logs(
 
         def ready() -> bool:
             assert up.poll() is None, up_log.read_text(errors="replace")
-            return httpx.get(f"{api}/readyz", timeout=2).status_code == 200
+            return probes.get(f"{api}/readyz", timeout=2).status_code == 200
 
         eventually(
             ready,

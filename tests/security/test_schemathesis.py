@@ -40,6 +40,7 @@ from ingest.settings import IngestSettings
 from scribe_runtime.settings import SharedSettings
 from services.indexer.tests import job_events as ev
 from tests.security.support import TENANTS, auth, keyring
+from tests.support import probes
 from tests.support.ports import free_port
 from tests.support.servers import READER, as_role
 from tests.support.waiting import eventually
@@ -82,7 +83,7 @@ def live_api(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     thread.start()
     base = f"http://127.0.0.1:{port}"
     eventually(
-        lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200,
+        lambda: probes.get(f"{base}/readyz", timeout=2).status_code == 200,
         within=30,
         interval=0.1,
         what="ingest answers /readyz",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support import servers
-from tests.support.servers import PostgresServer, RabbitServer, SeaweedServer
+from tests.support.servers import Disposer, PostgresServer, RabbitServer, SeaweedServer
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +24,32 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def vhost_disposer(rabbit_server: RabbitServer) -> Iterator[Disposer]:
+    """Deletes finished tests' vhosts in the background (set up after the server, so the
+    last deletions end before a container server stops)."""
+    with Disposer() as disposer:
+        yield disposer
+
+
+@pytest.fixture(scope="session")
+def database_disposer(postgres_server: PostgresServer) -> Iterator[Disposer]:
+    """Drops finished tests' databases in the background, like `vhost_disposer`."""
+    with Disposer() as disposer:
+        yield disposer
+
+
 @pytest.fixture
-def amqp_url(rabbit_server: RabbitServer) -> Iterator[str]:
-    """A fresh RabbitMQ vhost for this test, deleted afterwards."""
-    with rabbit_server.fresh_vhost("scribe-test") as url:
+def amqp_url(rabbit_server: RabbitServer, vhost_disposer: Disposer) -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this test, deleted afterwards (while the next test runs)."""
+    with rabbit_server.fresh_vhost("scribe-test", disposer=vhost_disposer) as url:
         yield url
 
 
 @pytest.fixture
-def database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh PostgreSQL database for this test, dropped afterwards."""
-    with postgres_server.fresh_database("scribe_test") as url:
+def database_url(postgres_server: PostgresServer, database_disposer: Disposer) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards (while the next runs)."""
+    with postgres_server.fresh_database("scribe_test", disposer=database_disposer) as url:
         yield url
 
 

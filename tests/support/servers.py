@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +37,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support import probes
 from tests.support.ports import free_port
 
 LOCAL_AMQP: Final = "amqp://guest:guest@127.0.0.1:5672/"
@@ -125,7 +127,7 @@ class RabbitServer:
 
     def _management(self, method: str, path: str, json: Any = None) -> httpx.Response:
         assert self.management_url is not None
-        response = httpx.request(
+        response = probes.request(
             method,
             f"{self.management_url}/api/{path}",
             auth=self.credentials,
@@ -179,14 +181,19 @@ class RabbitServer:
                 )
 
     @contextlib.contextmanager
-    def fresh_vhost(self, prefix: str = "scribe-test") -> Iterator[str]:
-        """A new vhost (its AMQP URL), deleted afterwards."""
+    def fresh_vhost(
+        self, prefix: str = "scribe-test", *, disposer: Disposer | None = None
+    ) -> Iterator[str]:
+        """A new vhost (its AMQP URL), deleted afterwards (by `disposer`, when given)."""
         vhost = unique_name(prefix)
         url = self.create_vhost(vhost)
         try:
             yield url
         finally:
-            self.delete_vhost(vhost)
+            if disposer is None:
+                self.delete_vhost(vhost)
+            else:
+                disposer.later(self.delete_vhost, vhost)
 
     def queue_info(self, vhost_url: str, queue: str) -> dict[str, Any]:
         """The management API's view of a queue (type, arguments, message counts)."""
@@ -213,15 +220,52 @@ class PostgresServer:
         finally:
             await conn.close()
 
+    def drop_database(self, name: str) -> None:
+        asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
     @contextlib.contextmanager
-    def fresh_database(self, prefix: str = "scribe_test") -> Iterator[str]:
-        """A new database (its URL), dropped afterwards even while connections remain."""
+    def fresh_database(
+        self, prefix: str = "scribe_test", *, disposer: Disposer | None = None
+    ) -> Iterator[str]:
+        """A new database (its URL), dropped afterwards even while connections remain (by
+        `disposer`, when given)."""
         name = unique_name(prefix)
         asyncio.run(self.admin(f'CREATE DATABASE "{name}"'))
         try:
             yield self.database_url(name)
         finally:
-            asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if disposer is None:
+                self.drop_database(name)
+            else:
+                disposer.later(self.drop_database, name)
+
+
+class Disposer:
+    """Deletes what a test is done with (its vhost, its database) on a thread of its own.
+
+    Nothing uses a finished test's vhost or database again, so the next test need not wait
+    for RabbitMQ to delete 70-odd quorum queues or for PostgreSQL to drop a database: the
+    deletion runs while the next test does. `close` waits for every deletion and raises
+    the first that failed, so nothing is left behind unnoticed.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-disposer")
+        self._pending: list[Future[None]] = []
+
+    def later(self, delete: Callable[[str], None], name: str) -> None:
+        self._pending.append(self._pool.submit(delete, name))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for done in self._pending:
+            done.result()
+
+    def __enter__(self) -> Disposer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager
@@ -357,18 +401,23 @@ class RabbitNode:
             check=False,
         )
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 180) -> None:
         subprocess.run([*self._server(), "-detached"], env=self._env(), check=True, timeout=60)
         # `-detached` returns before the node registers with epmd; await_startup fails
-        # fast until it has, so ask again until the deadline.
+        # fast until it has, and on a loaded machine may itself outlast its own timeout:
+        # either way, ask again until the deadline.
         deadline = time.monotonic() + timeout
         while True:
-            done = self.ctl("await_startup", "--timeout", "30", timeout=45)
-            if done.returncode == 0 and _wait_port(self.port, 10):
-                return
+            try:
+                done = self.ctl("await_startup", "--timeout", "30", timeout=45)
+                answer = done.stderr
+                if done.returncode == 0 and _wait_port(self.port, 10):
+                    return
+            except subprocess.TimeoutExpired:
+                answer = "await_startup did not return within 45 s"
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"RabbitMQ node {self.node} did not start: {done.stderr}\n{self.logs()}"
+                    f"RabbitMQ node {self.node} did not start: {answer}\n{self.logs()}"
                 )
             time.sleep(0.5)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from tests.support import probes
 from tests.support.ports import free_port
 from tests.support.servers import READER, as_role
 from tests.support.waiting import eventually
@@ -114,7 +115,7 @@ class Stack:
                         f"{name} exited with {process.returncode}:\n{self.log(name)}"
                     )
                 try:
-                    if httpx.get(url, timeout=2).status_code == 200:
+                    if probes.get(url, timeout=2).status_code == 200:
                         del pending[name]
                 except httpx.HTTPError:
                     pass
