@@ -333,10 +333,12 @@ async def test_progress_is_monotonic_with_an_eta_shown_by_the_read_api(stack: Lo
         seen.append((body["progress"], body.get("eta_seconds")))
     assert [p for p, _ in seen] == [0.25, 0.5, 0.75]
     rtf = 6.0 / 62.0
-    # One worker known after the first chunk, two after the second.
+    # One worker known after the first chunk (at 10 s), two after the second (at 11 s).
+    # Each other worker's chunk in hand is credited the time since its last result (1 s),
+    # and the last chunk, in one worker's hand, is not shared by two.
     assert seen[0][1] == pytest.approx(180 * rtf, abs=0.01)
-    assert seen[1][1] == pytest.approx(120 * rtf / 2, abs=0.01)
-    assert seen[2][1] == pytest.approx(60 * rtf / 2, abs=0.01)
+    assert seen[1][1] == pytest.approx((120 * rtf - 1.0) / 2, abs=0.01)
+    assert seen[2][1] == pytest.approx(60 * rtf - 1.0, abs=0.01)
 
     await stack.send(ev.chunk_result(job, 3, count=4, worker="worker-b"))
     await stack.until(job, "completed")

@@ -14,9 +14,10 @@ reads the job's chunks back, in the same transaction and under the job's lock:
   exactly like a transcriber's and puts in the outbox;
 - otherwise the fraction of the audio done (cores of done chunks / duration) and the ETA:
   remaining audio seconds times the real-time factor measured on this job's done chunks
-  (their processing seconds / audio seconds) divided by the workers at work on it (distinct
-  workers that finished one of its chunks within `WORKERS_WINDOW_SECONDS` of the latest
-  result, at least 1).
+  (their processing seconds / audio seconds), less the time each worker at work has
+  already spent on the chunk in its hand (since its last result: prefetch 1), divided by
+  the workers at work on it (distinct workers that finished one of its chunks within
+  `WORKERS_WINDOW_SECONDS` of the latest result), at most the chunks left, at least 1.
 
 Every figure is computed from stored rows and the events' own times, never the wall
 clock, so the same chunks give the same transcript, event ids and estimates on any
@@ -149,6 +150,8 @@ class ChunkProgress:
     segments: int
     workers: int
     latest: datetime | None
+    in_flight_seconds: tuple[float, ...] = ()
+    """How long each worker at work has been on its current chunk, longest first."""
 
     @property
     def complete(self) -> bool:
@@ -167,7 +170,12 @@ class ChunkProgress:
             return None
         real_time_factor = self.processing_seconds / self.audio_seconds
         remaining = max(0.0, duration - self.done_seconds)
-        return round(remaining * real_time_factor / max(1, self.workers), 3)
+        left = self.chunk_count - self.done
+        # The chunks in hand are partly done: credit each its worker's time on it (at
+        # most one per chunk left), and no more workers than chunks left share the rest.
+        credit = sum(s for s in self.in_flight_seconds[:left] if s > 0)
+        work = max(0.0, remaining * real_time_factor - credit)
+        return round(work / max(1, min(self.workers, left)), 3)
 
 
 async def progress_of(
@@ -183,8 +191,10 @@ async def progress_of(
         "  coalesce(sum(processing_seconds), 0) AS processing_seconds, "
         "  coalesce(sum(segment_count), 0) AS segments, "
         "  max(transcribed_at) AS latest, "
-        "  (SELECT count(DISTINCT coalesce(worker, '')) FROM done WHERE transcribed_at >= "
-        "    (SELECT max(transcribed_at) FROM done) - make_interval(secs => $4)) AS workers "
+        # Each worker at work: when it last finished one of the job's chunks.
+        "  (SELECT coalesce(array_agg(w.last), '{}') FROM (SELECT max(transcribed_at) AS last "
+        "    FROM done GROUP BY coalesce(worker, '')) w WHERE w.last >= "
+        "    (SELECT max(transcribed_at) FROM done) - make_interval(secs => $4)) AS worker_lasts "
         "FROM done",
         tenant_id,
         job_id,
@@ -192,6 +202,8 @@ async def progress_of(
         WORKERS_WINDOW_SECONDS,
     )
     assert row is not None
+    lasts: list[datetime] = list(row["worker_lasts"])
+    latest: datetime | None = row["latest"]
     return ChunkProgress(
         chunk_count=chunk_count,
         done=row["done"],
@@ -199,8 +211,15 @@ async def progress_of(
         audio_seconds=row["audio_seconds"],
         processing_seconds=row["processing_seconds"],
         segments=row["segments"],
-        workers=row["workers"],
-        latest=row["latest"],
+        workers=len(lasts),
+        latest=latest,
+        # Prefetch 1: a worker takes its next chunk when it finishes one, so each worker
+        # other than the latest has been on its current chunk since its last result.
+        in_flight_seconds=tuple(
+            sorted(((latest - last).total_seconds() for last in lasts), reverse=True)
+        )
+        if latest is not None
+        else (),
     )
 
 
