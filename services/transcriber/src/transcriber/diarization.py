@@ -360,16 +360,20 @@ def _one_voice(
     count = speaking.size // _VOICE_CHUNK_SUBS
     if count < 2:
         return True  # too little speech to tell: trust the spectra of the two
-    masks = []
-    for i in range(count):
-        mask = np.zeros(labels.size, dtype=np.bool_)
-        mask[speaking[i * _VOICE_CHUNK_SUBS : (i + 1) * _VOICE_CHUNK_SUBS]] = True
-        masks.append(mask)
-    return all(
-        _separation(subs, a, b) < _ONE_VOICE_SPREAD
-        for i, a in enumerate(masks)
-        for b in masks[i + 1 :]
-    )
+    chunks = subs[speaking[: count * _VOICE_CHUNK_SUBS]].astype(np.float64)
+    sums = chunks.reshape(count, _VOICE_CHUNK_SUBS, -1).sum(axis=1)
+    n = sums[:, 0]
+    mean = sums[:, 1 : 1 + _N_MFCC] / n[:, None]
+    var = np.maximum(sums[:, 1 + _N_MFCC :] / n[:, None] - mean**2, 1e-6)
+    # `_separation` of each stretch against every later one, a row at a time (10 hours:
+    # 3,600 stretches, never a stretches x stretches x MFCC cube).
+    for i in range(count - 1):
+        weight = n[i + 1 :, None]
+        pooled = np.sqrt((var[i] * n[i] + var[i + 1 :] * weight) / (n[i] + weight))
+        apart = np.sqrt((((mean[i] - mean[i + 1 :]) / pooled) ** 2).sum(axis=1))
+        if apart.max() >= _ONE_VOICE_SPREAD:
+            return False
+    return True
 
 
 def _windows(
