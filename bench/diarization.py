@@ -389,6 +389,29 @@ def run(quick: bool, minutes: float | None = None) -> Result:
                 "collar_0.25": {k: round(v, 4) for k, v in collared.items()},
             }
         result.rows.append(row)
+    length = minutes if minutes is not None else (5.0 if quick else 60.0)
+    figures = long_file(audio, length)
+    result.figures["long_file"] = figures
+    result.rows.append(
+        [
+            f"{length:g} min of corpus speech",
+            "diarize=true",
+            figures["speakers"],
+            None,
+            None,
+            None,
+            None,
+            figures["seconds"],
+            figures["rtf"],
+        ]
+    )
+    result.notes.append(
+        f"long file ({length:g} min): peak RSS {figures['rss_peak_mib']} MiB, "
+        f"{figures['rss_added_mib']} MiB more than before diarizing; {figures['turns']} turns, "
+        f"{figures['turns_json_bytes'] / 1e6:.2f} MB as speaker_turns "
+        f"(≈ {figures['turns_json_bytes_10h'] / 1e6:.1f} MB for 10 hours)"
+    )
+    # After the long file: its child process starts from this one's peak memory.
     counts = readers(audio)
     result.figures["readers"] = counts
     result.rows.append(
@@ -419,28 +442,6 @@ def run(quick: bool, minutes: float | None = None) -> Result:
                     None,
                 ]
             )
-    length = minutes if minutes is not None else (5.0 if quick else 60.0)
-    figures = long_file(audio, length)
-    result.figures["long_file"] = figures
-    result.rows.append(
-        [
-            f"{length:g} min of corpus speech",
-            "diarize=true",
-            figures["speakers"],
-            None,
-            None,
-            None,
-            None,
-            figures["seconds"],
-            figures["rtf"],
-        ]
-    )
-    result.notes.append(
-        f"long file ({length:g} min): peak RSS {figures['rss_peak_mib']} MiB, "
-        f"{figures['rss_added_mib']} MiB more than before diarizing; {figures['turns']} turns, "
-        f"{figures['turns_json_bytes'] / 1e6:.2f} MB as speaker_turns "
-        f"(≈ {figures['turns_json_bytes_10h'] / 1e6:.1f} MB for 10 hours)"
-    )
     result.settings = {
         "engine": "spectral",
         "long_file_minutes": length,
