@@ -12,6 +12,8 @@
   and with the standard 0.25 s collar; and the speakers found vs the reference's.
 - clips whose sidecar only names speakers (Picovoice's word tags; the AMI mixed-headset clip
   has no reference): speakers found vs the reference's count.
+- one LibriSpeech reader alone (ten of them) and 3 to 6 readers in turn (`readers`):
+  speakers found without bounds.
 - a long file (60 minutes; 5 with `--quick`) made of the corpus's speech clips in a loop,
   diarized as a long job's planner does it (`Diarizer.turns` on the file): wall time, peak
   memory of the process beyond what it held before, speakers and turns found, and the size
@@ -242,6 +244,60 @@ def long_file(audio: Path, minutes: float) -> dict[str, float]:
     }
 
 
+READERS: Final = (
+    "1688-142285",
+    "1998-15444",
+    "2033-164914",
+    "2414-128291",
+    "2609-156975",
+    "3005-163389",
+    "3080-5032",
+    "3331-159605",
+    "367-130732",
+    "533-1066",
+)
+"""The ten LibriSpeech test-other readers of ../shared/audio, five utterances each."""
+
+MEETINGS: Final = (
+    ("3", READERS[0:3]),
+    ("4", READERS[3:7]),
+    ("4'", READERS[6:10]),  # the test's
+    ("5", READERS[5:10]),
+    ("6", READERS[0:6]),
+)
+"""Readers in turn, without bounds: (how many, who)."""
+
+
+def readers(audio: Path) -> dict[str, Any]:
+    """Speakers found, default bounds, for one reader alone and for readers in turn.
+
+    Alone: each reader's five utterances, 0.5 s apart (30-45 s). In turn, two ways: each
+    reader reads its five utterances then the next starts (`in_turn`), and utterances 0
+    then 1 of each reader, alternating (`alternating`).
+    """
+    pause = np.zeros(int(0.5 * SAMPLE_RATE), dtype=np.float32)
+    clips = {
+        (r, i): np.concatenate(list(iter_blocks(audio / f"ls_test-other_{r}-000{i}.flac")), axis=1)[
+            0
+        ]
+        for r in READERS
+        for i in range(5)
+    }
+
+    def found(parts: list[tuple[str, int]]) -> int:
+        reading = np.concatenate([x for key in parts for x in (clips[key], pause)])
+        turns = SpectralDiarizer().diarize([reading], min_speakers=1, max_speakers=8)
+        return len({t.speaker for t in turns})
+
+    alone = [found([(r, i) for i in range(5)]) for r in READERS]
+    return {
+        "alone": alone,
+        "found_alone": sum(n == 1 for n in alone),
+        "in_turn": {k: found([(r, i) for r in who for i in range(5)]) for k, who in MEETINGS},
+        "alternating": {k: found([(r, i) for i in range(2) for r in who]) for k, who in MEETINGS},
+    }
+
+
 def run(quick: bool, minutes: float | None = None) -> Result:
     audio = MANIFEST.parent
     result = Result(
@@ -355,6 +411,37 @@ def run(quick: bool, minutes: float | None = None) -> Result:
         f"{figures['turns_json_bytes'] / 1e6:.2f} MB as speaker_turns "
         f"(≈ {figures['turns_json_bytes_10h'] / 1e6:.1f} MB for 10 hours)"
     )
+    # After the long file: its child process starts from this one's peak memory.
+    counts = readers(audio)
+    result.figures["readers"] = counts
+    result.rows.append(
+        [
+            "10 LibriSpeech readers, each alone (30-45 s)",
+            "diarize=true",
+            f"{counts['found_alone']} / 10 found alone",
+            1,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
+    )
+    for kind in ("in_turn", "alternating"):
+        for who, speakers in counts[kind].items():
+            result.rows.append(
+                [
+                    f"{who} LibriSpeech readers, {kind.replace('_', ' ')}",
+                    "diarize=true",
+                    speakers,
+                    int(who.rstrip("'")),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                ]
+            )
     result.settings = {
         "engine": "spectral",
         "long_file_minutes": length,
