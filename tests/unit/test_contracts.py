@@ -90,6 +90,27 @@ def test_malformed_bodies_say_why(body: bytes, reason: str, amqp_type: str | Non
         decode_event(body, amqp_type)
 
 
+@pytest.mark.parametrize(
+    ("drop", "changes", "reason"),
+    [
+        ("version", {}, "no integer 'version'"),
+        ("type", {}, "no string 'type'"),
+        (None, {"version": True}, "no integer 'version'"),
+    ],
+    ids=["missing version", "missing type", "version a bool"],
+)
+@pytest.mark.parametrize("amqp_type", [None, "audio.uploaded.v1"], ids=["untyped", "typed"])
+def test_an_event_must_say_its_own_type_and_version(
+    drop: str | None, changes: dict[str, object], reason: str, amqp_type: str | None
+) -> None:
+    # Every other field valid: the model's defaults must not stand in for what the body
+    # must say itself, however the message is typed.
+    raw = EXAMPLES[AudioUploadedV1].model_dump(mode="json") | changes
+    raw.pop(drop or "", None)
+    with pytest.raises(MalformedEventError, match=reason):
+        decode_event(json.dumps(raw).encode(), amqp_type)
+
+
 def test_amqp_type_must_agree_with_body() -> None:
     wire = EXAMPLES[AudioUploadedV1].model_dump_json().encode()
     with pytest.raises(MalformedEventError, match="disagrees"):

@@ -82,6 +82,14 @@ class Event(BaseModel):
         description="Who published the event, e.g. `scribe-ingest/0.1.0` or an external system."
     )
 
+    @field_validator("version", mode="before", check_fields=False)
+    @classmethod
+    def _version_not_a_bool(cls, value: object) -> object:
+        # JSON `true` would pass as `Literal[1]` (True == 1): a version is an integer.
+        if isinstance(value, bool):
+            raise ValueError("version must be an integer, not a boolean")
+        return value
+
     @model_validator(mode="after")
     def _no_nul_characters(self, info: ValidationInfo) -> Self:
         # After validation: only the fields the model kept, unknown ones ignored as ever.

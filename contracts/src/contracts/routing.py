@@ -74,6 +74,7 @@ _REGISTRY: Final[dict[tuple[str, int], type[Event]]] = {
 _BY_ROUTING_KEY: Final[dict[str, type[Event]]] = {
     cls.routing_key(): cls for cls in ALL_EVENT_CLASSES
 }
+_SAID_ITSELF: Final = frozenset({"type", "version"})
 AUDIO_UPLOADED_V1: Final = AudioUploadedV1.routing_key()
 TRANSCRIPTION_STARTED_V1: Final = TranscriptionStartedV1.routing_key()
 TRANSCRIPTION_PROGRESS_V1: Final = TranscriptionProgressV1.routing_key()
@@ -131,12 +132,19 @@ def decode_event(body: bytes, message_type: str | None = None) -> Event:
     # Nearly every message names its event in the AMQP type: then the body is parsed once,
     # straight into that model (whose `type` and `version` are literals: a body of another
     # event fails it). Any failure goes the long way, which says what is wrong.
+    # Strict, and only taken when the body set `type` and `version` itself: a default or a
+    # lax conversion (`true` for 1) must never stand in for what the body has to say.
     known = _BY_ROUTING_KEY.get(message_type) if message_type is not None else None
     if known is not None:
         try:
-            return known.model_validate_json(body, context={NUL_FREE_CONTEXT: _nul_free(body)})
+            event = known.model_validate_json(
+                body, strict=True, context={NUL_FREE_CONTEXT: _nul_free(body)}
+            )
         except ValidationError:
             pass
+        else:
+            if event.model_fields_set >= _SAID_ITSELF:
+                return event
     try:
         raw = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
