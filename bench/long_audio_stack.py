@@ -20,7 +20,10 @@ stamped when it is heard):
 - the SRT and VTT exports of the job: they parse (`srt`, `webvtt-py`), and cues are in
   order, each ending after it starts and before the next starts;
 - the job's wall time (upload sent -> completion heard) beside plain faster-whisper on the
-  same file in one process (1 thread, same model and beam).
+  same file in one process (1 thread, same model and beam);
+- every process's peak RSS during the job (sampled every 20 ms) against its RSS once the
+  stack was ready: ingest (which streams the upload) and the indexer (which assembles the
+  transcript) should not grow with the file's length.
 
     uv run python -m bench long-audio-stack [--minutes 60] [--quick]
 """
@@ -43,7 +46,15 @@ import httpx
 import srt
 import webvtt
 
-from bench.common import API_HEADERS, Result, machine, throwaway_database, throwaway_vhost
+from bench.common import (
+    API_HEADERS,
+    Result,
+    RssSampler,
+    machine,
+    status_kib,
+    throwaway_database,
+    throwaway_vhost,
+)
 from bench.long_audio import build_file, plain_run
 from contracts.chunks import TranscriptionChunkTranscribedV1
 from contracts.transcription import TranscriptCompletedV1, TranscriptionProgressV1
@@ -233,7 +244,14 @@ def run(quick: bool = False, minutes: float | None = None) -> Result:
             ) as stack,
         ):
             load_at_job = machine()["load_average"]
-            job = asyncio.run(run_job(stack.api, amqp_url, path, seconds))
+            pids = {name: process.pid for name, process in stack.processes.items()}
+            at_ready = {name: status_kib(pid, "VmRSS") / 1024 for name, pid in pids.items()}
+            sampler = RssSampler(pids)
+            sampler.start()
+            try:
+                job = asyncio.run(run_job(stack.api, amqp_url, path, seconds))
+            finally:
+                peaks = sampler.stop()
         load_after_job = machine()["load_average"]
         plain_wall, _ = plain_run(path)
     load_after = machine()["load_average"]
@@ -295,6 +313,16 @@ def run(quick: bool = False, minutes: float | None = None) -> Result:
             None,
             "parse, monotonic",
         ],
+        *(
+            [
+                f"{name} peak RSS MiB during the job vs when ready",
+                round(peaks[name], 1),
+                round(at_ready[name], 1),
+                round(peaks[name] - at_ready[name], 1),
+                "flat in the length",
+            ]
+            for name in ("ingest", "indexer")
+        ),
         [
             "wall s: upload -> completed vs plain faster-whisper (1 thread, in process)",
             round(job["wall_s"], 1),
@@ -308,10 +336,18 @@ def run(quick: bool = False, minutes: float | None = None) -> Result:
         f"was chunk {job['finishing_chunk']}; results by {job['workers']}",
         f"progress seen: API {job['api_progress']}, events {job['event_progress']}",
         f"the last chunk ends: ...{job['last_chunk_text_tail'][-120:]}",
+        "peak RSS MiB (when ready): "
+        + ", ".join(f"{n} {peaks[n]:.0f} ({at_ready[n]:.0f})" for n in sorted(peaks)),
         f"load average before {load_before}, at the job {load_at_job}, after it "
         f"{load_after_job}, at the end {load_after}",
     ]
-    result.figures = {"job": job, "plain_wall_s": plain_wall, "audio_seconds": seconds}
+    result.figures = {
+        "job": job,
+        "plain_wall_s": plain_wall,
+        "audio_seconds": seconds,
+        "peak_rss_mib": peaks,
+        "rss_at_ready_mib": at_ready,
+    }
     return result
 
 
