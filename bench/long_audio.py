@@ -19,6 +19,7 @@ settings) on a throwaway vhost; a tap hears every chunk result. Measured side by
   victim's last scrape included) is at most the file's length plus one chunk.
 
     uv run python -m bench long-audio [--minutes 60] [--quick]
+    uv run python -m bench.long_audio --minutes 60 --fan-out-only   # the fan-out alone
 """
 
 from __future__ import annotations
@@ -365,11 +366,56 @@ def run(quick: bool = False, minutes: float | None = None) -> Result:
     return result
 
 
+def fan_out(minutes: float) -> Result:
+    """Only the fan-out: the long file, 1 x 1 thread then 2 x 1, wall to the last chunk."""
+    load_before = machine()["load_average"]
+    with tempfile.TemporaryDirectory(prefix="scribe-bench-fan-out-") as tmp_name:
+        tmp = Path(tmp_name)
+        path, _, seconds = build_file(tmp / "long.wav", minutes)
+        one = asyncio.run(run_workers(1, path, tmp))
+        load_between = machine()["load_average"]
+        two = asyncio.run(run_workers(2, path, tmp))
+    result = Result(
+        name="long_audio_fan_out",
+        title=f"long audio ({seconds / 60:.1f} min): fan-out, tiny.en, 1 thread/worker",
+        columns=["measure", "value", "peer", "ratio / delta", "target"],
+        settings={
+            "minutes": round(seconds / 60, 2),
+            "load_before": load_before,
+            "load_between": load_between,
+            "load_after": machine()["load_average"],
+        },
+    )
+    result.rows = [
+        [
+            "wall s to last chunk: 2 x 1 thread vs 1 x 1",
+            round(two["wall_s"], 1),
+            round(one["wall_s"], 1),
+            round(two["wall_s"] / one["wall_s"], 3),
+            "<= 0.6",
+        ]
+    ]
+    result.notes = [
+        f"chunks: {one['chunks']}; 2 workers took {two['by_worker']}",
+        f"load average before {load_before}, between {load_between}, "
+        f"after {result.settings['load_after']}",
+    ]
+    result.figures = {
+        "one": {k: v for k, v in one.items() if k != "text"},
+        "two": {k: v for k, v in two.items() if k != "text"},
+        "audio_seconds": seconds,
+    }
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.long_audio")
     parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument(
+        "--fan-out-only", action="store_true", help="only 1 x 1 vs 2 x 1 on the long file"
+    )
     args = parser.parse_args(argv)
-    result = run(minutes=args.minutes)
+    result = fan_out(args.minutes) if args.fan_out_only else run(minutes=args.minutes)
     print(result.table())
     print(result.write())
 
