@@ -95,7 +95,7 @@ def test_a_transcript_beats_an_earlier_failure_whatever_the_order() -> None:
         assert fold(list(order)).status is JobStatus.COMPLETED
 
 
-def test_the_first_permanent_failure_is_the_one_shown_whatever_the_order() -> None:
+def test_a_cause_is_never_hidden_by_the_erased_chunks_source_not_found() -> None:
     job = uuid4()
     cause = ev.failed(job, at=5)  # corrupt_audio, permanent
     # After it the job's chunks are erased: a chunk still queued then cannot find its audio.
@@ -123,6 +123,10 @@ def test_the_first_permanent_failure_is_the_one_shown_whatever_the_order() -> No
             "corrupt_audio",
             False,
         )
+    # A replayed job failing again for a real cause later: that later failure is shown.
+    again = cause.model_copy(update={"event_id": uuid4(), "occurred_at": ev.T0 + timedelta(days=2)})
+    for order in itertools.permutations([ev.uploaded(job), cause, gone, again]):
+        assert fold(list(order)).failed_event_id == again.event_id
     # Retryable failures alone: the latest is shown, as before.
     earlier = dead.model_copy(update={"event_id": uuid4(), "occurred_at": ev.T0})
     for order in itertools.permutations([ev.uploaded(job), earlier, dead]):

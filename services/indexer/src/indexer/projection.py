@@ -51,6 +51,7 @@ from contracts import (
 )
 from contracts.audio import job_fingerprint
 from contracts.envelope import Event
+from contracts.errors import ErrorCode
 
 
 class JobStatus(StrEnum):
@@ -399,18 +400,22 @@ def _on_completed(state: JobState, event: TranscriptCompletedV1) -> JobState:
 def _failure_prevails(state: JobState, event: TranscriptionFailedV1) -> bool:
     """Whether `event` is the failure the job shows rather than the one it has.
 
-    A permanent failure (`retryable` false) beats a retryable one; of two permanent ones
-    the earliest wins (the first reason the job could never complete: once it is in, the
-    indexer erases a long job's chunks, and the chunks still queued then fail later with
-    `source_not_found`, which must not hide it); of two retryable ones the latest wins. A
-    total order on the events, so the arrival order never matters.
+    A permanent failure (`retryable` false) beats a retryable one. Of two permanent ones
+    the latest wins (a replayed job that fails again ends then, and retention counts from
+    then), except that `source_not_found` never displaces another cause: once a long job
+    has failed, the indexer erases its chunks, and a chunk still queued then fails later
+    for want of its audio, which must not hide why the job failed. Of two retryable ones
+    the latest wins. A total order on the events, so the arrival order never matters.
     """
     if state.failed_at is None or state.failed_event_id is None:
         return True
     if state.error_retryable is False:
-        return not event.retryable and _newer(
-            state.failed_at, state.failed_event_id, event.occurred_at, event.event_id
-        )
+        if event.retryable:
+            return False
+        gone = ErrorCode.SOURCE_NOT_FOUND.value
+        if (event.code == gone) != (state.error_code == gone):
+            return state.error_code == gone  # the real cause over the erased audio
+        return _newer(event.occurred_at, event.event_id, state.failed_at, state.failed_event_id)
     if not event.retryable:
         return True
     return _newer(event.occurred_at, event.event_id, state.failed_at, state.failed_event_id)
