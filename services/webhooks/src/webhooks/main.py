@@ -8,6 +8,7 @@ signals, graceful stop) is `scribe_runtime.worker.Worker`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Sequence
 from typing import Final
 
@@ -31,7 +32,7 @@ from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import WEBHOOK_DELIVERY_QUEUE, WEBHOOK_FANOUT_QUEUE, declare_topology
 from scribe_runtime.worker import Worker, producer_name
 from webhooks.dispatcher import Dispatcher
-from webhooks.endpoints import EndpointDirectory, PostgresEndpoints
+from webhooks.endpoints import CachedEndpoints, EndpointDirectory, PostgresEndpoints
 from webhooks.settings import WebhooksSettings
 
 SERVICE: Final = "scribe-webhooks"
@@ -99,15 +100,23 @@ async def run(shared: SharedSettings, settings: WebhooksSettings) -> None:
         timeout=10,
         reset=keep_session,
     )
+    endpoints: EndpointDirectory = PostgresEndpoints(pool)
     try:
-        async with http_client(settings) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(http_client(settings))
+            if settings.endpoint_cache_tenants:
+                endpoints = await stack.enter_async_context(
+                    CachedEndpoints(
+                        pool, settings.database_url, max_tenants=settings.endpoint_cache_tenants
+                    )
+                )
 
             async def database_answers() -> bool:
                 return bool(await pool.fetchval("SELECT true", timeout=2.0))
 
             await Worker(
                 SERVICE,
-                build_broker(shared.amqp_url, PostgresEndpoints(pool), http, shared, settings),
+                build_broker(shared.amqp_url, endpoints, http, shared, settings),
                 health_host=settings.health_host,
                 health_port=settings.health_port,
                 checks={"database": database_answers},

@@ -16,6 +16,16 @@ class WebhooksSettings(BaseSettings):
         description="PostgreSQL URL of the SELECT-only role: endpoints are read, never written.",
     )
     pool_size: int = Field(default=4, ge=1, le=100, description="Read connections.")
+    endpoint_cache_tenants: int = Field(
+        default=4096,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Tenants whose live endpoints are kept in memory (least recently used dropped "
+            "first), each dropped when PostgreSQL NOTIFYs a change; 0 reads PostgreSQL for "
+            "every job event."
+        ),
+    )
     request_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
