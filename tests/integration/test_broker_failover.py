@@ -130,15 +130,27 @@ class VhostConnections:
                 await client.delete(f"{self.connection}/{quote(row['name'], safe='')}")
 
 
-@pytest.mark.parametrize("several", [False, True], ids=["one-address", "dead-node-first"])
-async def test_a_connection_lost_while_its_consumers_are_restored_is_made_again(
-    amqp_url: str, rabbit_server: RabbitServer, monkeypatch: pytest.MonkeyPatch, several: bool
+@pytest.mark.parametrize(
+    ("fault", "several"),
+    [("lost", False), ("lost", True), ("stalled", False)],
+    ids=["lost-one-address", "lost-dead-node-first", "stalled"],
+)
+async def test_a_connection_whose_restore_fails_midway_is_made_again(
+    amqp_url: str,
+    rabbit_server: RabbitServer,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    several: bool,
 ) -> None:
-    """The connection is closed by the broker, then closed again while the reconnected
-    connection redeclares its consumer's queue. aio-pika's restore used to wait there for
-    its own connection to be up, forever: ingest answered 503 `broker_unavailable` to every
-    upload and the consumer never came back. Both come back, by themselves."""
+    """The broker closes the connection; the reconnected connection, while it redeclares
+    its consumer's queue, is closed by the broker again (`lost`: what a cluster node does
+    when a quorum queue's consume finds no leader, 541) or that declare never answers
+    (`stalled`). aio-pika's restore used to wait for its own connection forever (ingest
+    answered 503 `broker_unavailable` to every upload) or for the declare forever (the
+    consumer never came back). Both come back, by themselves."""
     connections = VhostConnections(rabbit_server, amqp_url)
+    if fault == "stalled":
+        monkeypatch.setattr(failover, "RESTORE_SECONDS", 2.0)  # not to wait the 30 s
     await declare_topology(amqp_url)
     broker = make_broker(_with_dead_node_first(amqp_url) if several else amqp_url, service="t")
     publisher = BrokerPublisher(broker, timeout_seconds=10)
@@ -150,14 +162,16 @@ async def test_a_connection_lost_while_its_consumers_are_restored_is_made_again(
     subscribe_events(broker, INGEST_DELETIONS_QUEUE, (TranscriptionDeletedV1,), on_deleted)
 
     restore = RobustQueue.restore
-    lost_mid_restore = asyncio.Event()
+    faulted = asyncio.Event()
 
-    async def restore_on_a_lost_connection(queue: RobustQueue, *args: Any, **kwargs: Any) -> None:
-        if not lost_mid_restore.is_set():
-            lost_mid_restore.set()
+    async def restore_with_a_fault(queue: RobustQueue, *args: Any, **kwargs: Any) -> None:
+        if not faulted.is_set():
+            faulted.set()
             connection = broker._connection
             assert connection is not None
             assert connection.connected.is_set()
+            if fault == "stalled":
+                await asyncio.Event().wait()  # until cancelled
 
             async def lost() -> bool:
                 await connections.close_all()
@@ -167,18 +181,24 @@ async def test_a_connection_lost_while_its_consumers_are_restored_is_made_again(
             await eventually_async(lost, within=60, what="the restoring connection closed")
         await restore(queue, *args, **kwargs)
 
-    monkeypatch.setattr(RobustQueue, "restore", restore_on_a_lost_connection)
+    monkeypatch.setattr(RobustQueue, "restore", restore_with_a_fault)
     async with broker:
         await asyncio.wait_for(broker.start(), 30)
 
-        async def lost_during_a_restore() -> bool:
-            if not lost_mid_restore.is_set():
+        async def restore_faulted() -> bool:
+            if not faulted.is_set():
                 await connections.close_all()
-            return lost_mid_restore.is_set()
+            return faulted.is_set()
 
-        await eventually_async(lost_during_a_restore, within=60, what="a restore began")
+        await eventually_async(restore_faulted, within=60, what="a restore began")
+        # The consumer was restored on a new connection.
+        deleted = TranscriptionDeletedV1(
+            job_id=uuid.uuid4(), tenant_id="default", producer="test", request_event_id=uuid.uuid4()
+        )
+        await asyncio.wait_for(publish_event(broker, deleted), 60)
+        assert await asyncio.wait_for(heard.get(), 60) == deleted.job_id
+        # Ingest's own publisher takes uploads again: connected, confirmed, no 503.
         assert await broker.ping(timeout=60), "the connection never came back"
-        # Ingest's own publisher takes uploads again: confirmed, no 503.
         await publisher.publish(
             AudioUploadedV1(
                 job_id=uuid.uuid4(),
@@ -187,9 +207,3 @@ async def test_a_connection_lost_while_its_consumers_are_restored_is_made_again(
                 audio_uri="file:///a.wav",  # type: ignore[arg-type]
             )
         )
-        # And the consumer was restored on the new connection.
-        deleted = TranscriptionDeletedV1(
-            job_id=uuid.uuid4(), tenant_id="default", producer="test", request_event_id=uuid.uuid4()
-        )
-        await publish_event(broker, deleted)
-        assert await asyncio.wait_for(heard.get(), 60) == deleted.job_id
