@@ -2,28 +2,40 @@
 
 On the shared single node, the "cluster" is a dead address listed first and the live node
 second: every way Scribe connects (topology declaration, the FastStream broker, the CLI's
-plain connections) must land on the live one. The 3-node failover itself, a node stopped
-under load, is `tests/faults/test_cluster.py`.
+plain connections) must land on the live one. A connection lost again while its consumers
+are being restored (what a cluster node stopping mid-failover can do) is made again. The
+3-node failover itself, a node stopped under load, is `tests/faults/test_cluster.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aio_pika
+import httpx
 import pytest
+from aio_pika.robust_queue import RobustQueue
 
 from contracts import AudioUploadedV1
+from contracts.lifecycle import TranscriptionDeletedV1
+from ingest.broker import BrokerPublisher
 from scribe_runtime import failover
+from scribe_runtime.amqp import Delivery
+from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.messaging import make_broker, publish_event
 from scribe_runtime.topology import (
+    INGEST_DELETIONS_QUEUE,
     TRANSCRIBER_QUEUE,
     X_QUORUM_INITIAL_GROUP_SIZE,
     declare_topology,
     definitions,
 )
 from tests.support.ports import free_port
+from tests.support.servers import RabbitServer
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +109,101 @@ def test_definitions_carry_the_replica_count_only_when_set() -> None:
     three = definitions(initial_group_size=3)["queues"]
     assert {q["arguments"][X_QUORUM_INITIAL_GROUP_SIZE] for q in three} == {3}
     assert len(three) == len(plain)
+
+
+class VhostConnections:
+    """The vhost's client connections, closed from the broker's side (management API)."""
+
+    def __init__(self, rabbit: RabbitServer, vhost_url: str) -> None:
+        if not rabbit.management_available():
+            pytest.fail("the RabbitMQ management plugin is not answering (rabbitmq_management)")
+        vhost = quote(urlsplit(vhost_url).path.lstrip("/"), safe="")
+        self.listing = f"{rabbit.management_url}/api/vhosts/{vhost}/connections"
+        self.connection = f"{rabbit.management_url}/api/connections"
+        self.auth = rabbit.credentials
+
+    async def close_all(self) -> None:
+        """Close every connection the management API lists now (it lists a new one late)."""
+        async with httpx.AsyncClient(auth=self.auth, timeout=30) as client:
+            listed = (await client.get(self.listing)).raise_for_status().json()
+            for row in listed:
+                await client.delete(f"{self.connection}/{quote(row['name'], safe='')}")
+
+
+@pytest.mark.parametrize(
+    ("fault", "several"),
+    [("lost", False), ("lost", True), ("stalled", False)],
+    ids=["lost-one-address", "lost-dead-node-first", "stalled"],
+)
+async def test_a_connection_whose_restore_fails_midway_is_made_again(
+    amqp_url: str,
+    rabbit_server: RabbitServer,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    several: bool,
+) -> None:
+    """The broker closes the connection; the reconnected connection, while it redeclares
+    its consumer's queue, is closed by the broker again (`lost`: what a cluster node does
+    when a quorum queue's consume finds no leader, 541) or that declare never answers
+    (`stalled`). aio-pika's restore used to wait for its own connection forever (ingest
+    answered 503 `broker_unavailable` to every upload) or for the declare forever (the
+    consumer never came back). Both come back, by themselves."""
+    connections = VhostConnections(rabbit_server, amqp_url)
+    if fault == "stalled":
+        monkeypatch.setattr(failover, "RESTORE_SECONDS", 2.0)  # not to wait the 30 s
+    await declare_topology(amqp_url)
+    broker = make_broker(_with_dead_node_first(amqp_url) if several else amqp_url, service="t")
+    publisher = BrokerPublisher(broker, timeout_seconds=10)
+    heard: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+
+    async def on_deleted(event: TranscriptionDeletedV1, _: Delivery) -> None:
+        await heard.put(event.job_id)
+
+    subscribe_events(broker, INGEST_DELETIONS_QUEUE, (TranscriptionDeletedV1,), on_deleted)
+
+    restore = RobustQueue.restore
+    faulted = asyncio.Event()
+
+    async def restore_with_a_fault(queue: RobustQueue, *args: Any, **kwargs: Any) -> None:
+        if not faulted.is_set():
+            faulted.set()
+            connection = broker._connection
+            assert connection is not None
+            assert connection.connected.is_set()
+            if fault == "stalled":
+                await asyncio.Event().wait()  # until cancelled
+
+            async def lost() -> bool:
+                await connections.close_all()
+                assert connection is not None
+                return not connection.connected.is_set()
+
+            await eventually_async(lost, within=60, what="the restoring connection closed")
+        await restore(queue, *args, **kwargs)
+
+    monkeypatch.setattr(RobustQueue, "restore", restore_with_a_fault)
+    async with broker:
+        await asyncio.wait_for(broker.start(), 30)
+
+        async def restore_faulted() -> bool:
+            if not faulted.is_set():
+                await connections.close_all()
+            return faulted.is_set()
+
+        await eventually_async(restore_faulted, within=60, what="a restore began")
+        # The consumer was restored on a new connection.
+        deleted = TranscriptionDeletedV1(
+            job_id=uuid.uuid4(), tenant_id="default", producer="test", request_event_id=uuid.uuid4()
+        )
+        await asyncio.wait_for(publish_event(broker, deleted), 60)
+        assert await asyncio.wait_for(heard.get(), 60) == deleted.job_id
+        # Ingest's own publisher takes uploads again: connected, confirmed, no 503.
+        assert await broker.ping(timeout=60), "the connection never came back"
+        await publisher.publish(
+            AudioUploadedV1(
+                job_id=uuid.uuid4(),
+                tenant_id="default",
+                producer="test",
+                audio_uri="file:///a.wav",  # type: ignore[arg-type]
+            )
+        )

@@ -6,9 +6,21 @@ when it goes.
 Kubernetes Service) needs no list. Neither FastStream 0.7 nor aio-pika 10 takes a list:
 `RabbitBroker(url)` hands one URL to `aio_pika.connect_robust`, whose robust connection
 reconnects to that same URL forever. `FailoverConnection` is that robust connection with
-one change: each connection attempt, the first and every reconnect, goes to the next
+two changes: each connection attempt, the first and every reconnect, goes to the next
 address in turn, so a stopped node is skipped and its consumers and channels are restored
-on a surviving one by aio-pika's own recovery.
+on a surviving one by aio-pika's own recovery; and that recovery can no longer hang
+forever. `make_broker` uses it for one address too (a restore is as fragile there).
+
+aio-pika restores a connection's channels inside the reconnect task, after it has marked
+the connection `connected`, and every declare, bind and consume of that restore first
+awaits `connection.ready()`. When the new connection is lost during the restore (a node
+stopping mid-failover, a quorum queue's consume refused while its leader moves), the close
+callback clears `connected` and the next restore step waits for it: for the reconnect
+task that alone would set it again. The connection stayed down for the life of the process
+(ingest answered 503 `broker_unavailable` to every later upload, consumers never came
+back). `FailoverConnection` runs the restore beside the connection's closing: a connection
+lost, or a restore past `RESTORE_SECONDS`, cancels the restore, closes that connection and
+hands aio-pika's loop a connection error, and the loop tries the next address.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from typing import Any, Final
 
 import aio_pika
 import structlog
+from aio_pika.exceptions import AMQPConnectionError
 from aio_pika.robust_connection import RobustConnection
 from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, ChannelNotFoundEntity
 from yarl import URL
@@ -28,6 +41,15 @@ log = structlog.get_logger(__name__)
 FAILOVER_RECONNECT_SECONDS: Final = 1.0
 """Pause between two connection attempts when several nodes are listed (aio-pika's default
 is 5 s: with a list, the next attempt goes to another node, so there is no reason to wait)."""
+
+RESTORE_SECONDS: Final = 30.0
+"""The longest a restore of a new connection's channels, exchanges, queues and consumers may
+take before the connection is dropped and the next attempt made (a restore takes
+milliseconds; a quorum queue electing a leader holds a consume for seconds)."""
+
+
+class RestoreAbortedError(AMQPConnectionError):
+    """A new connection was lost, or its restore took too long: the next attempt follows."""
 
 
 def broker_urls(amqp_url: str) -> tuple[str, ...]:
@@ -83,6 +105,57 @@ class FailoverConnection(RobustConnection):
                 self._index += 1
             self._tried = True
         self._transport = value
+
+    def _node(self) -> str:
+        """This attempt's address, for logs (no password)."""
+        url = self.url
+        return str(url.with_password("******") if url.password else url)
+
+    async def _on_connected(self) -> None:
+        """aio-pika's restore of the channels, bounded by the connection's life and in time."""
+        transport = self.transport
+        if transport is None:
+            await super()._on_connected()  # raises: no transport
+            return
+        reconnect = self.connection_attempt > 0
+        lost = transport.connection.closing
+        restoring = asyncio.ensure_future(super()._on_connected())
+        try:
+            done, _ = await asyncio.wait(
+                (restoring, lost), timeout=RESTORE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()  # an observer of the closing only, never the connection's own
+            if not restoring.done():
+                restoring.cancel()
+                await asyncio.gather(restoring, return_exceptions=True)
+        if restoring in done and not restoring.cancelled():
+            error = restoring.exception()
+            if error is not None:
+                # aio-pika closed the connection; its loop logs the failure and retries.
+                log.warning("broker_restore_failed", node=self._node(), error=repr(error))
+                raise error
+            if reconnect:
+                log.info("broker_reconnected", node=self._node(), attempt=self.connection_attempt)
+            return
+        if lost in done:
+            reason = "the connection was lost during the restore"
+        elif restoring in done:
+            reason = "the restore was cancelled"
+        else:
+            reason = f"the restore took longer than {RESTORE_SECONDS:g} s"
+        log.warning("broker_restore_aborted", node=self._node(), reason=reason)
+        error = RestoreAbortedError(reason)
+        self.connected.clear()
+        await asyncio.gather(transport.connection.close(error), return_exceptions=True)
+        raise error
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        # A lost connection, not an attempt that never connected (aio-pika logs those).
+        if self.transport is not None and not (self._close_called or self.is_closed):
+            error = None if closing.cancelled() else closing.exception()
+            log.warning("broker_connection_lost", node=self._node(), error=repr(error))
+        await super()._on_connection_close(closing)
 
 
 def connection_class(urls: tuple[str, ...]) -> type[FailoverConnection]:

@@ -51,7 +51,9 @@ def make_broker(
 
     `amqp_url` may list a cluster's nodes, comma-separated (`scribe_runtime.failover`):
     the connection then goes to each in turn until one answers, at start and after a
-    node is lost. The caller has already reached one (`declare_topology` fails fast), so
+    node is lost. With one address or several, a connection lost while its channels are
+    being restored is dropped and made again (`failover.FailoverConnection`), never left
+    waiting for itself. The caller has already reached one (`declare_topology` fails fast), so
     the broker waits for a node rather than failing on the first that does not answer.
     """
     urls = broker_urls(amqp_url)
@@ -70,10 +72,10 @@ def make_broker(
         fail_fast=len(urls) == 1,
         reconnect_interval=FAILOVER_RECONNECT_SECONDS if len(urls) > 1 else 5.0,
     )
-    if len(urls) > 1:
-        # FastStream 0.7 passes its connection arguments to `aio_pika.connect_robust` as
-        # they are and has no parameter for the connection class (checked in 0.7.8).
-        broker._connection_kwargs["connection_class"] = connection_class(urls)
+    # One address too: the connection's restore must not hang there either (`failover`).
+    # FastStream 0.7 passes its connection arguments to `aio_pika.connect_robust` as they
+    # are and has no parameter for the connection class (checked in 0.7.8).
+    broker._connection_kwargs["connection_class"] = connection_class(urls)
     return broker
 
 
