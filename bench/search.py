@@ -9,8 +9,9 @@ distribution over a 20,000-word vocabulary whose head is English stop words, lik
 "Common" terms then match ~3-5 % of all segments (tens of thousands of rows at 1M), "rare"
 terms a few dozen. Prints p50/p95 of:
 
-- `sql`: the search statement the API runs (bounded candidate ranking + `ts_headline` for
-  the page), executed directly with asyncpg as the reader role;
+- `sql`: the one statement the API runs for a search (the tenant's text-search
+  configurations, bounded candidate ranking, `ts_headline` for the page), executed
+  directly with asyncpg as the reader role;
 - `http`: `GET /v1/search` against the real read router served by uvicorn in a separate
   process, over TCP on 127.0.0.1 (includes HTTP, validation and JSON);
 - `sql-rank-all`: the naive statement ranking every match, for comparison.
@@ -314,7 +315,7 @@ async def measure(
 
             async def sql(term: str, limit: int = settings.search_candidate_limit) -> object:
                 query = SearchQuery(tenant_id=TENANT, text=term, limit=20, candidate_limit=limit)
-                statement, params = build_sql(query, configs)
+                statement, params = build_sql(query)
                 return await conn.fetch(statement, *params)
 
             async def sql_rank_all(term: str) -> object:
