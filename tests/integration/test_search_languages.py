@@ -19,6 +19,7 @@ from contracts import TranscriptCompletedV1
 from contracts.transcription import Segment
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
+from ingest import search
 from services.indexer.tests import job_events as ev
 from tests.integration.test_read_api import AUTH, make_app
 from tests.support.servers import READER, as_role
@@ -101,3 +102,60 @@ async def test_a_language_without_a_stemmer_is_indexed_word_for_word(
     assert await found(http, "nyumbani") == [swahili]
     assert await found(http, "Walicheza", language="sw") == [swahili]
     assert await found(http, "nyumba") == []  # no stemming: only the word itself
+
+
+TRICKY_QUERIES = [
+    "Haus",
+    "the",  # a stop word in English, a word in German and in `simple`
+    '"fellow americans" -taxes',
+    'o\'neil \\back "a b c" -x or y',
+    "l'été à Paris, naïve café",
+    "it's o''clock\\'s \\\\x",
+    "a:* b:AB c & d | !e <-> f",
+    '"a -b" or -"c d"',
+    "straße über",
+    "\\\\'' ''' \\",  # no lexeme in any configuration
+]
+
+
+@pytest.mark.parametrize("language", [None, "de", "xx"])
+async def test_the_query_is_parsed_in_one_statement_as_the_configurations_or_ed(
+    client: tuple[httpx.AsyncClient, dict[str, UUID]], database_url: str, language: str | None
+) -> None:
+    """The search statement parses the query in every configuration of the tenant's
+    languages and ORs them as text cast back to a tsquery: it is the very tsquery that
+    `websearch_to_tsquery(c1, q) || websearch_to_tsquery(c2, q) || ...` gives (by name,
+    stop-word-only configurations left out), which ranks and highlights the same."""
+    conn = await asyncpg.connect(as_role(database_url, READER))
+    try:
+        await conn.execute("SELECT set_config('scribe.tenant_id', 'default', false)")
+        configs = await conn.fetch(
+            "SELECT DISTINCT scribe_text_search_config(language)::text AS c "
+            "FROM search_languages WHERE $1::text IS NULL "
+            "UNION SELECT scribe_text_search_config($1)::text WHERE $1::text IS NOT NULL "
+            "ORDER BY 1",
+            language,
+        )
+        assert len(configs) == (4 if language is None else 1)  # en, de, fr and simple (sw)
+        for text in TRICKY_QUERIES:
+            expected = None
+            for row in configs:
+                part = await conn.fetchval(
+                    "SELECT q FROM websearch_to_tsquery($1::regconfig, $2) q WHERE numnode(q) > 0",
+                    row["c"],
+                    text,
+                )
+                if part is not None:
+                    expected = (
+                        part
+                        if expected is None
+                        else await conn.fetchval(
+                            "SELECT $1::tsquery || $2::tsquery", expected, part
+                        )
+                    )
+            parsed = await conn.fetchval(
+                f"SELECT ({search._PARSED_SQL})::text", "default", text, language
+            )
+            assert parsed == expected, text
+    finally:
+        await conn.close()

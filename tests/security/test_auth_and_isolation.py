@@ -243,5 +243,34 @@ async def test_a_pooled_reader_connection_carries_no_tenant_into_the_next_read(
             await reader.job("acme'; SET ROLE postgres; --", jobs["acme"])
 
 
+async def test_a_read_whose_commit_fails_answers_and_leaves_no_session_behind(
+    database_url: str, jobs: dict[str, UUID]
+) -> None:
+    """A read's transaction ends after its answer is in hand (`JobReader._end`): when that
+    COMMIT fails (here the backend is killed first), what was read stands, the connection
+    is dropped rather than pooled, and the next read gets a clean session."""
+    async with asyncpg.create_pool(
+        as_role(database_url, READER), min_size=1, max_size=1, reset=_no_reset
+    ) as pool:
+        reader = JobReader(pool, timeout_seconds=5, search_candidate_limit=1000)
+        admin = await asyncpg.connect(database_url)
+        try:
+            async with reader._connection("acme") as conn:
+                pid = conn.get_server_pid()
+                seen = await conn.fetchval("SELECT count(*) FROM jobs")
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        assert seen == 1  # acme's one job, read before the backend went
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() != pid
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT current_setting('scribe.tenant_id', true)") in (
+                None,
+                "",
+            )
+        assert await reader.job("acme", jobs["acme"]) is not None
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """As ingest's pool: no session reset on release (`ingest.queries`)."""

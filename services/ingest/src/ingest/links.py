@@ -40,9 +40,15 @@ class JobLinks(BaseModel):
 def job_links(job_id: UUID, status: str) -> JobLinks:
     """The links of a job in `status`: the exports appear once it is completed."""
     base = job_path(job_id)
-    links = JobLinks(self=base, transcript=f"{base}/transcript.json")
+    transcript = f"{base}/transcript.json"
     if status != "completed":
-        return links
-    return links.model_copy(
-        update={f"transcript_{fmt}": f"{base}/transcript.{fmt}" for fmt in EXPORT_FORMATS}
+        return JobLinks(self=base, transcript=transcript)
+    # One model, built once: a search page makes twenty of these.
+    return JobLinks(
+        self=base,
+        transcript=transcript,
+        transcript_json=transcript,
+        transcript_txt=f"{base}/transcript.txt",
+        transcript_srt=f"{base}/transcript.srt",
+        transcript_vtt=f"{base}/transcript.vtt",
     )

@@ -158,6 +158,8 @@ class JobReader:
         self.pool = pool
         self.timeout_seconds = timeout_seconds
         self.search_candidate_limit = search_candidate_limit
+        self._ending: set[asyncio.Task[None]] = set()
+        """Transactions being ended after their reads (`_end`), held until done."""
 
     @classmethod
     def from_settings(cls, pool: asyncpg.Pool, settings: IngestSettings) -> JobReader:
@@ -175,11 +177,15 @@ class JobReader:
         The WHERE clauses name the tenant too, but PostgreSQL is what enforces it: the
         reader role sees only rows of the tenant set here (migration 0002), and
         `set_config(..., true)` lasts for this transaction only, so a pooled connection
-        never carries it to the next request.
+        never carries it to the next request. Once the block has what it read, the
+        transaction ends (`_end`) while the caller goes on: the answer does not wait for
+        a read-only COMMIT's round trip, and the connection is back in the pool only after
+        its transaction has ended (or it is dropped).
         """
         begin = _begin_for(tenant)
         try:
-            async with self.pool.acquire(timeout=self.timeout_seconds) as conn:
+            conn = await self.pool.acquire(timeout=self.timeout_seconds)
+            try:
                 # The transaction and its tenant in one round trip (a simple query may hold
                 # two statements; a parameter may not, hence the checked literal).
                 await conn.execute(begin)
@@ -189,7 +195,12 @@ class JobReader:
                     with contextlib.suppress(Exception):  # gone with the connection anyway
                         await conn.execute("ROLLBACK")
                     raise
-                await conn.execute("COMMIT")
+            except BaseException:
+                await self.pool.release(conn)
+                raise
+            ending = asyncio.get_running_loop().create_task(self._end(conn))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
         except (asyncpg.DataError, OverflowError) as exc:
             # The routes range-check what they pass; this is the net under them: a value
             # PostgreSQL (or the driver) cannot take is the caller's input, never a 500.
@@ -204,6 +215,24 @@ class JobReader:
                 "the read database is unavailable; retry shortly",
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             ) from exc
+
+    async def _end(self, conn: Connection) -> None:
+        """COMMIT a read-only transaction, then give its connection back to the pool.
+
+        Nothing was written, so a failed COMMIT loses nothing the caller read: it is logged,
+        and the release rolls back whatever is still open or, failing that, drops the
+        connection (asyncpg's reset), so no transaction, and no tenant, reaches the next
+        holder of the connection.
+        """
+        try:
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            log.warning("read_commit_failed", error=repr(exc))
+        finally:
+            try:
+                await self.pool.release(conn)
+            except Exception as exc:  # asyncpg has terminated the connection
+                log.warning("read_release_failed", error=repr(exc))
 
     async def job(self, tenant: str, job_id: UUID) -> TranscriptionOut | None:
         """Everything about one job (its transcript once completed); None if unknown."""

@@ -12,7 +12,6 @@ under it and are ranked exactly.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -69,43 +68,44 @@ class SearchResult:
     approximate: bool
 
 
-DEFAULT_CONFIG: Final = "english"
-"""The configuration a query is parsed with when the tenant has no transcript yet."""
-
-_CONFIGS_SQL: Final = """
-SELECT c.config::text AS config, numnode(websearch_to_tsquery(c.config, $2)) AS nodes
+_PARSED_SQL: Final = """
+SELECT string_agg('(' || p.query::text || ')', ' | ' ORDER BY p.config)::tsquery
 FROM (
-    SELECT scribe_text_search_config($3) AS config WHERE $3::text IS NOT NULL
-    UNION
-    SELECT scribe_text_search_config(language) FROM search_languages
-    WHERE tenant_id = $1 AND $3::text IS NULL
-    UNION
-    SELECT 'pg_catalog.english'::regconfig WHERE $3::text IS NULL
-        AND NOT EXISTS (SELECT 1 FROM search_languages WHERE tenant_id = $1)
-) c
-ORDER BY 1
+    SELECT c.config::text AS config, websearch_to_tsquery(c.config, $2) AS query
+    FROM (
+        SELECT scribe_text_search_config($3) AS config WHERE $3::text IS NOT NULL
+        UNION
+        SELECT scribe_text_search_config(language) FROM search_languages
+        WHERE tenant_id = $1 AND $3::text IS NULL
+        UNION
+        SELECT 'pg_catalog.english'::regconfig WHERE $3::text IS NULL
+            AND NOT EXISTS (SELECT 1 FROM search_languages WHERE tenant_id = $1)
+    ) c
+) p
+WHERE numnode(p.query) > 0
 """
-"""The configurations to parse a query with: the filter's language's, else those of every
-language the tenant's transcripts are in (English for a tenant with none yet); and how
-many nodes the query has in each (none: only stop words there)."""
+"""The query parsed in the configuration of the filter's language, else in those of every
+language the tenant's transcripts are in (English for a tenant with none yet), OR-ed: what
+`q1 || q2 || ...` gives, by name order, without a round trip to learn the configurations
+first. A tsquery's text is its exact input form, so the OR is built as text and cast back.
+A configuration in which the query is only stop words ("the" in English) is left out, as
+`||` would; with none left the query is NULL and matches nothing."""
 
 
-def build_sql(
-    query: SearchQuery, configs: Sequence[str] = (DEFAULT_CONFIG,)
-) -> tuple[str, list[Any]]:
-    """The statement and its parameters: the query parsed in each of `configs` (the
-    text-search configurations of the tenant's languages), OR-ed, against one GIN index."""
-    params: list[Any] = [query.tenant_id, query.text]
+def build_sql(query: SearchQuery) -> tuple[str, list[Any]]:
+    """The one statement of a search and its parameters: the query parsed in the
+    text-search configurations of the tenant's languages, OR-ed, against one GIN index."""
+    params: list[Any] = [query.tenant_id, query.text, query.language]
 
     def param(value: Any) -> str:
         params.append(value)
         return f"${len(params)}"
 
-    # A query of stop words only ("the", "and") matches nothing: `numnode` 0 ends it before
-    # any segment is read, in this statement rather than a round trip of its own.
+    # A query of stop words only ("the", "and") parses to NULL here (or to nothing): the
+    # first filter ends it before any segment is read.
     filters = ["numnode(q.query) > 0", "s.tenant_id = $1", "s.tsv @@ q.query"]
     if query.language is not None:
-        filters.append(f"s.language = {param(query.language)}")
+        filters.append("s.language = $3")
     if query.speaker is not None:
         filters.append(f"s.speaker = {param(query.speaker)}")
     job_filters = []
@@ -125,12 +125,11 @@ def build_sql(
         page_filter = (
             f"(rank < {r}::real OR (rank = {r}::real AND (job_id, segment_id) > ({j}, {s})))"
         )
-    parsed = " || ".join(f"websearch_to_tsquery({param(c)}::regconfig, $2)" for c in configs)
     candidate_limit = param(query.candidate_limit)
     # Every value is a parameter; only the fixed fragments above are formatted in.
     page_limit = param(query.limit + 1)
     sql = f"""
-WITH q AS MATERIALIZED (SELECT {parsed} AS query),
+WITH q AS MATERIALIZED (SELECT ({_PARSED_SQL}) AS query),
 candidates AS (
     SELECT s.job_id, s.segment_id, s.start_seconds, s.end_seconds, s.text, s.language, s.tsv,
            s.speaker
@@ -170,14 +169,8 @@ def render_snippet(headline: str) -> str:
 async def search(
     conn: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record], query: SearchQuery
 ) -> SearchResult:
-    """Run one page of a search."""
-    # The configurations of the tenant's languages, and what the query is in each: a query
-    # of stop words only ("the", "and") matches nothing there; say so without a scan.
-    found = await conn.fetch(_CONFIGS_SQL, query.tenant_id, query.text, query.language)
-    configs = [r["config"] for r in found if r["nodes"]]
-    if not configs:
-        return SearchResult(hits=[], has_more=False, approximate=False)
-    sql, params = build_sql(query, configs)
+    """Run one page of a search: one statement, one round trip."""
+    sql, params = build_sql(query)
     rows = await conn.fetch(sql, *params)
     considered = rows[0]["considered"] if rows else 0
     hits = [
