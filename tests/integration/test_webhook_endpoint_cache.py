@@ -188,3 +188,25 @@ async def test_the_cache_keeps_at_most_its_bound_of_tenants(
         await endpoints.subscribed("t1", "transcript.completed")
         await endpoints.subscribed("t2", "transcript.completed")
         assert (endpoints.hits, endpoints.misses) == (2, 4)
+
+
+async def test_an_unexpected_listener_error_is_retried_not_the_end_of_caching(
+    reader: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoints = CachedEndpoints(reader, as_role(database_url, READER), reconnect_delays=(0.05,))
+    listen_once = endpoints._listen_once
+    calls = 0
+
+    async def failing_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("an unexpected reply")
+        await listen_once()
+
+    monkeypatch.setattr(endpoints, "_listen_once", failing_once)
+    async with endpoints:
+        await eventually_async(
+            lambda: listening(endpoints), within=WITHIN, what="LISTEN after the error"
+        )
+        assert calls == 2

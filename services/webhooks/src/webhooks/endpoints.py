@@ -226,6 +226,11 @@ class CachedEndpoints:
                 await self._listen_once()
             except _CONNECTION_ERRORS as exc:
                 error = repr(exc)
+            except Exception as exc:
+                # Anything else (a driver bug, an unexpected reply) must not end the task
+                # unseen: the cache would stay bypassed for good with nothing said.
+                log.exception("webhook_endpoint_listener_failed")
+                error = repr(exc)
             else:
                 error, failures = "connection lost", 0  # it was up: retry soon
             self._bypass()
