@@ -18,6 +18,8 @@ import aio_pika
 import httpx
 import pytest
 from aio_pika.robust_queue import RobustQueue
+from aiormq import spec
+from aiormq.exceptions import DeliveryError
 
 from contracts import AudioUploadedV1
 from contracts.lifecycle import TranscriptionDeletedV1
@@ -207,3 +209,64 @@ async def test_a_connection_whose_restore_fails_midway_is_made_again(
                 audio_uri="file:///a.wav",  # type: ignore[arg-type]
             )
         )
+
+
+async def test_a_channel_the_broker_keeps_nacking_is_replaced_and_the_upload_accepted(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RabbitMQ 3.10 nacks every publish of a channel whose first publish to a quorum queue
+    met the queue's old leader on a node just stopped (`failover.ChannelRenewer`): ingest
+    answered 503 to every upload after a cluster failover. Here the broker's nack is played
+    on the channel ingest publishes on, for every publish of that AMQP channel; the upload
+    must go through on a new one, and consumers on the broker's channel keep consuming."""
+    await declare_topology(amqp_url)
+    broker = make_broker(amqp_url, service="scribe-ingest")
+    publisher = BrokerPublisher(broker, timeout_seconds=10)
+    heard: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+
+    async def on_deleted(event: TranscriptionDeletedV1, _: Delivery) -> None:
+        await heard.put(event.job_id)
+
+    subscribe_events(broker, INGEST_DELETIONS_QUEUE, (TranscriptionDeletedV1,), on_deleted)
+    nacked: list[int] = []
+    async with broker:
+        await asyncio.wait_for(broker.start(), 30)
+        channel = await broker.config.channel_manager.get_channel()
+        poisoned = await channel.get_underlay_channel()
+        basic_publish = type(poisoned).basic_publish
+
+        async def nacked_on_the_poisoned_channel(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self is poisoned:
+                nacked.append(1)
+                raise DeliveryError(None, spec.Basic.Nack(delivery_tag=len(nacked), multiple=True))
+            return await basic_publish(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(poisoned), "basic_publish", nacked_on_the_poisoned_channel)
+        uploads = [
+            AudioUploadedV1(
+                job_id=uuid.uuid4(),
+                tenant_id="default",
+                producer="test",
+                audio_uri="file:///a.wav",  # type: ignore[arg-type]
+            )
+            for _ in range(3)
+        ]
+        # Concurrent uploads, as ingest has them: all accepted, the channel renewed once.
+        await asyncio.wait_for(asyncio.gather(*(publisher.publish(u) for u in uploads)), 30)
+        assert nacked, "the poisoned channel was never published on"
+        assert poisoned.is_closed
+        assert await channel.get_underlay_channel() is not poisoned
+        deleted = TranscriptionDeletedV1(
+            job_id=uuid.uuid4(), tenant_id="default", producer="test", request_event_id=uuid.uuid4()
+        )
+        await asyncio.wait_for(publish_event(broker, deleted), 30)
+        assert await asyncio.wait_for(heard.get(), 30) == deleted.job_id
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(
+            TRANSCRIBER_QUEUE.name, passive=True
+        )
+        ids = set()
+        while (message := await queue.get(no_ack=True, fail=False, timeout=10)) is not None:
+            ids.add(message.message_id)
+    assert ids == {str(u.event_id) for u in uploads}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from faststream.rabbit import RabbitBroker, RabbitExchange
 
-from scribe_runtime.failover import publish_confirmed
+from scribe_runtime.failover import channel_renewer, publish_confirmed
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
@@ -219,7 +219,8 @@ async def republish(
             timestamp=delivery.timestamp,
             headers=dict(headers),
             timeout=PUBLISH_TIMEOUT_SECONDS,
-        )
+        ),
+        renewer=channel_renewer(broker),
     )
 
 

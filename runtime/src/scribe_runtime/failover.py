@@ -27,14 +27,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+from weakref import WeakKeyDictionary
 
 import aio_pika
 import structlog
+from aio_pika.abc import AbstractRobustChannel
 from aio_pika.exceptions import AMQPConnectionError
 from aio_pika.robust_connection import RobustConnection
-from aiormq.exceptions import ChannelClosed, ChannelInvalidStateError, ChannelNotFoundEntity
+from aiormq import spec
+from aiormq.exceptions import (
+    ChannelClosed,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+    DeliveryError,
+    PublishError,
+)
 from yarl import URL
+
+if TYPE_CHECKING:
+    from faststream.rabbit import RabbitBroker
 
 log = structlog.get_logger(__name__)
 
@@ -183,21 +195,93 @@ electing new queue leaders, the connection moving to another node: seconds, meas
 RETRYABLE_PUBLISH_ERRORS: Final = (ConnectionError, ChannelInvalidStateError, ChannelClosed)
 """The connection or channel went away under the publish: its confirm never came."""
 
+RENEW_SECONDS: Final = 10.0
+"""The longest a renewed channel may take to open again before the publish is retried
+anyway (it then meets the channel's own restore, or the connection's)."""
+
+
+class ChannelRenewedError(Exception):
+    """Why a publishing channel was closed by its own client: the broker kept nacking it."""
+
+
+def is_nack(exc: BaseException) -> bool:
+    """The broker refused a publish (`basic.nack`), as opposed to returning it unroutable."""
+    return (
+        isinstance(exc, DeliveryError)
+        and not isinstance(exc, PublishError)
+        and isinstance(exc.frame, spec.Basic.Nack)
+    )
+
+
+class ChannelRenewer:
+    """Replaces a publishing channel that the broker nacks, once per nacked channel.
+
+    RabbitMQ 3.10 (Debian's) keeps, per channel and quorum queue, the queue's leader as it
+    was when the channel first published to it. When that first publish comes while the
+    queue's record still names a leader on a node that has just stopped, the broker's
+    enqueuer registration asks that node, gets `nodedown` and nacks the publish without
+    forgetting the dead leader (`rabbit_fifo_client:enqueue/3`, 3.10.8): every later
+    publish of that channel to that queue is nacked too, for the life of the channel.
+    That is what left ingest answering 503 to every upload after a failover
+    (`tests/faults/test_cluster.py`, about one run in three). A new channel asks the queue
+    record afresh, so a nacked publish is sent again on a new channel.
+
+    Concurrent publishes nacked on the same channel renew it once: each attempt notes the
+    `generation` it started on, and a renewal asked for an older generation is skipped.
+    """
+
+    def __init__(self, channel: Callable[[], Awaitable[AbstractRobustChannel]]) -> None:
+        self._channel = channel
+        self._lock = asyncio.Lock()
+        self.generation = 0
+
+    async def renew(self, seen: int, reason: BaseException) -> None:
+        """Close the channel's AMQP channel (aio-pika's robust channel opens a new one in
+        its place, with its exchanges and queues) unless it was renewed since `seen`."""
+        async with self._lock:
+            if seen != self.generation:
+                return
+            self.generation += 1
+            channel = await self._channel()
+            reopened = asyncio.Event()
+
+            def on_reopen(*_: object) -> None:
+                reopened.set()
+
+            channel.reopen_callbacks.add(on_reopen)
+            try:
+                underlay = await channel.get_underlay_channel()
+                await underlay.close(ChannelRenewedError(repr(reason)))
+                await asyncio.wait_for(reopened.wait(), RENEW_SECONDS)
+                log.warning("publish_channel_renewed", reason=repr(reason))
+            except (TimeoutError, *RETRYABLE_PUBLISH_ERRORS) as exc:
+                # The connection went meanwhile: its restore opens the channel again.
+                log.warning("publish_channel_not_renewed", reason=repr(reason), error=repr(exc))
+            finally:
+                channel.reopen_callbacks.discard(on_reopen)
+
 
 async def publish_confirmed(
-    publish: Callable[[], Awaitable[object]], *, within: float = FAILOVER_PUBLISH_SECONDS
+    publish: Callable[[], Awaitable[object]],
+    *,
+    renewer: ChannelRenewer | None = None,
+    within: float = FAILOVER_PUBLISH_SECONDS,
 ) -> None:
     """Run `publish` (one confirmed publish) until the broker confirms it.
 
     A publish whose confirm was lost with its connection may or may not have been
-    enqueued; it is sent again on the restored connection. Every Scribe message carries
-    its event id as `message_id` and every consumer is idempotent by it (outcome events
-    have ids derived from the job), so a copy is harmless and a loss is not possible.
-    A nack, a return (unroutable) or an error of the caller's is raised at once.
+    enqueued; it is sent again on the restored connection. A publish the broker nacked is
+    sent again on a new channel when a `renewer` is given (`ChannelRenewer` says why); a
+    message routed to several queues may then reach a queue that had taken it twice.
+    Every Scribe message carries its event id as `message_id` and every consumer is
+    idempotent by it (outcome events have ids derived from the job), so a copy is harmless
+    and a loss is not possible. A return (unroutable), a `ChannelNotFoundEntity` or an
+    error of the caller's is raised at once; a nack without a `renewer`, too.
     """
     deadline = asyncio.get_running_loop().time() + within
     pause = 0.1
     while True:
+        seen = renewer.generation if renewer is not None else 0
         try:
             await publish()
             return
@@ -208,5 +292,27 @@ async def publish_confirmed(
             if remaining <= 0:
                 raise
             log.warning("publish_retried_after_connection_loss", error=repr(exc))
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, 2.0)
+        except DeliveryError as exc:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if renewer is None or not is_nack(exc) or remaining <= 0:
+                raise
+            await renewer.renew(seen, exc)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 2, 2.0)
+
+
+_RENEWERS: WeakKeyDictionary[RabbitBroker, ChannelRenewer] = WeakKeyDictionary()
+
+
+def channel_renewer(broker: RabbitBroker) -> ChannelRenewer:
+    """The `ChannelRenewer` of a FastStream broker's default channel, the one its publishers
+    and `broker.publish` use (one per broker)."""
+    renewer = _RENEWERS.get(broker)
+    if renewer is None:
+        # FastStream 0.7.8 has no public accessor for the channel its publishes go through;
+        # its channel manager hands out that one, cached (checked in 0.7.8's source).
+        renewer = _RENEWERS[broker] = ChannelRenewer(broker.config.channel_manager.get_channel)
+    return renewer

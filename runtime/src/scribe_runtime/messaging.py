@@ -27,6 +27,7 @@ from scribe_runtime.amqp import (
 from scribe_runtime.failover import (
     FAILOVER_RECONNECT_SECONDS,
     broker_urls,
+    channel_renewer,
     connection_class,
     publish_confirmed,
 )
@@ -118,7 +119,8 @@ async def publish_event(broker: RabbitBroker, event: Event) -> None:
                 message_type=event.message_type,
                 content_type=routing.CONTENT_TYPE,
                 **event_properties(event),
-            )
+            ),
+            renewer=channel_renewer(broker),
         )
     except BaseException:
         metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()

@@ -17,7 +17,7 @@ from faststream.rabbit.publisher import RabbitPublisher
 from contracts import routing
 from contracts.envelope import Event
 from scribe_runtime import metrics
-from scribe_runtime.failover import publish_confirmed
+from scribe_runtime.failover import channel_renewer, publish_confirmed
 from scribe_runtime.messaging import event_properties
 from scribe_runtime.topology import EVENTS_EXCHANGE
 
@@ -31,6 +31,7 @@ class EventPublisher:
 
     def __init__(self, broker: RabbitBroker, events: Iterable[type[Event]]) -> None:
         self._publishers: dict[type[Event], RabbitPublisher] = {}
+        self._renewer = channel_renewer(broker)
         for cls in events:
             key = cls.routing_key()
             self._publishers[cls] = broker.publisher(
@@ -52,7 +53,8 @@ class EventPublisher:
 
     async def publish(self, event: Event, *, routing_key: str | None = None) -> None:
         """Publish `event`; returns once the broker confirmed it, sent again on the restored
-        connection when the connection was lost before the confirm (`failover`).
+        connection when the connection was lost before the confirm, and on a new channel
+        when the broker nacked it (`failover.publish_confirmed`).
 
         `routing_key`: another key than the event's own (a work item routed to a pool).
         """
@@ -68,7 +70,10 @@ class EventPublisher:
             properties = event_properties(event)
             # "" (FastStream's default) is the publisher's own key.
             key = routing_key or ""
-            await publish_confirmed(lambda: publisher.publish(body, routing_key=key, **properties))
+            await publish_confirmed(
+                lambda: publisher.publish(body, routing_key=key, **properties),
+                renewer=self._renewer,
+            )
         except BaseException:
             metrics.EVENT_PUBLISH_FAILURES.labels(event.message_type).inc()
             raise
