@@ -172,8 +172,9 @@ async def tenant_reader(request: Request, credentials: Credentials) -> TenantRea
 
     The same authentication as `authenticated_tenant` (the key hashed and looked up on
     every request), resolved without the nested chain (tenant → keyring → container,
-    queries → container, cursors → container): FastAPI's dependency resolution was about
-    a fifth of a search's CPU in the API process (bench/README.md, search).
+    queries → container, cursors → container), each link of which FastAPI resolves on
+    every request: a search makes about a fifth fewer Python calls (bench/README.md,
+    session 6).
     """
     services = services_of(request.app)
     return TenantReader(
