@@ -12,8 +12,9 @@ terms a few dozen. Prints p50/p95 of:
 - `sql`: the one statement the API runs for a search (the tenant's text-search
   configurations, bounded candidate ranking, `ts_headline` for the page), executed
   directly with asyncpg as the reader role;
-- `http`: `GET /v1/search` against the real read router served by uvicorn in a separate
-  process, over TCP on 127.0.0.1 (includes HTTP, validation and JSON), from aiohttp: a
+- `http`: `GET /v1/search` against the real read router served in a separate process as
+  `scribe-ingest serve` serves it (uvicorn with `ingest.server.server_config`), over TCP on
+  127.0.0.1 (includes HTTP, validation and JSON), from aiohttp: a
   client whose HTTP parser is compiled, as asyncpg's protocol is on the SQL side;
 - `http-httpx` (common terms): the same requests from httpx, whose pure-Python HTTP/1.1
   costs the client ~2 CPU-ms more per request (what `http` measured before);
@@ -38,12 +39,13 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import httpx
-from fastapi import FastAPI
+import uvicorn
 
 from bench.common import API_HEADERS, Result, cpu_seconds, percentile
 from indexer.migrate import prepare_database
 from ingest.app import create_read_app
 from ingest.search import SearchQuery, build_sql
+from ingest.server import server_config
 from ingest.settings import IngestSettings
 from tests.support.ports import free_port
 from tests.support.waiting import eventually_async
@@ -269,9 +271,14 @@ async def timed(
     return samples
 
 
-def create_app() -> FastAPI:
-    """The real read router, as ingest mounts it (uvicorn --factory target)."""
-    return create_read_app()
+def serve(port: int) -> None:
+    """The real read router, served as `scribe-ingest serve` serves ingest: uvicorn with
+    `ingest.server.server_config` (its header-limited httptools protocol, one write per
+    response, no proxy headers, no access log), on 127.0.0.1."""
+    settings = IngestSettings()
+    app = create_read_app(settings)
+    config = server_config(app, settings, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.Server(config).run()
 
 
 async def measure(
@@ -300,10 +307,8 @@ async def measure(
         "SCRIBE_LOG_LEVEL": "WARNING",
     }
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "--factory", "bench.search:create_app",
-        "--port", str(port), "--log-level", "warning", "--no-access-log",
-        env=env,
-    )  # fmt: skip
+        sys.executable, "-m", "bench.search", "--serve", str(port), env=env
+    )
     try:
         async with (
             httpx.AsyncClient(
@@ -453,6 +458,8 @@ def _parser() -> argparse.ArgumentParser:
         help="a role that may create databases; the benchmark's own database is dropped after",
     )
     parser.add_argument("--keep", action="store_true", help="keep the loaded database")
+    # The API's own process, started by `measure` (not for use by hand).
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument(
         "--mixed",
         action="store_true",
@@ -509,7 +516,11 @@ def run(quick: bool = False) -> Result:
 
 
 def main() -> None:
-    asyncio.run(_run(_parser().parse_args()))
+    args = _parser().parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

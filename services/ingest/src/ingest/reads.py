@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports
-from ingest.deps import Cursors, Queries, Tenant
+from ingest.deps import Cursors, Queries, Tenant, TenantReads
 from ingest.failures import (
     INVALID_CURSOR,
     TRANSCRIPT_NOT_READY,
@@ -240,9 +240,7 @@ async def export_transcript(
     summary="Full-text search over transcript segments, ranked, with highlighted snippets",
 )
 async def search_segments(
-    tenant: Tenant,
-    queries: Queries,
-    codec: Cursors,
+    reader: TenantReads,
     q: Annotated[
         str,
         Query(
@@ -281,6 +279,7 @@ async def search_segments(
             "q may not contain NUL characters",
             details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
         )
+    tenant, queries, codec = reader.tenant, reader.queries, reader.cursors
     created_after = _utc(created_after, "created_after")
     created_before = _utc(created_before, "created_before")
     _check_range(created_after, created_before)
