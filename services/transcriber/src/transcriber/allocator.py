@@ -5,7 +5,7 @@ buffers, many of them 1 to 12 MiB, at every decoding step. Two ways of returning
 memory were measured side by side (tiny.en int8, beam 5, 2 threads, four 2-minute files in
 one process, per job: CPU seconds, minor page faults, peak RSS):
 
-- glibc's defaults: 8.8-10.7 CPU s, 280-330k faults, peak 415, 428, 447, 447 MiB (it grows:
+- glibc's defaults: 8.8-11.0 CPU s, 276-334k faults, peak 415, 428, 447, 447 MiB (it grows:
   freed blocks stay in each thread's arena, and the first large free raises the mmap
   threshold so later arrays come from those arenas too);
 - the mmap threshold fixed at 1 MiB (what this worker did before): flat peaks (318-343
@@ -17,7 +17,9 @@ What this module does instead: one arena for every thread (`M_ARENA_MAX` 1), so 
 freed by one thread is reused by the next allocation of any other, and `malloc_trim(0)`
 after each job and each chunk, which hands the free pages of that arena back to the OS.
 glibc's dynamic threshold is left alone. Measured the same way: 8.7-10.6 CPU s, 296-348k
-faults (the defaults' cost), peaks 359, 363, 367, 370 MiB, 222 MiB held between jobs.
+faults (the defaults' cost), peaks 359, 363, 367, 370 MiB, 222 MiB held between jobs. The
+other candidates (a threshold fixed at 8 or 32 MiB, a trim or one arena alone) are in
+bench/README.md, "overhead, re-run".
 """
 
 from __future__ import annotations
