@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -57,7 +58,13 @@ def noise_wav(path: Path, seconds: float) -> Path:
 
 
 def service(
-    media: Path, engine: FakeEngine, recorder: Recorder, *, threshold: float = 20.0, **kw: float
+    media: Path,
+    engine: FakeEngine,
+    recorder: Recorder,
+    *,
+    threshold: float = 20.0,
+    after_work: Callable[[], object] | None = None,
+    **kw: float,
 ) -> Transcriber:
     return Transcriber(
         engine=engine,
@@ -74,6 +81,7 @@ def service(
             max_duration_seconds=kw.get("max_duration", 36000.0),
             policy=POLICY,
         ),
+        after_work=after_work,
     )
 
 
@@ -279,6 +287,35 @@ async def test_chunks_are_transcribed_in_absolute_time_and_assemble(tmp_path: Pa
     assert isinstance(second, TranscriptionChunkTranscribedV1)
     assert second.event_id == first.event_id
     assert second.segments == first.segments
+
+
+async def test_the_memory_of_each_step_of_a_job_is_handed_back_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    # What the worker wires to `malloc_trim`: once a one-step job, a split or a chunk has
+    # done its blocking work, on that work's thread (a trim can take milliseconds).
+    media = tmp_path / "media"
+    threads: list[str] = []
+
+    def after() -> None:
+        threads.append(threading.current_thread().name)
+
+    short = upload_of(noise_wav(media / "acme" / "short.wav", 10))
+    planner = Recorder()
+    long = upload_of(noise_wav(media / "acme" / "long.wav", 70))
+    worker = service(media, FakeEngine(), planner, after_work=after)
+    await worker.on_audio_uploaded(short, delivery(short))
+    await worker.on_audio_uploaded(long, delivery(long))
+    items = planner.of(TranscriptionChunkRequestedV1)
+    for item in items:
+        assert isinstance(item, TranscriptionChunkRequestedV1)
+        await worker.on_chunk_requested(item, delivery(item))
+
+    assert len(planner.of(TranscriptionChunkTranscribedV1)) == len(items) >= 3
+    assert [name.split("-")[0] for name in threads] == ["inference", "split"] + ["chunk"] * len(
+        items
+    )
+    assert threading.current_thread().name not in threads
 
 
 async def test_a_cancelled_jobs_chunks_do_no_work(tmp_path: Path) -> None:

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import socket
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
 
 import structlog
 from faststream.rabbit import RabbitBroker
@@ -43,6 +40,7 @@ from scribe_runtime.topology import (
 )
 from scribe_runtime.worker import Worker, producer_name, stop_on_signals
 from transcriber.admission import Admission
+from transcriber.allocator import release_freed_memory, share_one_arena
 from transcriber.chunk_store import ChunkStore, FileChunkStore, S3ChunkStore
 from transcriber.chunking import ChunkPolicy
 from transcriber.diarization import build_diarizer
@@ -96,8 +94,13 @@ def build(
     engine: SpeechEngine,
     *,
     chunk_store: ChunkStore | None = None,
+    after_work: Callable[[], object] | None = None,
 ) -> tuple[RabbitBroker, Transcriber]:
-    """The broker with the router and the transcriber subscribed, on the real adapters."""
+    """The broker with the router and the transcriber subscribed, on the real adapters.
+
+    `after_work`: run on the worker thread after each job's and each chunk's blocking work
+    (`Transcriber`).
+    """
     pool = served_pool(settings)
     broker = make_broker(
         shared.amqp_url,
@@ -178,6 +181,7 @@ def build(
             threads=settings.cpu_threads,
         ),
         long_audio=long_audio(shared, settings, chunk_store),
+        after_work=after_work,
     )
     # Routing is a confirmed publish per upload: many in hand at once, on its own channel.
     subscribe_events(
@@ -216,6 +220,9 @@ async def serve(
     for it, nor let the interpreter tear down around a model in use).
     """
     stop = stop or stop_on_signals()  # before the model loads: a SIGTERM meanwhile counts
+    # A job's buffers go back to the OS when it ends; not after an injected engine's
+    # (the control-plane benchmark's), which allocates nothing worth a trim per job.
+    after_work = release_freed_memory if engine is None else None
     if engine is None:
         model = await asyncio.to_thread(
             lambda: FasterWhisperEngine(settings, max_duration_seconds=shared.max_duration_seconds)
@@ -243,7 +250,7 @@ async def serve(
     store: ChunkStore | None = None
     if shared.media().is_s3:
         store = S3ChunkStore(shared.media(), asyncio.get_running_loop(), settings.download_dir)
-    broker, service = build(shared, settings, engine, chunk_store=store)
+    broker, service = build(shared, settings, engine, chunk_store=store, after_work=after_work)
     stopped_cleanly = False
 
     async def hand_back() -> dict[str, object]:
@@ -274,28 +281,6 @@ async def serve(
     return stopped_cleanly
 
 
-M_MMAP_THRESHOLD: Final = -3
-"""glibc's `mallopt` parameter number (malloc.h)."""
-MMAP_THRESHOLD_BYTES: Final = 1024 * 1024
-
-
-def return_large_buffers_to_the_os() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB, so a job's large buffers leave with the job.
-
-    glibc raises the threshold each time a large block is freed, after which decoded audio
-    and feature arrays come from the heap and stay there, fragmented: measured here, a
-    worker's peak grew chunk after chunk (380, 436, 468 MiB over three 2-minute chunks)
-    and stayed flat with the threshold fixed (321, 343, 363 MiB). Setting it (like the
-    `MALLOC_MMAP_THRESHOLD_` variable would) turns that adjustment off. False where the
-    C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """`scribe-transcriber`: settings from the environment (`SCRIBE_`, `SCRIBE_TRANSCRIBER_`)."""
     argparse.ArgumentParser(
@@ -306,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shared = SharedSettings()
     settings = TranscriberSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
-    return_large_buffers_to_the_os()
+    share_one_arena()  # before the model's threads start (see transcriber.allocator)
     if not aio.run(serve(shared, settings)):
         # The job is already back in the queue; a model still mid-window must not keep the
         # process alive, and tearing the interpreter down under it can crash the process.

@@ -125,12 +125,13 @@ def outcome_event_id(
 
 
 def run_in_daemon_thread(
-    fn: Callable[[], T], *, name: str
+    fn: Callable[[], T], *, name: str, after: Callable[[], object] | None = None
 ) -> tuple[asyncio.Future[T], threading.Thread]:
     """Run blocking `fn` on a daemon thread; its result arrives as a future on this loop.
 
     A daemon thread (not the default executor) so a worker told to stop can exit even while
-    the model is in the middle of a window; the job then goes back to the queue.
+    the model is in the middle of a window; the job then goes back to the queue. `after`
+    runs on that thread once `fn` has returned or raised, before the result is handed over.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -151,6 +152,11 @@ def run_in_daemon_thread(
             result = context.run(fn)
         except BaseException as exc:
             error = exc
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("after_work_failed", thread=name)
         # RuntimeError: the loop is gone, the process is exiting, the job was handed back.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
@@ -178,7 +184,10 @@ class Transcriber:
         marks: CancelMarks | None = None,
         diarizer: Diarizer | None = None,
         long_audio: LongAudio | None = None,
+        after_work: Callable[[], object] | None = None,
     ) -> None:
+        """`after_work`: run on the worker thread once a job's or a chunk's blocking work
+        (inference, the split, diarization) has ended, e.g. to hand its memory back."""
         self._engine = engine
         self._diarizer = diarizer or Diarizer()
         self._source = source
@@ -191,6 +200,7 @@ class Transcriber:
         self._clock = clock
         self._marks = marks
         self._long = long_audio
+        self._after_work = after_work
         self._chunks_done: dict[tuple[str, uuid.UUID, int], None] = {}
         self._cancels: set[threading.Event] = set()
         self._idle = asyncio.Event()
@@ -695,6 +705,7 @@ class Transcriber:
                     audio.path, request, event, on_segment=on_segment, cancelled=cancel
                 ),
                 name=f"inference-{event.job_id}",
+                after=self._after_work,
             )
             self._threads.add(thread)
             inference_started = self._clock()
@@ -887,7 +898,7 @@ class Transcriber:
         self, event: Event, fn: Callable[[], T], cancel: threading.Event, *, name: str
     ) -> T:
         """`fn` on a daemon thread, stopped by `cancel` and by the job's cancel mark."""
-        future, thread = run_in_daemon_thread(fn, name=name)
+        future, thread = run_in_daemon_thread(fn, name=name, after=self._after_work)
         self._threads.add(thread)
         watcher = (
             asyncio.create_task(self._watch_for_cancel(event, cancel))
