@@ -39,7 +39,7 @@ class FakeUnderlay:
 
 
 class FakeChannel:
-    """A channel whose every AMQP channel nacks its first `poisoned` publishes' channels."""
+    """A channel whose first `poisoned_channels` AMQP channels nack every publish."""
 
     def __init__(self, poisoned_channels: int) -> None:
         self.poisoned_channels = poisoned_channels
