@@ -18,9 +18,8 @@ import pytest
 from ingest.app import build_read_app
 from ingest.auth import ApiKeyring, hash_api_key
 from ingest.container import ReadServices, cursor_codec
-from ingest.links import job_links
-from ingest.queries import JobReader, SearchResults
-from ingest.read_models import SearchHit
+from ingest.queries import JobReader
+from ingest.search import Hit, SearchResult
 from ingest.settings import IngestSettings
 
 KEYS = {"key-of-acme": "acme", "key-of-globex": "globex"}
@@ -50,9 +49,9 @@ class FakeReader(JobReader):
         created_before: datetime | None = None,
         after: tuple[float, uuid.UUID, int] | None = None,
         speaker: str | None = None,
-    ) -> SearchResults:
+    ) -> SearchResult:
         self.calls.append((tenant, text, {"limit": limit, "language": language, "after": after}))
-        hit = SearchHit(
+        hit = Hit(
             job_id=JOB,
             segment_id=3,
             start=12.0,
@@ -61,9 +60,8 @@ class FakeReader(JobReader):
             text="ask not what your country can do",
             snippet="ask not what your <mark>country</mark> can do",
             rank=0.25,
-            links=job_links(JOB, "completed"),
         )
-        return SearchResults(hits=[hit], has_more=True, approximate=False)
+        return SearchResult(hits=[hit], has_more=True, approximate=False)
 
 
 @pytest.fixture

@@ -39,16 +39,22 @@ class JobLinks(BaseModel):
 
 def job_links(job_id: UUID, status: str) -> JobLinks:
     """The links of a job in `status`: the exports appear once it is completed."""
+    if status != "completed":
+        base = job_path(job_id)
+        return JobLinks(self=base, transcript=f"{base}/transcript.json")
+    return JobLinks(**completed_job_links(job_id))
+
+
+def completed_job_links(job_id: UUID) -> dict[str, str]:
+    """A completed job's `JobLinks`, as the plain values (a search page serialises them
+    without building the model: `read_models.search_page_json`)."""
     base = job_path(job_id)
     transcript = f"{base}/transcript.json"
-    if status != "completed":
-        return JobLinks(self=base, transcript=transcript)
-    # One model, built once: a search page makes twenty of these.
-    return JobLinks(
-        self=base,
-        transcript=transcript,
-        transcript_json=transcript,
-        transcript_txt=f"{base}/transcript.txt",
-        transcript_srt=f"{base}/transcript.srt",
-        transcript_vtt=f"{base}/transcript.vtt",
-    )
+    return {
+        "self": base,
+        "transcript": transcript,
+        "transcript_json": transcript,
+        "transcript_txt": f"{base}/transcript.txt",
+        "transcript_srt": f"{base}/transcript.srt",
+        "transcript_vtt": f"{base}/transcript.vtt",
+    }

@@ -38,14 +38,13 @@ from ingest.read_models import (
     AudioInfo,
     JobError,
     RequestedOptions,
-    SearchHit,
     SegmentOut,
     TranscriptionOut,
     TranscriptionSummary,
     TranscriptOut,
     WordOut,
 )
-from ingest.search import SearchQuery, search
+from ingest.search import SearchQuery, SearchResult, search
 from ingest.settings import IngestSettings
 from ingest.webhook_models import DeliveryAttemptOut, DeliveryOut, WebhookOut
 from scribe_runtime.database import TRANSIENT_ERRORS
@@ -117,15 +116,6 @@ class Page(Generic[T]):
 
     items: list[T]
     has_more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResults:
-    """A page of hits, whether more follow, and whether ranking was bounded."""
-
-    hits: list[SearchHit]
-    has_more: bool
-    approximate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +300,7 @@ class JobReader:
         created_before: datetime | None = None,
         after: tuple[float, UUID, int] | None = None,
         speaker: str | None = None,
-    ) -> SearchResults:
+    ) -> SearchResult:
         """One page of ranked segments matching `text` (see `ingest.search`)."""
         query = SearchQuery(
             tenant_id=tenant,
@@ -325,24 +315,7 @@ class JobReader:
         )
         with metrics.SEARCH_SECONDS.time():
             async with self._connection(tenant) as conn:
-                result = await search(conn, query)
-        hits = [
-            SearchHit(
-                job_id=h.job_id,
-                segment_id=h.segment_id,
-                start=h.start,
-                end=h.end,
-                language=h.language,
-                speaker=h.speaker,
-                text=h.text,
-                snippet=h.snippet,
-                rank=h.rank,
-                # Only completed jobs have segments to match.
-                links=job_links(h.job_id, "completed"),
-            )
-            for h in result.hits
-        ]
-        return SearchResults(hits=hits, has_more=result.has_more, approximate=result.approximate)
+                return await search(conn, query)
 
     async def webhooks(self, tenant: str) -> list[WebhookOut]:
         """The tenant's live webhook endpoints, newest first."""

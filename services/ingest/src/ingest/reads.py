@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from ingest import cursors, exports
@@ -33,7 +33,9 @@ from ingest.read_models import (
     SearchPage,
     TranscriptionOut,
     TranscriptionPage,
+    search_page_json,
 )
+from ingest.search_params import SEARCH_OPENAPI, SearchParams, search_params
 
 router = APIRouter(tags=["reads"])
 
@@ -238,34 +240,12 @@ async def export_transcript(
     response_model=SearchPage,
     responses=READ_ERRORS,
     summary="Full-text search over transcript segments, ranked, with highlighted snippets",
+    openapi_extra=SEARCH_OPENAPI,
 )
 async def search_segments(
-    reader: TenantReads,
-    q: Annotated[
-        str,
-        Query(
-            min_length=1,
-            max_length=500,
-            description=(
-                'Web-search syntax: words (all must match), "a phrase", `or`, `-excluded`.'
-            ),
-            examples=['"fellow americans" -taxes'],
-        ),
-    ],
-    language: Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$")] = None,
-    speaker: Annotated[
-        str | None,
-        Query(
-            pattern=r"^[A-Za-z0-9_-]{1,64}$",
-            description="Only segments of this speaker (diarized jobs), e.g. `SPEAKER_00`.",
-            examples=["SPEAKER_00"],
-        ),
-    ] = None,
-    created_after: Annotated[datetime | None, Query(description="Job created at or after.")] = None,
-    created_before: Annotated[datetime | None, Query(description="Job created before.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=cursors.MAX_CURSOR_CHARS)] = None,
+    reader: TenantReads, params: Annotated[SearchParams, Depends(search_params)]
 ) -> Response:
+    q, language, speaker, limit = params.q, params.language, params.speaker, params.limit
     if not q.strip():
         raise InvalidInputError(
             VALIDATION_ERROR,
@@ -280,13 +260,13 @@ async def search_segments(
             details=[{"loc": ["query", "q"], "msg": "contains NUL"}],
         )
     tenant, queries, codec = reader.tenant, reader.queries, reader.cursors
-    created_after = _utc(created_after, "created_after")
-    created_before = _utc(created_before, "created_before")
+    created_after = _utc(params.created_after, "created_after")
+    created_before = _utc(params.created_before, "created_before")
     _check_range(created_after, created_before)
     # The speaker joins the scope only when given: cursors issued before it stay valid.
     speaker_scope = () if speaker is None else (speaker,)
     scope = cursors.fingerprint(tenant, q, language, created_after, created_before, *speaker_scope)
-    position = _decode(codec, cursor, "search", scope)
+    position = _decode(codec, params.cursor, "search", scope)
     after = None
     if position is not None:
         try:
@@ -312,9 +292,7 @@ async def search_segments(
     if result.has_more and result.hits:
         last = result.hits[-1]
         next_cursor = codec.encode("search", scope, [last.rank, str(last.job_id), last.segment_id])
-    page = SearchPage(
-        query=q, hits=result.hits, next_cursor=next_cursor, approximate=result.approximate
-    )
-    # Serialised once, by pydantic-core: returned as a model, FastAPI would validate it
-    # again against `response_model`, turn it into Python values, then `json.dumps` those.
-    return Response(page.model_dump_json(), media_type="application/json")
+    # Serialised once, straight from the rows (`search_page_json`): returned as a model,
+    # FastAPI would validate it again against `response_model` and `json.dumps` it.
+    body = search_page_json(q, result.hits, next_cursor, result.approximate)
+    return Response(body, media_type="application/json")
