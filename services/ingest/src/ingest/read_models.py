@@ -244,6 +244,7 @@ def search_page_json(
                     "text": hit.text,
                     "snippet": hit.snippet,
                     "rank": hit.rank,
+                    # Only completed jobs have segments to match.
                     "links": completed_job_links(hit.job_id),
                 }
                 for hit in hits
