@@ -16,6 +16,8 @@ from scribe_cli.commands import jobs
 from scribe_cli.main import app
 from scribe_cli.settings import CliSettings
 
+pytestmark = pytest.mark.usefixtures("narrow_consoles")  # see the root conftest
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -51,7 +53,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
 
 
 def scribe(*args: str, **env: str) -> Result:
-    runner = CliRunner(env={"COLUMNS": "200", "SCRIBE_API_KEY": "k-1", **env})
+    runner = CliRunner(env={"SCRIBE_API_KEY": "k-1", **env})
     return runner.invoke(app, list(args))
 
 

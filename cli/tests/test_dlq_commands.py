@@ -12,6 +12,8 @@ from scribe_cli.dlq import DeadLetter
 from scribe_cli.main import app
 from scribe_runtime.topology import INDEXER_QUEUE, QUEUES, TRANSCRIBER_QUEUE, QueueSpec
 
+pytestmark = pytest.mark.usefixtures("narrow_consoles")  # see the root conftest
+
 JOB = "3f2b8c1e-9d4a-4e57-a1c2-7b6d5e4f3a21"
 
 
@@ -29,7 +31,7 @@ def letter(queue: str, job: str | None, code: str, reason: str) -> DeadLetter:
 
 
 def scribe(*args: str) -> Result:
-    return CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    return CliRunner().invoke(app, list(args))
 
 
 @pytest.fixture
@@ -60,9 +62,14 @@ def test_list_counts_each_dlq_and_shows_whole_job_ids(asked: list[tuple[str, ...
     assert asked == [("list", *(q.name for q in QUEUES))]
     assert f"{TRANSCRIBER_QUEUE.dead_letter_queue}: 2 message(s)" in result.stdout
     assert f"{INDEXER_QUEUE.dead_letter_queue}: 0 message(s)" in result.stdout
-    assert JOB in result.stdout  # whole: it is what `dlq replay --job` takes
-    assert "rabbitmq_delivery_limit" in result.stdout
-    assert "malformed_event" in result.stdout
+    # One whole line a letter, however narrow the console: the job id is what
+    # `dlq replay --job` takes, and the code is what an operator greps for.
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["job", "type", "code", "reason"]
+    first = [JOB, "audio.uploaded.v1", "rabbitmq_delivery_limit", "delivery_limit"]
+    assert lines[2].split() == first
+    assert lines[3].split() == ["-", "audio.uploaded.v1", "malformed_event", "not", "json"]
+    assert lines[2].index("rabbitmq") == lines[3].index("malformed") == lines[1].index("code")
 
 
 def test_list_takes_a_queue_by_its_name_or_its_dlq(asked: list[tuple[str, ...]]) -> None:
@@ -85,3 +92,31 @@ def test_an_unknown_queue_is_a_usage_error_naming_the_known_ones(
     assert result.exit_code == 2
     assert result.stderr.startswith("error: unknown queue 'nope'; known: ")
     assert asked == []
+
+
+def test_a_publishers_headers_cannot_break_or_restyle_the_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whoever publishes to the exchange writes a dead letter's type, code and reason.
+    hostile = letter(
+        TRANSCRIBER_QUEUE.name, JOB, "bad\x1b[2Jcode", "line one\nfake_queue.dlq: 0\u202e"
+    )
+
+    async def list_dead_letters(amqp_url: str, queues: Iterable[QueueSpec]) -> list[DeadLetter]:
+        return [hostile]
+
+    monkeypatch.setattr(dlq, "list_dead_letters", list_dead_letters)
+    result = scribe("dlq", "list", "--queue", TRANSCRIBER_QUEUE.name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3  # the count, the header, one line for the one letter
+    assert lines[2].split() == [
+        JOB,
+        "audio.uploaded.v1",
+        "bad\\x1b[2Jcode",
+        "line",
+        "one",
+        "fake_queue.dlq:",
+        "0\\u202e",
+    ]
+    assert "\x1b" not in result.stdout

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from scribe_cli.client import ApiError
 from scribe_cli.errors import CliError, about, explain, handle_errors, usage_errors
 
+pytestmark = pytest.mark.usefixtures("narrow_consoles")  # see the root conftest
+
 
 def failing_with(error: Exception) -> typer.Typer:
     app = typer.Typer()
@@ -24,7 +26,7 @@ def failing_with(error: Exception) -> typer.Typer:
 
 
 def run(error: Exception) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "300"}).invoke(failing_with(error), [])
+    result = CliRunner().invoke(failing_with(error), [])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
 
-console = Console()
-errors = Console(stderr=True)
+# Soft wrap: rich never breaks a line itself (the terminal folds what is too long), so an
+# error, a written path or a URL stays one line at any width, and piped or redirected
+# output, which rich would render at 80 columns, greps and copies whole.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 TERMINAL = frozenset({"completed", "failed"})
 
@@ -56,6 +60,18 @@ def status_rows(job: dict[str, Any]) -> list[tuple[str, str]]:
     if job.get("error"):
         rows.append(("error", error_text(job)))
     return rows
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: each run of whitespace (line breaks too) one space, any
+    other control or format character (an escape sequence's ESC, a right-to-left override)
+    as its Python escape, `\\x1b`. For text others wrote: a dead letter's headers come from
+    whoever published the message, and may try to restyle or rewrite an operator's terminal."""
+    words = " ".join(text.split())
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf") else c
+        for c in words
+    )
 
 
 def redact(url: str) -> str:

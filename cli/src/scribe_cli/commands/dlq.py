@@ -6,11 +6,10 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.table import Column, Table
 
 from scribe_cli import dlq
 from scribe_cli.errors import usage_errors
-from scribe_cli.output import console
+from scribe_cli.output import console, one_line
 from scribe_runtime.settings import SharedSettings
 from scribe_runtime.topology import QueueSpec
 
@@ -30,13 +29,28 @@ def list_letters(
         mine = [letter for letter in letters if letter.queue == spec.name]
         console.print(f"[bold]{spec.dead_letter_queue}[/]: {len(mine)} message(s)")
         if mine:
-            # Job ids whole, never wrapped: they are what `dlq replay --job` takes.
-            table = Table(Column("job", no_wrap=True, min_width=36), "type", "code", "reason")
-            for letter in mine:
-                table.add_row(
-                    letter.job_id or "-", letter.message_type or "-", letter.code, letter.reason
-                )
-            console.print(table)
+            rows = [
+                tuple(map(one_line, (d.job_id or "-", d.message_type or "-", d.code, d.reason)))
+                for d in mine
+            ]
+            header, *lines = aligned([("job", "type", "code", "reason"), *rows])
+            console.print(header, style="bold", markup=False, highlight=False)
+            for line in lines:
+                console.print(line, markup=False, highlight=False)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines of space-padded columns, the last one unpadded (as `docker ps` prints).
+
+    Not a table: a table fits the console's width by cutting cells short, and output that
+    is piped or redirected is 80 columns wide, so a job id (what `dlq replay --job` takes)
+    or a dead letter's code would reach a file or `grep` cut. Each line here is whole.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    padded = (
+        [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)] for row in rows
+    )
+    return ["  ".join([*cells, row[-1]]).rstrip() for cells, row in zip(padded, rows, strict=True)]
 
 
 def replay(
