@@ -194,6 +194,27 @@ async def test_of_two_completions_in_one_window_the_winner_s_transcript_is_kept(
     assert len(windowed["segments"]) == len(ev.SEGMENT_TEXTS)
 
 
+async def test_a_failure_for_good_spends_the_chunk_audio_in_a_window_as_alone(
+    pool: asyncpg.Pool,
+) -> None:
+    """A job failed for good tells the caller to erase its chunk audio, whether its failure
+    was written alone or in a window with other events (it was lost in a window once)."""
+    store = PostgresProjectionStore(pool)
+    alone, windowed, other = uuid4(), uuid4(), uuid4()
+    for job in (alone, windowed, other):
+        await store.apply(ev.uploaded(job))
+    by_itself = await store.apply(ev.failed(alone))
+    window = [ev.failed(windowed), ev.started(other)]
+    together = await asyncio.gather(*(store.apply(e) for e in window))
+    commits = await pool.fetchval(
+        "SELECT count(DISTINCT processed_at) FROM processed_events WHERE event_id = ANY($1)",
+        [e.event_id for e in window],
+    )
+    assert commits == 1, "the two events were not written in one window"
+    assert by_itself.chunk_audio_spent
+    assert [r.chunk_audio_spent for r in together] == [True, False]
+
+
 async def test_a_conflicting_upload_in_a_window_is_refused_alone(pool: asyncpg.Pool) -> None:
     store = PostgresProjectionStore(pool)
     job, other = uuid4(), uuid4()

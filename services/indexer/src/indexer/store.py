@@ -195,6 +195,17 @@ def job_lock_key(event: Event) -> int:
     return int.from_bytes(event.job_id.bytes[:8], "big", signed=True)
 
 
+def failed_for_good(event: Event, after: JobState) -> bool:
+    """Whether `event` failed its job for good: no replay can complete it, so its chunk
+    audio (a long job's, or what a planner that failed mid-split left) is garbage. The same
+    answer whether the event is written alone or in a window."""
+    return (
+        isinstance(event, TranscriptionFailedV1)
+        and not event.retryable
+        and after.status is JobStatus.FAILED
+    )
+
+
 class PostgresProjectionStore:
     """`ProjectionStore` over an asyncpg pool of the writer role."""
 
@@ -317,7 +328,13 @@ class PostgresProjectionStore:
                 if conflicting(state[key], event):
                     raise ConflictingJobError(f"job {event.job_id} conflicts")
                 after = state[key] = apply_event(state[key], event)
-                results.append(Applied(duplicate=False, status=after.status))
+                results.append(
+                    Applied(
+                        duplicate=False,
+                        status=after.status,
+                        chunk_audio_spent=failed_for_good(event, after),
+                    )
+                )
                 if isinstance(event, TranscriptCompletedV1):
                     completions[event.event_id] = (i, event)
             changed = [s for key, s in state.items() if s is not None and s != before[key]]
@@ -382,18 +399,11 @@ class PostgresProjectionStore:
                 and (before is None or before.completed_event_id != event.event_id)
             ):
                 written = await _replace_transcript(conn, event)
-            # Failed for good: no replay can complete it, so its chunks (if it is a long
-            # job, or a planner that failed mid-split left some) are garbage.
-            failed_for_good = (
-                isinstance(event, TranscriptionFailedV1)
-                and not event.retryable
-                and after.status is JobStatus.FAILED
-            )
             return Applied(
                 duplicate=False,
                 status=after.status,
                 segments_written=written,
-                chunk_audio_spent=failed_for_good,
+                chunk_audio_spent=failed_for_good(event, after),
             )
 
     async def _chunk(
