@@ -325,3 +325,48 @@ async def test_up_starts_one_single_threaded_transcriber_per_core_by_default() -
     assert {s.env["SCRIBE_TRANSCRIBER_CPU_THREADS"] for s in transcribers} == {"1"}
     ports = {s.env["SCRIBE_TRANSCRIBER_HEALTH_PORT"] for s in transcribers}
     assert len(ports) == len(transcribers)
+
+
+def test_what_others_wrote_is_printed_as_written_never_as_markup(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    # Whisper writes "[laughs]"; a user names a file "[draft]"; an error quotes either. To
+    # rich, "[laughs]" is a style tag (dropped) and "[/]" a closing one (a crash).
+    audio = tmp_path / "[draft] talk.wav"
+    audio.write_bytes(b"RIFF....WAVE")
+    transcript = "[laughs] Hello [/] there [bold]friend[/bold].\n"
+    api.handler = scripted(
+        {
+            "/v1/transcriptions": [httpx.Response(202, json={"id": "j-7", "status": "queued"})],
+            "/v1/transcriptions/j-7": [job("completed", progress=1.0)],
+            "/v1/transcriptions/j-7/transcript.txt": [httpx.Response(200, text=transcript)],
+        }
+    )
+    result = scribe("submit", str(audio), "--wait")
+    assert result.exit_code == 0, result.output
+    assert "[draft] talk.wav → job j-7 (queued)" in result.stdout
+    assert "[draft] talk.wav (j-7)" in result.stdout
+    assert result.stdout.rstrip().endswith(transcript.strip())
+
+    failing = {"code": "corrupt_audio", "message": "cannot decode [/] [laughs]"}
+    api.handler = scripted(
+        {
+            "/v1/transcriptions": [httpx.Response(202, json={"id": "j-8", "status": "queued"})],
+            "/v1/transcriptions/j-8": [job("failed", error=failing)],
+        }
+    )
+    result = scribe("submit", str(audio), "--wait")
+    assert result.exit_code == 1, result.output
+    assert "[draft] talk.wav: failed corrupt_audio: cannot decode [/] [laughs]" in result.stderr
+
+    api.handler = lambda r: httpx.Response(
+        200, json={"id": "j-8", "status": "failed", "error": failing}
+    )
+    result = scribe("status", "j-8")
+    assert result.exit_code == 0, result.output
+    assert "corrupt_audio: cannot decode [/] [laughs]" in result.stdout
+
+    api.handler = lambda r: error(422, "invalid_request", "bad [/] value in [query]")
+    result = scribe("status", "j-9")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: invalid_request: bad [/] value in [query]"

@@ -14,6 +14,7 @@ from typing import ParamSpec, TypeVar
 import httpx
 import typer
 from aio_pika.exceptions import AMQPConnectionError
+from rich.markup import escape
 
 from scribe_cli.client import ApiError
 from scribe_cli.output import errors
@@ -73,7 +74,7 @@ def explain(error: Exception) -> CliError:
 
 def report(error: CliError) -> typer.Exit:
     """Print `error` on stderr; the exit to raise."""
-    errors.print(f"[bold red]error:[/] {error.message}")
+    errors.print(f"[bold red]error:[/] {escape(error.message)}")
     return typer.Exit(error.code)
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from uuid import uuid4
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -47,7 +48,10 @@ def submit(
             with about(path):
                 job = client.submit(path, language=language, model=model, word_timestamps=words)
             jobs[str(job["id"])] = path
-            console.print(f"[bold]{path.name}[/] → job [cyan]{job['id']}[/] ({job['status']})")
+            console.print(
+                f"[bold]{escape(path.name)}[/] → job [cyan]{escape(str(job['id']))}[/] "
+                f"({escape(str(job['status']))})"
+            )
         if wait:
             failed = follow(client, jobs, timeout)
             raise typer.Exit(1 if failed else 0)
@@ -61,10 +65,10 @@ def follow(client: ScribeClient, jobs: dict[str, Path], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     final: dict[str, dict[str, Any]] = {}
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name, as written
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         console=console,
     ) as progress:
@@ -91,14 +95,17 @@ def follow(client: ScribeClient, jobs: dict[str, Path], timeout: float) -> int:
     for job_id, path in jobs.items():
         outcome = final.get(job_id)
         if outcome is None:
-            errors.print(f"[yellow]{path.name}: still not finished after {timeout:.0f} s[/]")
+            errors.print(
+                f"[yellow]{escape(path.name)}: still not finished after {timeout:.0f} s[/]"
+            )
             failed += 1
         elif outcome["status"] == "failed":
-            errors.print(f"[bold red]{path.name}: failed[/] {error_text(outcome)}")
+            errors.print(f"[bold red]{escape(path.name)}: failed[/] {escape(error_text(outcome))}")
             failed += 1
         else:
-            console.rule(f"{path.name} ({job_id})")
-            console.print(client.export(job_id, "txt").strip())
+            console.rule(escape(f"{path.name} ({job_id})"))
+            # What was said, as said: "[laughs]" is no style tag.
+            console.print(client.export(job_id, "txt").strip(), markup=False, highlight=False)
     return failed
 
 
@@ -111,7 +118,7 @@ def status(job_id: str) -> None:
         client.close()
     table = Table(show_header=False)
     for key, value in job_rows(job):
-        table.add_row(key, value)
+        table.add_row(key, escape(value))  # an error's message may quote anything
     console.print(table)
 
 
@@ -173,7 +180,7 @@ def export(
         client.close()
     if output:
         output.write_text(text)
-        console.print(f"wrote {output}")
+        console.print(f"wrote {escape(str(output))}")
     else:
         sys.stdout.write(text)
 

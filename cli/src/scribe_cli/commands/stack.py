@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 
 from scribe_cli.client import ScribeClient
 from scribe_cli.commands.jobs import follow
@@ -141,7 +142,7 @@ def check_servers() -> None:
     if problems:
         # Every problem, not just the first: the user fixes both before trying again.
         for problem in problems:
-            errors.print(f"[bold red]error:[/] {problem}")
+            errors.print(f"[bold red]error:[/] {escape(problem)}")
         raise typer.Exit(USAGE)
 
 
@@ -311,31 +312,33 @@ async def _demo(path: Path, query: str | None, keep: bool) -> int:
     log_dir = Path(".scribe") / "logs"
     supervisor = Supervisor(console, log_dir=log_dir)
     stop = _stop_event()
-    console.print(f"[bold]starting the stack[/] (service logs in {log_dir}/)")
+    console.print(f"[bold]starting the stack[/] (service logs in {escape(str(log_dir))}/)")
     code = await start_stack(supervisor, transcribers=1)
     if code != 0:
         return code
     client = ScribeClient(CliSettings())
     try:
         if not await _until_ready(supervisor, client, within=180):
-            errors.print(f"[bold red]the stack did not become ready[/]; see {log_dir}/")
+            errors.print(
+                f"[bold red]the stack did not become ready[/]; see {escape(str(log_dir))}/"
+            )
             return 1
-        console.print(f"[bold green]ready[/]: API {CliSettings().api_url}/docs")
+        console.print(f"[bold green]ready[/]: API {escape(CliSettings().api_url)}/docs")
         job = await asyncio.to_thread(
             client.submit, path, language=None, model=None, word_timestamps=True
         )
         job_id = str(job["id"])
-        console.print(f"[bold]{path.name}[/] → job [cyan]{job_id}[/]")
+        console.print(f"[bold]{escape(path.name)}[/] → job [cyan]{escape(job_id)}[/]")
         if await asyncio.to_thread(follow, client, {job_id: path}, 900.0):
             return 1
         text = await asyncio.to_thread(client.export, job_id, "txt")
         term = query or pick_query(text)
         result = await asyncio.to_thread(client.search, term, 5)
-        console.rule(f"search: {term}")
+        console.rule(escape(f"search: {term}"))
         for hit in result.get("hits", []):
             console.print(hit_line(hit))
         if not any(hit["job_id"] == job_id for hit in result.get("hits", [])):
-            errors.print(f"[yellow]no hit for {term!r} in this job[/]")
+            errors.print(f"[yellow]no hit for {escape(repr(term))} in this job[/]")
             return 1
         if keep:
             console.print("the stack keeps running; Ctrl-C stops it")
