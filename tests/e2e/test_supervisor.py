@@ -161,6 +161,12 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+def _ready_transcribers(log: Path) -> set[str]:
+    """The transcribers whose `transcriber_ready` line `scribe up` has printed."""
+    lines = log.read_text(errors="replace").splitlines()
+    return {line.split(" |", 1)[0].strip() for line in lines if "transcriber_ready" in line}
+
+
 def _busiest(pids: list[int]) -> int:
     """The process that used the most CPU over the next second: the one transcribing."""
     before = {pid: _cpu_ticks(pid) for pid in pids}
@@ -205,6 +211,14 @@ def test_killing_the_busy_transcriber_under_scribe_up_completes_its_job_exactly_
             lambda: up.poll() is not None or _answers(f"{api}/readyz"), 240, "readiness", log_path
         )
         assert up.poll() is None, log_path.read_text()
+        # Both transcribers ready before the upload: one still loading its model is busy
+        # too, and `_busiest` would pick it instead of the one transcribing.
+        _wait_for(
+            lambda: _ready_transcribers(log_path) == {"transcriber-1", "transcriber-2"},
+            240,
+            "both transcribers ready",
+            log_path,
+        )
         downstream = f"test.completions.{uuid.uuid4().hex[:8]}"
         asyncio.run(_completions_queue(amqp_url, downstream))
         with long_speech().open("rb") as audio:

@@ -144,6 +144,10 @@ async def attack(api: str, port: int, outcomes: Outcomes) -> None:
         )
         outcomes.add("upload", accepted.status_code, accepted.text)
         job = accepted.json()["id"]
+        for _ in range(300):  # reads are eventually consistent: 404 until indexed
+            if (await http.get(f"/v1/transcriptions/{job}", headers=acme)).status_code != 404:
+                break
+            await asyncio.sleep(0.1)
         for who, headers in (("owner", acme), ("other tenant", globex)):
             r = await http.get(f"/v1/transcriptions/{job}", headers=headers)
             outcomes.add(f"read as {who}", r.status_code, r.text)
