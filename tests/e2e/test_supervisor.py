@@ -340,10 +340,11 @@ def test_scribe_up_with_models_runs_a_pool_per_model_and_routes_by_model(
             jobs[model or "tiny.en"] = response.json()["id"]
 
         def finished() -> bool:
+            # .get: an accepted job answers 404 until the indexer has it.
             return all(
-                probes.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10).json()[
-                    "status"
-                ]
+                probes.get(f"{api}/v1/transcriptions/{job}", headers=auth, timeout=10)
+                .json()
+                .get("status")
                 == "completed"
                 for job in jobs.values()
             )
