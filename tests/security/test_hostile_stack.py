@@ -34,7 +34,7 @@ from services.ingest.tests import samples
 from tests.e2e.test_cli import cli_env
 from tests.support import probes
 from tests.support.stack import BIN
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_async
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -144,10 +144,11 @@ async def attack(api: str, port: int, outcomes: Outcomes) -> None:
         )
         outcomes.add("upload", accepted.status_code, accepted.text)
         job = accepted.json()["id"]
-        for _ in range(300):  # reads are eventually consistent: 404 until indexed
-            if (await http.get(f"/v1/transcriptions/{job}", headers=acme)).status_code != 404:
-                break
-            await asyncio.sleep(0.1)
+
+        async def indexed() -> bool:  # reads are eventually consistent: 404 until indexed
+            return (await http.get(f"/v1/transcriptions/{job}", headers=acme)).status_code != 404
+
+        await eventually_async(indexed, within=30, interval=0.1, what=f"job {job} readable")
         for who, headers in (("owner", acme), ("other tenant", globex)):
             r = await http.get(f"/v1/transcriptions/{job}", headers=headers)
             outcomes.add(f"read as {who}", r.status_code, r.text)
