@@ -28,6 +28,7 @@ BENCHMARKS = {
     "overhead": "bench.overhead",
     "scaling": "bench.scaling",
     "broker": "bench.broker",
+    "broker_floor": "bench.broker_floor",
     "search": "bench.search",
     "memory": "bench.memory",
     "accuracy": "bench.wer",
