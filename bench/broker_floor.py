@@ -10,6 +10,10 @@ PostgreSQL work the indexer's guarantee needs: one committed transaction per job
 inserts the event's tracking record (three per job; the stack also writes the job's row and
 transcript in them, and under load puts several events in one transaction).
 
+Latency of a job: from its upload's publish to the commit of its `completed` event's
+tracking transaction (`bench broker` ends at that transaction's start, a millisecond or two
+earlier).
+
 Every client is aio-pika or asyncpg in this one process, with no FastStream, no pydantic and
 no logging: the figures that matter are RabbitMQ's and PostgreSQL's CPU per job, which no
 client code can lower. Issue 20 asks for at most 10 CPU-ms per job over all processes.
@@ -30,7 +34,15 @@ from typing import Any, Final
 import aio_pika
 import asyncpg
 
-from bench.common import Result, cpu_seconds, pids_named, throwaway_database, throwaway_vhost
+from bench.common import (
+    Result,
+    cpu_seconds,
+    median,
+    percentile,
+    pids_named,
+    throwaway_database,
+    throwaway_vhost,
+)
 
 EXCHANGE: Final = "floor.events"
 UPLOADED: Final = "audio.uploaded.v1"
@@ -60,7 +72,7 @@ async def pipeline(
     await db.execute("CREATE TABLE processed (event_id uuid PRIMARY KEY, at timestamptz)")
     monitor = await asyncpg.connect(database_url)
     connection = await aio_pika.connect(amqp_url)
-    done: asyncio.Queue[None] = asyncio.Queue()
+    indexed: dict[str, asyncio.Future[float]] = {}
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=PREFETCH)
@@ -107,7 +119,7 @@ async def pipeline(
                 )
             await message.ack()
             if message.type == COMPLETED:
-                done.put_nowait(None)
+                indexed.pop(message.body.decode().strip()).set_result(time.perf_counter())
 
         async def webhooks(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             await message.ack()
@@ -132,26 +144,32 @@ async def pipeline(
                 + [(CLIENTS, os.getpid())]
             )
 
-        async def run(count: int, rate: float | None) -> float:
+        async def run(count: int, rate: float | None) -> tuple[float, list[float]]:
+            """Wall seconds, and each job's latency in ms: its upload's publish began to
+            its `completed`'s tracking transaction committed."""
             slots = asyncio.Semaphore(IN_FLIGHT)
+            latencies: list[float] = []
 
             async def one(at: float) -> None:
                 if rate:
                     await asyncio.sleep(max(0.0, at - time.perf_counter()))
                 async with slots:
-                    await publish(UPLOADED, uuid.uuid4().hex)
-                    await done.get()
+                    job = uuid.uuid4().hex
+                    done = indexed[job] = asyncio.get_running_loop().create_future()
+                    began = time.perf_counter()
+                    await publish(UPLOADED, job)
+                    latencies.append(1000 * (await done - began))
 
             started = time.perf_counter()
             step = 1 / rate if rate else 0.0
             await asyncio.gather(*(one(started + i * step) for i in range(count)))
-            return time.perf_counter() - started
+            return time.perf_counter() - started, latencies
 
         await run(min(200, jobs), None)  # warm: the queues' first segments, statements
         phases = []
         for rate in rates:
             before = {proc: cpu_seconds(proc[1]) for proc in await pids()}
-            seconds = await run(jobs, rate)
+            seconds, latencies = await run(jobs, rate)
             spent: dict[str, float] = {}
             for proc in await pids():
                 used = cpu_seconds(proc[1]) - before.get(proc, 0.0)
@@ -162,6 +180,8 @@ async def pipeline(
                     "jobs": jobs,
                     "seconds": seconds,
                     "jobs_per_s": jobs / seconds,
+                    "p50_ms": median(latencies),
+                    "p99_ms": percentile(latencies, 99),
                     "cpu_ms_per_job": {k: 1000 * v / jobs for k, v in spent.items()},
                 }
             )
@@ -183,6 +203,8 @@ def run(quick: bool = False, jobs: int | None = None) -> Result:
         columns=[
             "offered",
             "jobs/s",
+            "p50 ms",
+            "p99 ms",
             "RabbitMQ",
             "PostgreSQL",
             "both servers",
@@ -199,6 +221,8 @@ def run(quick: bool = False, jobs: int | None = None) -> Result:
             [
                 "saturation" if phase["offered"] is None else f"{phase['offered']:g}/s",
                 round(phase["jobs_per_s"], 1),
+                round(phase["p50_ms"], 1),
+                round(phase["p99_ms"], 1),
                 round(cpu.get("rabbitmq", 0.0), 2),
                 round(cpu.get("postgres", 0.0), 2),
                 round(servers, 2),
