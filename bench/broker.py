@@ -105,7 +105,7 @@ class CpuMeter:
         return spent
 
 
-async def _postgres_pids(monitor: asyncpg.Connection, database: str) -> PidList:
+async def postgres_pids(monitor: asyncpg.Connection, database: str) -> PidList:
     """The backends of `database` (but the monitor's own) and PostgreSQL's writers."""
     rows = await monitor.fetch(
         "SELECT pid FROM pg_stat_activity "
@@ -138,7 +138,7 @@ def scribe_side(
     async def pids() -> PidList:
         found = [(name.split("-")[0], p.pid) for name, p in stack.processes.items()]
         found += [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-        return found + await _postgres_pids(monitor, database)
+        return found + await postgres_pids(monitor, database)
 
     async def publish(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
         event = _upload_event(job_id, uri)
@@ -341,7 +341,7 @@ async def _measure(
                 pids = [("celery", worker.pid)]
                 pids += [("celery", c.pid) for c in worker.children(recursive=True)]
                 pids.append(("redis", peer.redis.pid))
-                return pids + await _postgres_pids(peer_monitor, peer_database)
+                return pids + await postgres_pids(peer_monitor, peer_database)
 
             async def enqueue(job_id: uuid.UUID) -> tuple[uuid.UUID, float]:
                 started = time.time()

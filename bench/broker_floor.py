@@ -34,6 +34,7 @@ from typing import Any, Final
 import aio_pika
 import asyncpg
 
+from bench.broker import postgres_pids
 from bench.common import (
     Result,
     cpu_seconds,
@@ -59,7 +60,6 @@ QUEUES: Final = {
 BODY: Final = {UPLOADED: 700, POOL: 700, STARTED: 450, COMPLETED: 900}
 PREFETCH: Final = 64
 IN_FLIGHT: Final = 64
-PG_BACKGROUND: Final = ("walwriter", "checkpointer", "background writer")
 CLIENTS: Final = "clients (Python)"
 
 
@@ -132,15 +132,13 @@ async def pipeline(
         ):
             await queues[name].consume(handler)
 
+        database = await monitor.fetchval("SELECT current_database()")
+
         async def pids() -> list[tuple[str, int]]:
-            rows = await monitor.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
-                "AND pid <> pg_backend_pid()) OR backend_type = ANY($1)",
-                list(PG_BACKGROUND),
-            )
+            """Counted as `bench broker` counts its side's servers."""
             return (
                 [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-                + [("postgres", r["pid"]) for r in rows]
+                + await postgres_pids(monitor, database)
                 + [(CLIENTS, os.getpid())]
             )
 
