@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 import uuid
 from typing import Any, Final
@@ -34,10 +33,9 @@ from typing import Any, Final
 import aio_pika
 import asyncpg
 
-from bench.broker import postgres_pids
+from bench.broker import CpuMeter, PidList, postgres_pids
 from bench.common import (
     Result,
-    cpu_seconds,
     median,
     percentile,
     pids_named,
@@ -134,12 +132,10 @@ async def pipeline(
 
         database = await monitor.fetchval("SELECT current_database()")
 
-        async def pids() -> list[tuple[str, int]]:
+        async def servers() -> PidList:
             """Counted as `bench broker` counts its side's servers."""
-            return (
-                [("rabbitmq", pid) for pid in pids_named("beam.smp")]
-                + await postgres_pids(monitor, database)
-                + [(CLIENTS, os.getpid())]
+            return [("rabbitmq", pid) for pid in pids_named("beam.smp")] + await postgres_pids(
+                monitor, database
             )
 
         async def run(count: int, rate: float | None) -> tuple[float, list[float]]:
@@ -166,12 +162,12 @@ async def pipeline(
         await run(min(200, jobs), None)  # warm: the queues' first segments, statements
         phases = []
         for rate in rates:
-            before = {proc: cpu_seconds(proc[1]) for proc in await pids()}
+            meter = CpuMeter(servers)
+            await meter.start()
             seconds, latencies = await run(jobs, rate)
-            spent: dict[str, float] = {}
-            for proc in await pids():
-                used = cpu_seconds(proc[1]) - before.get(proc, 0.0)
-                spent[proc[0]] = spent.get(proc[0], 0.0) + used
+            spent = await meter.stop()
+            # This process is every client as well as the load generator.
+            spent[CLIENTS] = spent.pop("load generator")
             phases.append(
                 {
                     "offered": rate,
