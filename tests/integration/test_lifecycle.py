@@ -103,7 +103,9 @@ async def stack(database_url: str, amqp_url: str, tmp_path: Path) -> AsyncIterat
         database_url=as_role(database_url, READER),
         api_keys={hash_api_key(key): tenant for tenant, key in KEYS.items()},
     )
-    shared = SharedSettings(amqp_url=amqp_url, database_url=database_url, media_root=media_root)
+    shared = SharedSettings(
+        amqp_url=amqp_url, database_url=database_url, media_root=media_root, tenants=tuple(KEYS)
+    )
     app = create_app(shared, settings)
     connection = await aio_pika.connect_robust(amqp_url)
     heard: list[aio_pika.abc.AbstractIncomingMessage] = []

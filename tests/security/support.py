@@ -48,7 +48,7 @@ async def running_app(
     if "max_duration_seconds" in settings:  # one limit for every service: a shared setting
         shared["max_duration_seconds"] = settings.pop("max_duration_seconds")
     app = create_app(
-        SharedSettings(amqp_url=amqp_url, media_root=media_root, **shared),
+        SharedSettings(amqp_url=amqp_url, media_root=media_root, tenants=TENANTS, **shared),
         IngestSettings(
             database_url=reader_url,
             api_keys=keyring(),

@@ -69,7 +69,7 @@ async def _seed(database_url: str) -> None:
 def live_api(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[str]:
     asyncio.run(_seed(database_url))
     app = create_app(
-        SharedSettings(amqp_url=amqp_url, media_root=tmp_path / "media"),
+        SharedSettings(amqp_url=amqp_url, media_root=tmp_path / "media", tenants=TENANTS),
         IngestSettings(
             database_url=as_role(database_url, READER),
             api_keys=keyring(),

@@ -57,6 +57,24 @@ async def test_a_crashing_service_is_restarted_with_backoff_then_the_loop_stops_
     assert "crasher crashed 4 times within 30 s (last exit 3): crash loop" in log
 
 
+async def test_a_service_that_refuses_its_configuration_is_not_restarted() -> None:
+    console, out = _console()
+    supervisor = Supervisor(console, policy=FAST)
+    refuser = await supervisor.start(
+        ChildSpec("ingest", [sys.executable, "-c", f"raise SystemExit({os.EX_CONFIG})"])
+    )
+    await supervisor.start(ChildSpec("steady", SLEEPER))
+    try:
+        gave_up = await asyncio.wait_for(supervisor.supervise(), 20)
+    finally:
+        await supervisor.stop_all()
+    assert gave_up is refuser
+    assert refuser.restarts == 0
+    log = out.getvalue()
+    assert "ingest refused its configuration (exit 78, said above); not restarting it" in log
+    assert "restarting in" not in log
+
+
 async def test_a_killed_service_comes_back_while_the_others_keep_running() -> None:
     console, out = _console()
     supervisor = Supervisor(console, policy=FAST)

@@ -170,7 +170,8 @@ class Supervisor:
         """Restart crashed children with backoff; return the first one in a crash loop.
 
         Returns only when some service crashed more than `crash_limit` times within
-        `crash_window_seconds`; the caller then stops the stack and exits non-zero.
+        `crash_window_seconds`, or exited `EX_CONFIG` (78: it refused its settings, which a
+        restart would not change); the caller then stops the stack and exits non-zero.
         """
         keepers = {asyncio.create_task(self._keep_running(c)): c for c in self.children}
         try:
@@ -187,6 +188,15 @@ class Supervisor:
             code = await child.process.wait()
             if self._stopping:
                 await asyncio.Event().wait()  # stop_all is in charge now
+            if code == os.EX_CONFIG:
+                # The service read its settings and refused them: restarting cannot help.
+                self.say(
+                    "scribe",
+                    f"{child.spec.name} refused its configuration (exit {code}, said above); "
+                    "not restarting it; stopping the stack",
+                    "bold red",
+                )
+                return
             now = time.monotonic()
             crashes.append(now)
             while crashes and now - crashes[0] > policy.crash_window_seconds:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,3 +88,47 @@ def test_hash_key_hashes_a_key_from_stdin(
     assert f"{hash_api_key('my-existing-key')} acme" in out
     with pytest.raises(SystemExit):
         main(["hash-key", "--tenant", "bad/tenant"])
+
+
+def test_a_key_of_a_tenant_the_workers_do_not_serve_is_refused() -> None:
+    ring = ApiKeyring.load({hash_api_key("a"): "acme", hash_api_key("b"): "beta"}, None)
+    ring.check_served(("default", "acme", "beta"))
+    with pytest.raises(ApiKeyConfigError) as info:
+        ring.check_served(("default", "acme"))
+    assert str(info.value).startswith(
+        "API keys of tenant 'beta': not in SCRIBE_TENANTS (default,acme), so every worker"
+    )
+    assert "'acme'" not in str(info.value)
+    with pytest.raises(ApiKeyConfigError) as info:
+        ApiKeyring.load({}, None).check_served(("acme",))
+    assert "the development key's tenant 'default': not in SCRIBE_TENANTS" in str(info.value)
+
+
+def test_scribe_ingest_refuses_unserved_tenants_in_one_line_before_connecting(
+    tmp_path: Path,
+) -> None:
+    """Before: a 202 for every upload of `beta`, each dead-lettered `unknown_tenant` by the
+    workers and `404` for good. Now the server does not start, and says why."""
+    keys = {hash_api_key("a"): "acme", hash_api_key("b"): "beta"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SCRIBE_INGEST_API_KEYS": json.dumps(keys),
+        "SCRIBE_TENANTS": "default,acme",
+        # Nothing listens here: the refusal must come before any connection.
+        "SCRIBE_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+        "SCRIBE_MEDIA_ROOT": str(tmp_path),
+        "SCRIBE_LOG_FORMAT": "console",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from ingest.main import main; main()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == os.EX_CONFIG
+    assert "Traceback" not in done.stderr
+    [line] = [x for x in done.stderr.splitlines() if "configuration error" in x]
+    assert line.startswith("scribe-ingest: configuration error: API keys of tenant 'beta': ")
+    assert "Add it to SCRIBE_TENANTS" in line

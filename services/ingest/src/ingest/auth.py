@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -38,7 +38,8 @@ _TENANT: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ApiKeyConfigError(ValueError):
-    """The configured keys are unusable (bad digest, bad tenant, unreadable file)."""
+    """The configured keys are unusable (bad digest, bad tenant, unreadable file, a tenant
+    no worker serves)."""
 
 
 def hash_api_key(key: str) -> str:
@@ -101,6 +102,26 @@ class ApiKeyring:
         if not entries:
             return cls({hash_api_key(DEV_API_KEY): DEV_TENANT}, insecure=True)
         return cls(entries)
+
+    def check_served(self, served: Collection[str]) -> None:
+        """Refuse keys whose tenant `SCRIBE_TENANTS` leaves out.
+
+        Every worker dead-letters an upload of a tenant it does not serve
+        (`unknown_tenant`), so such a key would get a `202` for each upload and then a
+        `404` for the job forever. Said once, at start, naming the setting to change.
+        """
+        unserved = sorted(set(self.tenants_by_digest.values()) - set(served))
+        if not unserved:
+            return
+        one = len(unserved) == 1
+        who = "the development key's tenant" if self.insecure else "API keys of tenant"
+        raise ApiKeyConfigError(
+            f"{who}{'' if one or self.insecure else 's'} {', '.join(map(repr, unserved))}: "
+            f"not in SCRIBE_TENANTS ({','.join(served)}), so every worker would refuse "
+            f"{'its' if one else 'their'} jobs (unknown_tenant) after ingest accepted them. "
+            f"Add {'it' if one else 'them'} to SCRIBE_TENANTS, which every service reads "
+            "(scribe up and the compose file hand it to each one)."
+        )
 
     def tenant_for(self, key: str) -> str | None:
         """The key's tenant, or None for an unknown key."""

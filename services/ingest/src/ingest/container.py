@@ -8,7 +8,7 @@ see this module: they receive its parts through `ingest.deps`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -91,9 +91,17 @@ class IngestContainer(ReadServices):
     """Presigned uploads (object storage only)."""
 
 
-def load_keyring(settings: IngestSettings) -> ApiKeyring:
-    """The configured API keys; says loudly when only the development key works."""
+def load_keyring(
+    settings: IngestSettings, served_tenants: Collection[str] | None = None
+) -> ApiKeyring:
+    """The configured API keys; says loudly when only the development key works.
+
+    With `served_tenants` (`SCRIBE_TENANTS`), a key of any other tenant stops start-up
+    (`ApiKeyConfigError`): its jobs would be accepted here and refused by every worker.
+    """
     keyring = ApiKeyring.load(settings.api_keys, settings.api_keys_file)
+    if served_tenants is not None:
+        keyring.check_served(served_tenants)
     keyring.warn_if_insecure()
     return keyring
 
@@ -161,8 +169,9 @@ async def open_container(
     shared: SharedSettings, settings: IngestSettings
 ) -> AsyncIterator[IngestContainer]:
     """Build and connect everything for the app's lifetime; close it all afterwards."""
-    # Keys first: a bad keys file stops start-up before anything connects.
-    keyring = load_keyring(settings)
+    # Keys first: a bad keys file, or a key of a tenant no worker serves, stops start-up
+    # before anything connects.
+    keyring = load_keyring(settings, shared.tenants)
     # Declared before the first publish: an upload accepted before any worker ever ran
     # still lands in the durable transcriber and indexer queues.
     await declare_topology(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 import uvicorn
 
 from ingest.app import create_app
-from ingest.auth import check_entry, hash_api_key, new_api_key
+from ingest.auth import ApiKeyConfigError, ApiKeyring, check_entry, hash_api_key, new_api_key
 from ingest.server import server_config
 from ingest.settings import IngestSettings
 from scribe_runtime.logging import configure_logging
@@ -58,7 +59,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     shared = SharedSettings()
     settings = IngestSettings()
     configure_logging(SERVICE, shared.log_level, shared.log_format)
+    check_keys(shared, settings)
     uvicorn.Server(server_config(create_app(shared, settings), settings)).run()
+
+
+def check_keys(shared: SharedSettings, settings: IngestSettings) -> None:
+    """Exit `EX_CONFIG` (78) with one line on stderr when the API keys cannot be served.
+
+    The app checks the same when it starts (`ingest.container`); checked here first so a
+    misconfiguration reads as one sentence rather than a traceback from uvicorn's lifespan,
+    and `scribe up` knows from the code not to restart it.
+    """
+    try:
+        ApiKeyring.load(settings.api_keys, settings.api_keys_file).check_served(shared.tenants)
+    except ApiKeyConfigError as exc:
+        print(f"scribe-ingest: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(os.EX_CONFIG) from None
 
 
 def _tenant_id(value: str) -> str:
