@@ -7,6 +7,7 @@ The jobs run on the instant engine (the control plane only), then one on the rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -311,3 +312,120 @@ def test_every_terminal_event_survives_a_receiver_outage_signed_and_verifiable(
         what="the deletion projected",
     )
     assert acme.get("/v1/webhooks").json()["data"] == []
+
+
+class DrippingReceiver:
+    """A hostile endpoint on 127.0.0.1: it reads the request, then sends one header line
+    every second and never finishes its answer. Counts the connections it was given."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._drip, "127.0.0.1", 0)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+
+    async def _drip(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.read(65536)
+        with contextlib.suppress(ConnectionError):
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            while True:
+                await writer.drain()
+                await asyncio.sleep(1)
+                writer.write(b"X-Still-Here: 1\r\n")
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+            drips = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in drips:
+                task.cancel()
+            await asyncio.gather(*drips, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+@pytest.fixture
+def dripping() -> Iterator[DrippingReceiver]:
+    made = DrippingReceiver()
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def short_timeout_stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    env = {
+        "SCRIBE_WEBHOOKS_ALLOWED_HOSTS": "127.0.0.1",
+        "SCRIBE_WEBHOOKS_REQUEST_TIMEOUT_SECONDS": "2",
+        "SCRIBE_INGEST_API_KEYS": json.dumps(keyring()),
+        "SCRIBE_TENANTS": ",".join(KEYS),
+    }
+    with running_stack(
+        amqp_url,
+        database_url,
+        tmp_path,
+        transcriber_argv=python_module("bench.instant"),
+        env=env,
+    ) as running:
+        yield running
+
+
+@pytest.mark.timeout(600)
+def test_a_tenant_whose_endpoint_never_answers_does_not_hold_up_another_tenants_webhooks(
+    short_timeout_stack: Stack, dripping: DrippingReceiver, receiver: Receiver
+) -> None:
+    """Before: 40 deliveries to an endpoint that drips header lines took all 32 of the
+    dispatcher's prefetched messages for good (httpx's timeout is per read), and another
+    tenant's webhook never went out."""
+    stack = short_timeout_stack
+    acme = httpx.Client(base_url=stack.api, timeout=30, headers=auth("acme"))
+    globex = httpx.Client(base_url=stack.api, timeout=30, headers=auth("globex"))
+    receiver.start()
+    hostile = acme.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{dripping.port}/h"})
+    fine = globex.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver.port}/h"})
+    assert hostile.status_code == fine.status_code == 202
+
+    def projected() -> bool:
+        return all(
+            client.get(f"/v1/webhooks/{answer.json()['id']}").status_code == 200
+            for client, answer in ((acme, hostile), (globex, fine))
+        )
+
+    eventually(projected, within=30, what="the endpoints projected")
+    acme_jobs = []
+    for n in range(40):
+        accepted = acme.post(
+            "/v1/transcriptions", files={"file": (f"t{n}.wav", tone(1000 + n), "audio/wav")}
+        )
+        assert accepted.status_code == 202, accepted.text
+        acme_jobs.append(accepted.json()["id"])
+    for job_id in acme_jobs:
+        wait_for_job(acme, job_id, within=120)
+    eventually(lambda: dripping.connections >= 8, within=60, what="acme's attempts under way")
+
+    accepted = globex.post("/v1/transcriptions", files={"file": ("g.wav", tone(7), "audio/wav")})
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["id"]
+    wait_for_job(globex, job_id, within=120)
+    done = time.monotonic()
+    eventually(lambda: job_id in receiver.by_job(), within=30, what="globex's webhook")
+    print(
+        f"\nglobex's webhook {time.monotonic() - done:.2f} s after its job completed, "
+        f"with acme's endpoint holding {dripping.connections} connections so far"
+    )
+    (delivered,) = receiver.by_job()[job_id]
+    assert json.loads(delivered.body)["data"]["tenant_id"] == "globex"
+
+    def acme_errors() -> list[str]:
+        log = acme.get(f"/v1/webhooks/{hostile.json()['id']}/deliveries", params={"limit": 100})
+        return [a["error"] for e in log.json()["data"] for a in e["attempts"]]
+
+    eventually(
+        lambda: "no answer within 2 s" in acme_errors(),
+        within=60,
+        what=lambda: f"acme's attempts cut off at the deadline: {acme_errors()[:3]}",
+    )

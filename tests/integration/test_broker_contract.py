@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -15,7 +17,8 @@ from contracts.examples import EXAMPLES
 from scribe_runtime import amqp
 from scribe_runtime.consumer import subscribe_events
 from scribe_runtime.messaging import make_broker, publish_event
-from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, declare_topology
+from scribe_runtime.retry import DeferredError, TransientError
+from scribe_runtime.topology import QUEUES, TRANSCRIBER_QUEUE, QueueSpec, declare_topology
 from tests.support.servers import RabbitServer
 from tests.support.waiting import eventually_async
 
@@ -121,3 +124,40 @@ async def test_malformed_and_unknown_version_are_dead_lettered_and_consumption_g
         channel = await connection.channel()
         queue = await channel.declare_queue(TRANSCRIBER_QUEUE.name, passive=True)
         assert queue.declaration_result.message_count == 0
+
+
+async def test_a_deferred_message_comes_back_through_a_retry_stage_without_spending_a_retry(
+    amqp_url: str,
+) -> None:
+    """A `DeferredError` (the handler's share is taken: webhooks per tenant) is neither a
+    failure nor a retry: the message waits out the first stage and returns with its retry
+    count as it was, however often it is deferred, while a `TransientError` counts."""
+    spec = QueueSpec(name="test.deferrals", bindings=(), retry_delays=(0.2, 0.2))
+    await declare_topology(amqp_url, (spec,))
+    broker = make_broker(amqp_url, service="test")
+    seen: list[tuple[int, float]] = []
+    handled: asyncio.Queue[int] = asyncio.Queue()
+
+    async def on_upload(event: AudioUploadedV1, delivery: amqp.Delivery) -> None:
+        seen.append((amqp.retries_done(delivery.headers), time.monotonic()))
+        if len(seen) <= 3:
+            raise DeferredError("busy")
+        if len(seen) == 4:
+            raise TransientError("briefly gone")
+        await handled.put(amqp.retries_done(delivery.headers))
+
+    subscribe_events(broker, spec, (AudioUploadedV1,), on_upload)
+    async with broker:
+        await broker.start()
+        await broker.publish(
+            UPLOADED.model_dump_json().encode(),
+            routing_key=spec.name,
+            message_type=UPLOADED.message_type,
+            message_id=str(UPLOADED.event_id),
+            content_type=routing.CONTENT_TYPE,
+            persist=True,
+        )
+        assert await asyncio.wait_for(handled.get(), 30) == 1  # the TransientError's retry
+    assert [done for done, _ in seen] == [0, 0, 0, 0, 1]
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(seen)]
+    assert all(gap >= 0.15 for gap in gaps), gaps  # each went through a TTL'd stage

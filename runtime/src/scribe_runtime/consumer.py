@@ -23,7 +23,7 @@ from scribe_runtime import metrics
 from scribe_runtime.amqp import Delivery, as_delivery
 from scribe_runtime.asyncapi import record_consumer
 from scribe_runtime.messaging import dead_letter
-from scribe_runtime.retry import TransientError, retry_later
+from scribe_runtime.retry import DeferredError, TransientError, defer, retry_later
 from scribe_runtime.topology import QueueSpec
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,8 @@ def subscribe_events(
 
     A contract violation (or a `validate` that returns a reason) is dead-lettered and
     acked. A `TransientError` from `handler` sends the message to its next retry stage
-    (backoff), or to the DLQ after the last, and acks it. Any other exception nacks the
+    (backoff), or to the DLQ after the last, and acks it; a `DeferredError` sends it
+    through the first stage without counting a retry. Any other exception nacks the
     message for redelivery; the queue's delivery limit moves a crash loop to the DLQ.
     """
 
@@ -80,6 +81,10 @@ def subscribe_events(
             except TransientError as exc:
                 # Acked once the copy is confirmed in its retry stage (or the DLQ).
                 await retry_later(broker, delivery, spec, exc)
+                return
+            except DeferredError as exc:
+                await defer(broker, delivery, spec, exc)
+                metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "deferred").inc()
                 return
             except Exception:
                 metrics.EVENTS_CONSUMED.labels(spec.name, event.message_type, "failed").inc()

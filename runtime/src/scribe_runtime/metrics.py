@@ -32,7 +32,8 @@ EVENTS_CONSUMED: Final = Counter(
     "scribe_events_consumed_total",
     "Messages taken from a queue, by queue, event type and outcome (handled: the handler "
     "returned, acked; failed: it raised, nacked for redelivery; rejected: a contract "
-    "violation, moved to the queue's DLQ).",
+    "violation, moved to the queue's DLQ; deferred: its handler could not start it yet, "
+    "sent through the first retry stage without spending a retry).",
     ["queue", "type", "outcome"],
 )
 EVENTS_DEAD_LETTERED: Final = Counter(

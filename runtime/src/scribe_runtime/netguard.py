@@ -18,7 +18,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from scribe_runtime.objectstore import endpoint_url
 from scribe_runtime.settings import SharedSettings
@@ -45,6 +45,37 @@ class ResolvedUrl:
     host: str
     port: int
     addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedUrl:
+    """One resolved address of a `ResolvedUrl`, as a request to it is written."""
+
+    url: str
+    """The URL with that address in place of the host: the client connects there."""
+    host_header: str
+    """`Host`, as the URL named it (virtual hosts keep working)."""
+    sni_hostname: str | None
+    """For https: the name TLS sends and the certificate must match (not the address)."""
+
+
+def pinned_urls(target: ResolvedUrl) -> list[PinnedUrl]:
+    """A request per address the guard checked, in resolution order.
+
+    Connecting to these, never to the host name, is what makes the check hold: a client
+    resolving the name again could get another answer (DNS rebinding).
+    """
+    parts = urlsplit(target.url)
+    default = target.port == DEFAULT_PORTS[target.scheme]
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    host_header = host if default else f"{host}:{target.port}"
+    pinned = []
+    for address in target.addresses:
+        netloc = f"[{address}]:{target.port}" if ":" in address else f"{address}:{target.port}"
+        url = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+        sni = target.host if target.scheme == "https" else None
+        pinned.append(PinnedUrl(url=url, host_header=host_header, sni_hostname=sni))
+    return pinned
 
 
 def is_public_address(address: str) -> bool:

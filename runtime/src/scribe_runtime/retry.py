@@ -36,6 +36,12 @@ class TransientError(Exception):
     """A failure that may pass by itself (a dependency restarting); the message is retried."""
 
 
+class DeferredError(Exception):
+    """Not a failure, not now: the handler's share of something is taken (another
+    tenant's work must not wait behind it). The message goes through the first retry
+    stage and comes back without spending one of its retries."""
+
+
 async def retry_later(
     broker: RabbitBroker, delivery: Delivery, spec: QueueSpec, error: BaseException
 ) -> None:
@@ -70,6 +76,28 @@ async def retry_later(
         of=len(spec.retry_delays),
         delay_s=spec.retry_delays[stage - 1],
         error=repr(error),
+        message_id=delivery.message_id,
+        message_type=delivery.type,
+    )
+
+
+async def defer(
+    broker: RabbitBroker, delivery: Delivery, spec: QueueSpec, error: BaseException
+) -> None:
+    """Send the message through the first retry stage as it is: its retry count unchanged.
+
+    Returns once the broker confirmed the copy; the caller then acks the original. A
+    message deferred again and again waits again and again; it never reaches the DLQ
+    this way, since deferring is what its handler asks for while it cannot start.
+    """
+    headers = {k: v for k, v in delivery.headers.items() if k not in BROKER_HEADERS}
+    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    await republish(broker, delivery, exchange="", routing_key=spec.retry_queue(1), headers=headers)
+    log.info(
+        "message_deferred",
+        queue=spec.name,
+        delay_s=spec.retry_delays[0],
+        reason=str(error),
         message_id=delivery.message_id,
         message_type=delivery.type,
     )

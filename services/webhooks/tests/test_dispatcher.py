@@ -6,6 +6,12 @@ broker, database and HTTP server run in `tests/e2e/test_webhooks.py`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID, uuid4
 
 import httpx
@@ -17,7 +23,7 @@ from contracts.envelope import Event
 from contracts.errors import ErrorCode
 from contracts.webhooks import WebhookDeliveryAttemptedV1, WebhookDeliveryRequestedV1
 from scribe_runtime.amqp import HEADER_RETRY, Delivery
-from scribe_runtime.retry import TransientError
+from scribe_runtime.retry import DeferredError, TransientError
 from scribe_runtime.topology import WEBHOOK_DELIVERY_QUEUE
 from webhooks.dispatcher import Dispatcher, delivery_id_for
 from webhooks.endpoints import Endpoint
@@ -183,3 +189,125 @@ async def test_a_job_event_becomes_one_request_per_endpoint_and_none_without_end
     )
     await quiet.on_job_event(completed(), Delivery(body=b""))
     assert published == []
+
+
+# --- Hostile endpoints: an endpoint is the tenant's to choose -------------------------------
+
+
+def completed_for(tenant: str) -> TranscriptCompletedV1:
+    return completed().model_copy(update={"tenant_id": tenant})
+
+
+@asynccontextmanager
+async def hostile_server(answer: bytes, then: bytes, every: float) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that reads the request, writes `answer`, then `then` every
+    `every` seconds for as long as the client listens; its URL."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        with contextlib.suppress(ConnectionError):
+            writer.write(answer)
+            while True:
+                await writer.drain()
+                await asyncio.sleep(every)
+                writer.write(then)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}/hook"
+
+
+def real_dispatcher(harness: Harness, url: str, timeout: float) -> Dispatcher:
+    return Dispatcher(
+        FakeEndpoints(Endpoint(ENDPOINT.id, url, SECRET)),
+        harness._publish,
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False),
+        producer="scribe-webhooks/test",
+        retry_delays=WEBHOOK_DELIVERY_QUEUE.retry_delays,
+        allowed_hosts=frozenset({"127.0.0.1"}),
+        timeout_seconds=timeout,
+    )
+
+
+async def test_an_endpoint_dripping_its_headers_is_cut_off_at_the_deadline() -> None:
+    """Before: httpx's timeout is per read, so a header line every 0.2 s kept the attempt
+    (and its slot) for ever."""
+    harness = Harness()
+    async with hostile_server(b"HTTP/1.1 200 OK\r\n", b"X-Slow: 1\r\n", 0.2) as url:
+        dispatcher = real_dispatcher(harness, url, timeout=1.0)
+        request = await request_for(harness, completed())
+        started = time.monotonic()
+        with pytest.raises(TransientError):
+            await asyncio.wait_for(dispatcher.on_delivery_requested(request, Delivery(b"")), 15)
+        assert time.monotonic() - started < 5
+    (attempt,) = harness.attempts()
+    assert (attempt.outcome, attempt.error) == ("retrying", "no answer within 1 s")
+
+
+async def test_an_endless_answer_body_is_never_read() -> None:
+    """Before: the whole body was read into memory, so an endless one never finished."""
+    harness = Harness()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n"
+    async with hostile_server(head, b"x" * 65536, 0.0) as url:
+        dispatcher = real_dispatcher(harness, url, timeout=5.0)
+        request = await request_for(harness, completed())
+        await asyncio.wait_for(dispatcher.on_delivery_requested(request, Delivery(b"")), 15)
+    (attempt,) = harness.attempts()
+    assert (attempt.outcome, attempt.status_code) == ("delivered", 200)
+
+
+async def test_the_request_goes_to_the_address_the_guard_checked() -> None:
+    """Before: httpx resolved the name again, so a DNS answer that changed after the check
+    (rebinding to a private address) was connected to."""
+    harness = Harness(204, Endpoint(ENDPOINT.id, "http://localhost:8123/hook", SECRET))
+    harness.dispatcher._allowed_hosts = frozenset({"localhost"})
+    request = await request_for(harness, completed())
+    await harness.dispatcher.on_delivery_requested(request, Delivery(body=b""))
+    (sent,) = harness.requests
+    assert sent.url.host in {"127.0.0.1", "::1"}
+    assert sent.url.port == 8123
+    assert sent.headers["host"] == "localhost:8123"
+    Webhook(SECRET).verify(sent.content, dict(sent.headers))
+
+
+async def test_a_tenant_at_its_limit_is_deferred_and_another_tenant_goes_through() -> None:
+    release = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["data"]["tenant_id"] == "acme":
+            await release.wait()
+        return httpx.Response(204)
+
+    published: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        published.append(event)
+
+    dispatcher = Dispatcher(
+        FakeEndpoints(ENDPOINT),
+        publish,
+        httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+        producer="scribe-webhooks/test",
+        retry_delays=WEBHOOK_DELIVERY_QUEUE.retry_delays,
+        allowed_hosts=frozenset({"127.0.0.1"}),
+        max_in_flight_per_tenant=2,
+    )
+    harness = Harness()
+    acme = [await request_for(harness, completed_for("acme")) for _ in range(3)]
+    slow = [
+        asyncio.create_task(dispatcher.on_delivery_requested(r, Delivery(b""))) for r in acme[:2]
+    ]
+    await asyncio.sleep(0.1)
+    with pytest.raises(DeferredError, match="'acme' has 2 webhook attempts in flight"):
+        await dispatcher.on_delivery_requested(acme[2], Delivery(b""))
+    globex = await request_for(harness, completed_for("globex"))
+    await asyncio.wait_for(dispatcher.on_delivery_requested(globex, Delivery(b"")), 5)
+    outcomes = [
+        (e.tenant_id, e.outcome) for e in published if isinstance(e, WebhookDeliveryAttemptedV1)
+    ]
+    assert outcomes == [("globex", "delivered")]  # the deferral is no attempt
+    release.set()
+    await asyncio.gather(*slow)
+    await dispatcher.on_delivery_requested(acme[2], Delivery(b""))  # its turn now
+    assert len([e for e in published if isinstance(e, WebhookDeliveryAttemptedV1)]) == 4

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 import structlog
@@ -34,6 +34,7 @@ from scribe_runtime.netguard import (
     ForbiddenUrlError,
     ResolvedUrl,
     allowed_private_endpoints,
+    pinned_urls,
     resolve_public_url,
 )
 from scribe_runtime.objectstore import (
@@ -240,22 +241,13 @@ class HttpSource:
         self, client: httpx.AsyncClient, target: ResolvedUrl
     ) -> AsyncIterator[httpx.Response]:
         """A streamed GET to the first resolved address that accepts a connection."""
-        parts = urlsplit(target.url)
-        default_port = {"http": 80, "https": 443}[target.scheme]
-        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-        if ":" in target.host:
-            host_header = f"[{target.host}]" + (
-                "" if target.port == default_port else f":{target.port}"
-            )
         last: Exception | None = None
-        for address in target.addresses:
-            netloc = f"[{address}]:{target.port}" if ":" in address else f"{address}:{target.port}"
-            pinned = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+        for pinned in pinned_urls(target):
             request = client.build_request(
                 "GET",
-                pinned,
-                headers={"Host": host_header, "Accept": "audio/*, */*;q=0.5"},
-                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+                pinned.url,
+                headers={"Host": pinned.host_header, "Accept": "audio/*, */*;q=0.5"},
+                extensions={"sni_hostname": pinned.sni_hostname} if pinned.sni_hostname else {},
             )
             try:
                 response = await client.send(request, stream=True)

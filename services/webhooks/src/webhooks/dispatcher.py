@@ -11,6 +11,15 @@ Two steps, two queues (`scribe_runtime.topology`):
    stages (5 s ... 10 h); after the last one the delivery is `failed` in the log and can
    be replayed. Every attempt is published as `webhook.delivery.attempted.v1`, which
    the indexer projects into the delivery log.
+
+An endpoint is its tenant's to choose, so it may be hostile: it may answer one header
+line every few seconds for ever, stream an endless body, or resolve to a public address
+for the check and a private one a moment later. So an attempt has one deadline for all of
+it (resolve, connect, send, the status line and headers), the body of the answer is never
+read, the request goes to the very address the SSRF guard checked, and each tenant has at
+most `max_in_flight_per_tenant` attempts running in a dispatcher: a tenant's further
+deliveries wait in the first retry stage, spending no retry, so the queue's other
+tenants are never behind them.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -36,8 +46,8 @@ from contracts.webhooks import (
 )
 from scribe_runtime.amqp import Delivery, retries_done
 from scribe_runtime.database import TRANSIENT_ERRORS
-from scribe_runtime.netguard import ForbiddenUrlError, resolve_allowed_url
-from scribe_runtime.retry import TransientError
+from scribe_runtime.netguard import ForbiddenUrlError, PinnedUrl, pinned_urls, resolve_allowed_url
+from scribe_runtime.retry import DeferredError, TransientError
 from webhooks.endpoints import Endpoint, EndpointDirectory
 
 log = structlog.get_logger(__name__)
@@ -87,6 +97,8 @@ class Dispatcher:
         producer: str,
         retry_delays: tuple[float, ...],
         allowed_hosts: frozenset[str],
+        timeout_seconds: float = 10.0,
+        max_in_flight_per_tenant: int = 8,
     ) -> None:
         self._endpoints = endpoints
         self._publish = publish
@@ -94,6 +106,9 @@ class Dispatcher:
         self._producer = producer
         self._retry_delays = retry_delays
         self._allowed_hosts = allowed_hosts
+        self._timeout = timeout_seconds
+        self._max_in_flight = max_in_flight_per_tenant
+        self._in_flight: Counter[str] = Counter()
 
     async def on_job_event(self, event: Event, delivery: Delivery) -> None:
         """Fan one job event out: a delivery request per subscribed endpoint."""
@@ -146,26 +161,19 @@ class Dispatcher:
         if endpoint is None:
             await self._report(request, done + 1, "cancelled", error="the endpoint was deleted")
             return
-        body = json.dumps(request.payload, separators=(",", ":"), ensure_ascii=False)
-        status: int | None = None
-        error: str | None = None
+        tenant = request.tenant_id
+        if self._in_flight[tenant] >= self._max_in_flight:
+            raise DeferredError(
+                f"tenant {tenant!r} has {self._in_flight[tenant]} webhook attempts in flight"
+            )
+        self._in_flight[tenant] += 1
         started = time.perf_counter()
         try:
-            # Checked again at each attempt: DNS may point elsewhere since registration.
-            await resolve_allowed_url(endpoint.url, self._allowed_hosts)
-            at = datetime.now(UTC)
-            response = await self._http.post(
-                endpoint.url,
-                content=body.encode(),
-                headers=signed_headers(endpoint.secret, request.message_id, at, body),
-            )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except ForbiddenUrlError as exc:
-            error = f"refused by the SSRF guard: {exc.reason}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+            status, error = await self._attempt(endpoint, request)
+        finally:
+            self._in_flight[tenant] -= 1
+            if not self._in_flight[tenant]:
+                del self._in_flight[tenant]
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         if error is None:
             await self._report(request, done + 1, "delivered", status, duration_ms=duration_ms)
@@ -184,6 +192,52 @@ class Dispatcher:
             next_attempt_at=datetime.now(UTC) + timedelta(seconds=self._retry_delays[done]),
         )
         raise TransientError(f"webhook delivery {request.delivery_id} failed: {error}")
+
+    async def _attempt(
+        self, endpoint: Endpoint, request: WebhookDeliveryRequestedV1
+    ) -> tuple[int | None, str | None]:
+        """POST once; the status code (if any) and the error (None when delivered)."""
+        body = json.dumps(request.payload, separators=(",", ":"), ensure_ascii=False)
+        try:
+            async with asyncio.timeout(self._timeout):
+                # Checked again at each attempt: DNS may point elsewhere since registration.
+                target = await resolve_allowed_url(endpoint.url, self._allowed_hosts)
+                at = datetime.now(UTC)
+                headers = signed_headers(endpoint.secret, request.message_id, at, body)
+                status = await self._post(target.host, pinned_urls(target), headers, body)
+        except TimeoutError:
+            return None, f"no answer within {self._timeout:g} s"
+        except ForbiddenUrlError as exc:
+            return None, f"refused by the SSRF guard: {exc.reason}"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        return status, None if 200 <= status < 300 else f"HTTP {status}"
+
+    async def _post(
+        self, host: str, targets: list[PinnedUrl], headers: dict[str, str], body: str
+    ) -> int:
+        """The status of a POST to the first address that takes the connection.
+
+        Only the status line and headers are read: the answer's body is closed unread,
+        so an endpoint streaming without end costs nothing.
+        """
+        last: httpx.ConnectError | None = None
+        for pinned in targets:
+            request = self._http.build_request(
+                "POST",
+                pinned.url,
+                content=body.encode(),
+                headers={**headers, "host": pinned.host_header},
+                extensions={"sni_hostname": pinned.sni_hostname} if pinned.sni_hostname else {},
+            )
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                last = exc
+                continue
+            await response.aclose()
+            return response.status_code
+        raise last or httpx.ConnectError(f"{host} has no address")
 
     async def _report(
         self,

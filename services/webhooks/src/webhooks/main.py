@@ -61,6 +61,8 @@ def build_broker(
         producer=producer_name(SERVICE),
         retry_delays=WEBHOOK_DELIVERY_QUEUE.retry_delays,
         allowed_hosts=shared.webhooks_allowed_hosts,
+        timeout_seconds=settings.request_timeout_seconds,
+        max_in_flight_per_tenant=settings.max_attempts_in_flight_per_tenant,
     )
     subscribe_events(broker, WEBHOOK_FANOUT_QUEUE, CONSUMES, dispatcher.on_job_event)
     subscribe_events(

@@ -30,7 +30,21 @@ class WebhooksSettings(BaseSettings):
         default=10.0,
         gt=0,
         le=120,
-        description="Longest wait for an endpoint's answer; longer counts as a failed attempt.",
+        description=(
+            "Longest an attempt may take, all of it (resolving the host, connecting, "
+            "sending, the answer's status line and headers); longer is a failed attempt."
+        ),
+    )
+    max_attempts_in_flight_per_tenant: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description=(
+            "Attempts one tenant may have running at once in a dispatcher; its further "
+            "deliveries wait in the first retry stage (5 s) without spending a retry, so "
+            "a tenant whose endpoints are slow never holds up another's. Keep it well "
+            "under `prefetch`."
+        ),
     )
     prefetch: int = Field(
         default=32, ge=1, le=1000, description="Unacknowledged messages buffered per queue."
