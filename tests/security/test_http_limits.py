@@ -171,3 +171,69 @@ async def test_a_slow_second_head_on_a_kept_alive_connection_is_cut_off_too(port
     finally:
         dripping.cancel()
         writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One whole answer (status, body) from a kept-alive connection."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    fields = dict(h.partition(b": ")[::2] for h in head.split(b"\r\n")[1:] if h)
+    length = int(next(v for k, v in fields.items() if k.lower() == b"content-length"))
+    return int(head.split()[1]), await reader.readexactly(length)
+
+
+async def test_a_body_still_arriving_after_an_early_answer_is_not_taken_for_headers(
+    port: int,
+) -> None:
+    """An upload refused before its body is read (401 here; 429 `too_many_uploads` under
+    load) keeps sending the body; uvicorn reads and drops it. Before: those bytes were
+    counted as the next request's head, so past 32 KiB (or after 2 s) came an unasked-for
+    431 (408) and a close, and clients saw the connection reset instead of the 401/429."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    size = 1024 * 1024
+    writer.write(
+        b"POST /v1/transcriptions HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer wrong\r\n"
+        b"Content-Type: multipart/form-data; boundary=zz\r\n"
+        b"Content-Length: %d\r\n\r\n" % size
+    )
+    await writer.drain()
+    status, _ = await read_answer(reader)
+    assert status == 401
+    chunk = size // 8
+    for _ in range(8):  # 1 MiB over ~3 s: past the head's size limit and its timeout
+        writer.write(b"z" * chunk)
+        await writer.drain()
+        await asyncio.sleep(0.4)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: ingest\r\n\r\n")
+    await writer.drain()
+    status, body = await read_answer(reader)
+    writer.close()
+    assert status == 200, body
+
+
+async def test_a_body_dripping_after_its_answer_is_cut_off(port: int) -> None:
+    """Nobody reads that body: it gets three head timeouts (6 s here) to end, not for ever."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/transcriptions HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer wrong\r\n"
+        b"Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    await writer.drain()
+    status, _ = await read_answer(reader)
+    assert status == 401
+    started = time.monotonic()
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"z")
+                await writer.drain()
+                await asyncio.sleep(0.5)
+
+    dripping = asyncio.create_task(drip())
+    try:
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), timeout=30) == b""
+    finally:
+        dripping.cancel()
+        writer.close()
+    assert 5 < time.monotonic() - started < 20

@@ -137,6 +137,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._message_done = True
+        """The request's body has been read to its end (or it had none)."""
+        self._next_head_after_body = False
+        """The answer went out before the body was read: the next head starts after it."""
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -147,6 +152,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _drain_timed_out(self) -> None:
+        # The answer went out long ago; whatever the client still sends is for nobody.
+        self._drain_timer = None
+        if not self.transport.is_closing():
+            log.info("connection_closed", reason="body of an answered request still arriving")
+            self.transport.close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -197,6 +212,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().on_header(name, value)
 
+    def on_message_begin(self) -> None:
+        self._message_done = False
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
         if self._refused:
             return
@@ -209,16 +228,32 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if not self._refused:
-            super().on_message_complete()
+        self._message_done = True
+        if self._refused:
+            return
+        super().on_message_complete()
+        if self._next_head_after_body and not self.transport.is_closing():
+            self._next_head_after_body = False
+            self._arm_head_timer()
 
     def on_response_complete(self) -> None:
         # A pipelined request's head is already complete: it must not be timed out.
         pipelined = bool(self.pipeline)
         super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            # The next request's head on this kept-alive connection gets the same bound.
-            self._arm_head_timer()
+        if pipelined or self.transport.is_closing():
+            return
+        if not self._message_done:
+            # Answered before its body was read (a 401, a 429): uvicorn reads the rest and
+            # drops it. Those bytes are the body, not the next head: neither counted nor
+            # timed as one until the body ends; which it must within three head timeouts
+            # (a client dripping a body nobody reads would hold the connection for ever).
+            self._next_head_after_body = True
+            self._drain_timer = self.loop.call_later(
+                3 * self.head_timeout_seconds, self._drain_timed_out
+            )
+            return
+        # The next request's head on this kept-alive connection gets the same bound.
+        self._arm_head_timer()
 
 
 def protocol_for(settings: IngestSettings) -> type[LimitedHttpToolsProtocol]:
