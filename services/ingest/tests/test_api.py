@@ -105,7 +105,7 @@ async def fake_app(
         yield build_app(
             wire(
                 settings,
-                keyring=ApiKeyring.load({}, None),
+                keyring=ApiKeyring.load(settings.api_keys, settings.api_keys_file),
                 reader_pool=reader_pool,
                 media=media or FilesystemMediaStore(media_root),
                 idempotency=idempotency,

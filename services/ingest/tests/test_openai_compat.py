@@ -8,6 +8,7 @@ and the indexer would do is played by `FakeReader`, which "completes" a job once
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import pytest
 import srt
 import webvtt
 
-from ingest.auth import DEV_API_KEY
+from ingest.auth import DEV_API_KEY, hash_api_key
 from ingest.deps import get_queries
 from ingest.links import job_links
 from ingest.queries import TranscriptLookup
@@ -379,3 +380,41 @@ async def test_native_routes_keep_their_own_error_shape(harness: Harness) -> Non
     response = await harness.client.get("/v1/transcriptions/x", headers={"Authorization": "x"})
     assert response.status_code == 401
     assert set(response.json()) == {"code", "message"}
+
+
+async def test_a_tenant_waiting_on_too_many_transcriptions_is_refused_before_its_upload(
+    tmp_path: Path,
+) -> None:
+    """Each wait holds a connection until its job ends. Before: no bound per tenant, so one
+    tenant's waiting requests could take every connection the server takes
+    (`max_connections`, then 503 for every tenant)."""
+    keys = {"acme": "key-of-acme", "globex": "key-of-globex"}
+    settings = {
+        "openai_wait_seconds": 1.5,
+        "openai_max_waiting_per_tenant": 2,
+        "api_keys": {hash_api_key(key): tenant for tenant, key in keys.items()},
+    }
+    async for harness in _harness(tmp_path, **settings):
+        harness.reader.outcome = "never"  # no worker: every request waits its 1.5 s
+
+        async def transcribe(
+            tenant: str, client: httpx.AsyncClient = harness.client
+        ) -> httpx.Response:
+            return await client.post(
+                "/v1/audio/transcriptions",
+                files=[("file", ("a.wav", samples.wav_bytes(1.0), "audio/wav"))],
+                headers={"Authorization": f"Bearer {keys[tenant]}"},
+            )
+
+        waiting = [asyncio.create_task(transcribe("acme")) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        refused = await transcribe("acme")
+        assert refused.status_code == 429
+        error = _error(refused)
+        assert error["code"] == "too_many_waiting"
+        assert "2 transcriptions waited on (limit 2)" in error["message"]
+        assert refused.headers["retry-after"] == "10"
+        assert len(harness.publisher.events) == 2  # refused before the upload: no job
+        assert (await transcribe("globex")).status_code == 504  # its own slots: it waited
+        assert [(await t).status_code for t in waiting] == [504, 504]
+        assert (await transcribe("acme")).status_code == 504  # the slots came back

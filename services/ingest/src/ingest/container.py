@@ -21,9 +21,10 @@ from ingest.auth import ApiKeyring
 from ingest.broker import BrokerPublisher
 from ingest.bucket_events import BucketEvents
 from ingest.cursors import CursorCodec
+from ingest.failures import TOO_MANY_WAITING
 from ingest.idempotency import FilesystemIdempotencyStore, IdempotencyStore
 from ingest.job_requests import JobKeys, JobLifecycle, subscribe_deletions
-from ingest.limits import UploadSlots
+from ingest.limits import WAIT_RETRY_AFTER_SECONDS, UploadSlots
 from ingest.media import FilesystemMediaStore, MediaStore
 from ingest.object_media import S3MediaStore
 from ingest.presigned import PresignedUploads
@@ -82,6 +83,8 @@ class IngestContainer(ReadServices):
     """Everything the whole ingest app needs: the read side, plus submissions."""
 
     slots: UploadSlots
+    waits: UploadSlots
+    """Per-tenant slots for requests waiting on a job (the OpenAI-compatible routes)."""
     media: MediaStore
     publisher: Publisher
     uploads: UploadService
@@ -139,6 +142,12 @@ def wire(
         ),
         cursors=cursor_codec(settings),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),
+        waits=UploadSlots(
+            settings.openai_max_waiting_per_tenant,
+            what="transcriptions waited on",
+            code=TOO_MANY_WAITING,
+            retry_after_seconds=WAIT_RETRY_AFTER_SECONDS,
+        ),
         media=media,
         publisher=publisher,
         uploads=UploadService(

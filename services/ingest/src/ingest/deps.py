@@ -130,6 +130,14 @@ Queries = Annotated[JobReader, Depends(get_queries)]
 Cursors = Annotated[CursorCodec, Depends(get_cursors)]
 Uploads = Annotated[UploadService, Depends(get_uploads)]
 Slots = Annotated[UploadSlots, Depends(get_slots)]
+
+
+async def get_waits(container: Annotated[IngestContainer, Depends(get_container)]) -> UploadSlots:
+    """The per-tenant slots of requests waiting on a job (OpenAI-compatible routes)."""
+    return container.waits
+
+
+Waits = Annotated[UploadSlots, Depends(get_waits)]
 Broker = Annotated[Publisher, Depends(get_publisher)]
 Media = Annotated[MediaStore, Depends(get_media)]
 Lifecycle = Annotated[JobLifecycle, Depends(get_lifecycle)]

@@ -28,6 +28,7 @@ MODEL_UNAVAILABLE: Final = "model_unavailable"
 NOT_FOUND: Final = "not_found"
 REQUEST_TOO_LARGE: Final = "request_too_large"
 TOO_MANY_UPLOADS: Final = "too_many_uploads"
+TOO_MANY_WAITING: Final = "too_many_waiting"
 TRANSCRIPT_NOT_READY: Final = "transcript_not_ready"
 TRANSCRIPTION_PENDING: Final = "transcription_pending"
 UNAUTHENTICATED: Final = "unauthenticated"
@@ -149,7 +150,7 @@ class InsufficientStorageError(RetryLaterError):
 
 
 class TooManyUploadsError(RetryLaterError):
-    """The tenant already has every upload slot of this replica."""
+    """The tenant already has every upload slot (or wait slot) of this replica."""
 
 
 class JobFailedError(IngestError):

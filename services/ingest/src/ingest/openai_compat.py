@@ -39,11 +39,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from ingest import exports, metrics
-from ingest.deps import Queries, Settings, Slots, Tenant, Uploads
+from ingest.deps import Queries, Settings, Slots, Tenant, Uploads, Waits
 from ingest.errors import OpenAIErrorBody, openai_error_response
 from ingest.failures import (
     DATABASE_UNAVAILABLE,
     MODEL_UNAVAILABLE,
+    TOO_MANY_WAITING,
     UNKNOWN_PARAMETER,
     UNSUPPORTED_CONTENT_TYPE,
     UNSUPPORTED_OPTION,
@@ -52,6 +53,7 @@ from ingest.failures import (
     JobFailedError,
     JobPendingError,
     ModelNotFoundError,
+    TooManyUploadsError,
     UnavailableError,
     UnsupportedMediaError,
     file_too_large,
@@ -471,6 +473,42 @@ async def _transcribe(
     request: Request,
     task: Task,
     *,
+    waits: UploadSlots,
+    tenant: str,
+    uploads: UploadService,
+    slots: UploadSlots,
+    queries: JobReader,
+    settings: IngestSettings,
+    idempotency_key: str | None,
+    correlation_id: uuid.UUID | None,
+) -> Response:
+    """The request, holding one of the tenant's wait slots from before its upload to its
+    answer: each holds a connection for as long as its job takes, so a tenant gets at
+    most `openai_max_waiting_per_tenant` of the server's connections this way, and a
+    refusal (429 `too_many_waiting`) comes before any byte of the upload is read."""
+    try:
+        with waits.hold(tenant):
+            return await _transcribe_held(
+                request,
+                task,
+                tenant=tenant,
+                uploads=uploads,
+                slots=slots,
+                queries=queries,
+                settings=settings,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+            )
+    except TooManyUploadsError as exc:
+        if exc.code == TOO_MANY_WAITING:
+            metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
+        raise
+
+
+async def _transcribe_held(
+    request: Request,
+    task: Task,
+    *,
     tenant: str,
     uploads: UploadService,
     slots: UploadSlots,
@@ -584,6 +622,7 @@ async def create_openai_transcription(
     tenant: Tenant,
     uploads: Uploads,
     slots: Slots,
+    waits: Waits,
     queries: Queries,
     settings: Settings,
     idempotency_key: IdempotencyKey = None,
@@ -595,6 +634,7 @@ async def create_openai_transcription(
         tenant=tenant,
         uploads=uploads,
         slots=slots,
+        waits=waits,
         queries=queries,
         settings=settings,
         idempotency_key=idempotency_key,
@@ -616,6 +656,7 @@ async def create_openai_translation(
     tenant: Tenant,
     uploads: Uploads,
     slots: Slots,
+    waits: Waits,
     queries: Queries,
     settings: Settings,
     idempotency_key: IdempotencyKey = None,
@@ -627,6 +668,7 @@ async def create_openai_translation(
         tenant=tenant,
         uploads=uploads,
         slots=slots,
+        waits=waits,
         queries=queries,
         settings=settings,
         idempotency_key=idempotency_key,

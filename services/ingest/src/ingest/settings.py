@@ -180,6 +180,17 @@ class IngestSettings(BaseSettings):
             "on). Keep it under your reverse proxy's read timeout."
         ),
     )
+    openai_max_waiting_per_tenant: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description=(
+            "Requests of one tenant that may wait on `POST /v1/audio/transcriptions` and "
+            "`/translations` at once on this replica (each holds a connection until its "
+            "job ends); beyond it 429 `too_many_waiting` with Retry-After, before the "
+            "upload. Keep the sum over tenants under `max_connections`."
+        ),
+    )
     openai_poll_max_interval_seconds: float = Field(
         default=1.0,
         gt=0,
