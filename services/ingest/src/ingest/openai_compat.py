@@ -68,7 +68,7 @@ from ingest.options import (
     check_served,
     validation_details,
 )
-from ingest.queries import JobReader
+from ingest.queries import LARGE_TRANSCRIPT_SEGMENTS, JobReader, off_loop
 from ingest.read_models import TranscriptOut
 from ingest.settings import IngestSettings
 from ingest.submissions import MULTIPART_OVERHEAD_BYTES
@@ -552,7 +552,8 @@ async def _transcribe_held(
         task=task,
         waited_ms=round((time.perf_counter() - started) * 1000, 1),
     )
-    response = render(transcript, parsed, task)
+    large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
+    response = await off_loop(large, render, transcript, parsed, task)
     response.headers["X-Scribe-Job-ID"] = str(accepted.job_id)
     response.headers["X-Correlation-ID"] = str(correlation)
     return response

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,11 +54,39 @@ log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS: Final = 2
 """A database blip (failover, restart) usually passes within seconds."""
+LARGE_TRANSCRIPT_SEGMENTS: Final = 200
+"""From this many segments (about 15 minutes of speech) a transcript is built, and its
+answers rendered, off the event loop (`off_loop`): a 10-hour transcript with words costs
+~0.6 CPU-s to build and as much again to render, a stall of every request of every tenant
+on this replica if done on the loop."""
 
 _UNAVAILABLE_ERRORS: Final = TRANSIENT_ERRORS
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 T = TypeVar("T")
+
+
+_LARGE_WORK: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def off_loop(large: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` on a worker thread when `large`, else right here.
+
+    The work still holds the GIL, but the interpreter hands it to the event loop every few
+    milliseconds, so other requests go on meanwhile; small work is not worth the hop. One
+    large piece at a time per process: under the GIL a second thread adds no throughput,
+    only a third contender for the loop's turn.
+    """
+    if not large:
+        return fn(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    gate = _LARGE_WORK.get(loop)
+    if gate is None:
+        gate = _LARGE_WORK[loop] = asyncio.Semaphore(1)
+    async with gate:
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -538,6 +567,10 @@ async def _transcript(conn: Connection, tenant: str, job_id: UUID) -> Transcript
         tenant,
         job_id,
     )
+    return await off_loop(len(segments) >= LARGE_TRANSCRIPT_SEGMENTS, _build, row, segments)
+
+
+def _build(row: asyncpg.Record, segments: list[asyncpg.Record]) -> TranscriptOut:
     return TranscriptOut(**dict(row), segments=[_segment(s) for s in segments])
 
 

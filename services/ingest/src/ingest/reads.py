@@ -9,6 +9,7 @@ job is as unknown as a job that never existed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -27,10 +28,11 @@ from ingest.failures import (
     NotFoundError,
 )
 from ingest.openapi import EXPORT_RESPONSES, READ_ERRORS
-from ingest.queries import JobFilter
+from ingest.queries import LARGE_TRANSCRIPT_SEGMENTS, JobFilter, off_loop
 from ingest.read_models import (
     JobStatusName,
     SearchPage,
+    SegmentOut,
     TranscriptionOut,
     TranscriptionPage,
     search_page_json,
@@ -112,11 +114,17 @@ def _not_ours() -> InvalidInputError:
     responses=READ_ERRORS,
     summary="A job: status, progress, error, audio metadata; the transcript once completed",
 )
-async def get_transcription(job_id: str, tenant: Tenant, queries: Queries) -> TranscriptionOut:
+async def get_transcription(
+    job_id: str, tenant: Tenant, queries: Queries
+) -> TranscriptionOut | Response:
     job = await queries.job(tenant, _parse_job_id(job_id))
     if job is None:
         raise NotFoundError(job_id)
-    return job
+    if job.transcript is None or len(job.transcript.segments) < LARGE_TRANSCRIPT_SEGMENTS:
+        return job
+    # What FastAPI would answer (the model, `None`s left out), serialised off the loop.
+    body = await off_loop(True, job.model_dump_json, exclude_none=True)
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -221,18 +229,24 @@ async def export_transcript(
             TRANSCRIPT_NOT_READY,
             f"transcription {job_id} is {found.status}; its transcript exists once it is completed",
         )
+    large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
     if fmt == "json":
-        return Response(transcript.model_dump_json(), media_type="application/json")
-    timed = exports.timed_segments(transcript.segments)
-    if fmt in _CAPTIONS:
-        body = (exports.to_srt if fmt == "srt" else exports.to_vtt)(timed, limits)
-    else:
-        body = (exports.to_tsv if fmt == "tsv" else exports.to_text)(timed)
+        return Response(
+            await off_loop(large, transcript.model_dump_json), media_type="application/json"
+        )
+    body = await off_loop(large, _render, transcript.segments, fmt, limits)
     return PlainTextResponse(
         body,
         media_type=_MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'inline; filename="{job}.{fmt}"'},
     )
+
+
+def _render(segments: Sequence[SegmentOut], fmt: str, limits: exports.CueLimits) -> str:
+    timed = exports.timed_segments(segments)
+    if fmt in _CAPTIONS:
+        return (exports.to_srt if fmt == "srt" else exports.to_vtt)(timed, limits)
+    return (exports.to_tsv if fmt == "tsv" else exports.to_text)(timed)
 
 
 @router.get(
