@@ -6,6 +6,7 @@ own tenant, with the newest secret, never once deleted.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -26,6 +27,11 @@ from contracts.webhooks import (
 )
 from indexer.migrate import prepare_database
 from indexer.webhooks import PostgresWebhookStore
+from ingest.failures import ConflictError
+from ingest.queries import JobReader, open_reader_pool
+from ingest.settings import IngestSettings
+from ingest.webhook_models import WebhookAccepted, WebhookCreate, WebhookList
+from ingest.webhook_registry import WebhookRegistry
 from tests.support.servers import READER, as_role
 from webhooks.endpoints import PostgresEndpoints
 
@@ -145,3 +151,45 @@ async def test_the_dispatcher_reads_only_live_endpoints_of_the_events_tenant(
         assert await endpoints.get("acme", registered.endpoint_id) is None
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await reader.execute("DELETE FROM webhook_endpoints")
+
+
+async def test_a_burst_of_registrations_stops_at_the_tenants_limit(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """Every job event becomes a delivery per endpoint, so a tenant's endpoints are
+    bounded. Before: no bound at all; ten registrations at once (the indexer projecting
+    each 30 ms after it is published) all passed."""
+    store = PostgresWebhookStore(pool)
+    projecting: set[asyncio.Task[object]] = set()
+
+    async def publish(event: Event) -> None:  # the indexer, a little behind
+        async def later() -> None:
+            await asyncio.sleep(0.03)
+            await store.apply(event)
+
+        task = asyncio.create_task(later())
+        projecting.add(task)
+        task.add_done_callback(projecting.discard)
+
+    settings = IngestSettings(database_url=as_role(database_url, READER))
+    async with open_reader_pool(settings) as reader_pool:
+        registry = WebhookRegistry(
+            publish,
+            JobReader.from_settings(reader_pool, settings),
+            allowed_hosts=frozenset({"127.0.0.1"}),
+            max_per_tenant=3,
+        )
+        hook = WebhookCreate(url="http://127.0.0.1/h")
+        outcomes = await asyncio.gather(
+            *(registry.register("acme", hook) for _ in range(10)), return_exceptions=True
+        )
+        accepted = [o for o in outcomes if isinstance(o, WebhookAccepted)]
+        refused = [o for o in outcomes if isinstance(o, ConflictError)]
+        assert (len(accepted), len(refused)) == (3, 7), outcomes
+        assert {r.code for r in refused} == {"webhook_limit_reached"}
+        assert "limit 3" in refused[0].message
+        assert isinstance(await registry.register("globex", hook), WebhookAccepted)
+        await asyncio.gather(*projecting)
+        listed = await registry.list("acme")
+        assert isinstance(listed, WebhookList)
+        assert len(listed.data) == 3

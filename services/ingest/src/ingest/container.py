@@ -138,7 +138,10 @@ def wire(
         keyring=keyring,
         queries=queries,
         webhooks=WebhookRegistry(
-            publisher.publish_declared, queries, allowed_hosts=webhook_allowed_hosts
+            publisher.publish_declared,
+            queries,
+            allowed_hosts=webhook_allowed_hosts,
+            max_per_tenant=settings.max_webhooks_per_tenant,
         ),
         cursors=cursor_codec(settings),
         slots=UploadSlots(settings.max_concurrent_uploads_per_tenant),

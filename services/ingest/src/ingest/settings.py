@@ -180,6 +180,15 @@ class IngestSettings(BaseSettings):
             "on). Keep it under your reverse proxy's read timeout."
         ),
     )
+    max_webhooks_per_tenant: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description=(
+            "Live webhook endpoints a tenant may have; registering one more is 409 "
+            "`webhook_limit_reached` (every job event becomes a delivery per endpoint)."
+        ),
+    )
     openai_max_waiting_per_tenant: int = Field(
         default=64,
         ge=1,

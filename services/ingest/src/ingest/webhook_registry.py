@@ -8,6 +8,7 @@ The signing secret is made here, returned once, and travels in the registration 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from contracts.webhooks import (
 from ingest.failures import (
     BROKER_UNAVAILABLE,
     INVALID_WEBHOOK_URL,
+    WEBHOOK_LIMIT_REACHED,
+    ConflictError,
     InvalidInputError,
     UnavailableError,
     WebhookNotFoundError,
@@ -48,6 +51,8 @@ log = structlog.get_logger(__name__)
 PRODUCER: Final = producer_name("scribe-ingest")
 SECRET_BYTES: Final = 32
 """256 bits: as long as the HMAC-SHA256 key can usefully be."""
+PROJECTION_WAIT_SECONDS: Final = 2.0
+"""How long a registration waits to see itself projected before answering anyway."""
 
 Publish = Callable[[Event], Awaitable[None]]
 
@@ -61,14 +66,42 @@ class WebhookRegistry:
     """The webhook use cases; reads through the read port, writes as events."""
 
     def __init__(
-        self, publish: Publish, queries: JobReader, *, allowed_hosts: frozenset[str]
+        self,
+        publish: Publish,
+        queries: JobReader,
+        *,
+        allowed_hosts: frozenset[str],
+        max_per_tenant: int = 20,
     ) -> None:
         self._publish = publish
         self._queries = queries
         self._allowed_hosts = allowed_hosts
+        self._max = max_per_tenant
+        self._registering: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        """Per tenant: the lock its registrations take turns on, and how many use it."""
 
     async def register(self, tenant: str, request: WebhookCreate) -> WebhookAccepted:
-        """Check the URL (SSRF guard), make a secret, publish the registration."""
+        """Check the URL (SSRF guard) and the tenant's endpoint count, make a secret,
+        publish the registration.
+
+        Every job event becomes a delivery per endpoint (a request event, a row in the
+        delivery log, a POST), so the count is bounded (`max_per_tenant`): without it one
+        tenant's thousands of endpoints would flood the broker and the indexer for every
+        job, and point Scribe's POSTs at a host of its choosing thousands at a time. A
+        tenant's registrations run one at a time on a replica, each waiting (briefly) to
+        see itself projected, so a burst of them cannot all pass the count at once.
+        """
+        lock, users = self._registering.setdefault(tenant, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                return await self._register(tenant, request)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._registering[tenant]
+
+    async def _register(self, tenant: str, request: WebhookCreate) -> WebhookAccepted:
         try:
             await resolve_allowed_url(request.url, self._allowed_hosts)
         except ForbiddenUrlError as exc:
@@ -77,6 +110,13 @@ class WebhookRegistry:
                 f"the webhook URL is refused: {exc.reason}",
                 details=[{"loc": ["body", "url"], "msg": exc.reason, "type": exc.code}],
             ) from None
+        live = await self._queries.webhooks(tenant)
+        if len(live) >= self._max:
+            raise ConflictError(
+                WEBHOOK_LIMIT_REACHED,
+                f"this tenant already has {len(live)} webhook endpoints (limit {self._max}); "
+                "delete one first",
+            )
         event_types = list(dict.fromkeys(request.event_types))
         event = WebhookEndpointRegisteredV1(
             job_id=uuid4(),
@@ -89,6 +129,7 @@ class WebhookRegistry:
         )
         await self._send(event)
         log.info("webhook_registered", endpoint_id=str(event.endpoint_id), url=request.url)
+        await self._until_projected(tenant, event.endpoint_id)
         return WebhookAccepted(
             id=event.endpoint_id,
             url=event.url,
@@ -96,6 +137,19 @@ class WebhookRegistry:
             description=event.description,
             secret=event.secret,
         )
+
+    async def _until_projected(self, tenant: str, endpoint_id: UUID) -> None:
+        """Wait (up to `PROJECTION_WAIT_SECONDS`) until reads see the endpoint, so the next
+        registration of the tenant counts it; the answer is the same either way."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROJECTION_WAIT_SECONDS
+        pause = 0.005
+        while await self._queries.webhook(tenant, endpoint_id) is None:
+            if loop.time() >= deadline:
+                log.warning("webhook_registration_not_projected_yet", endpoint_id=str(endpoint_id))
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def list(self, tenant: str) -> WebhookList:
         return WebhookList(data=await self._queries.webhooks(tenant))
