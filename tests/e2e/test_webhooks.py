@@ -102,20 +102,27 @@ def receiver() -> Iterator[Receiver]:
     made.stop()
 
 
-@pytest.fixture
-def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    env = {
-        "SCRIBE_WEBHOOKS_ALLOWED_HOSTS": "127.0.0.1",
-        "SCRIBE_INGEST_API_KEYS": json.dumps(keyring()),
-        "SCRIBE_TENANTS": ",".join(KEYS),
-    }
-    with running_stack(
+def instant_stack(
+    amqp_url: str, database_url: str, tmp_path: Path, **env: str
+) -> contextlib.AbstractContextManager[Stack]:
+    """The stack on the instant engine, both test tenants keyed, 127.0.0.1 allow-listed."""
+    return running_stack(
         amqp_url,
         database_url,
         tmp_path,
         transcriber_argv=python_module("bench.instant"),
-        env=env,
-    ) as running:
+        env={
+            "SCRIBE_WEBHOOKS_ALLOWED_HOSTS": "127.0.0.1",
+            "SCRIBE_INGEST_API_KEYS": json.dumps(keyring()),
+            "SCRIBE_TENANTS": ",".join(KEYS),
+            **env,
+        },
+    )
+
+
+@pytest.fixture
+def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with instant_stack(amqp_url, database_url, tmp_path) as running:
         yield running
 
 
@@ -358,18 +365,8 @@ def dripping() -> Iterator[DrippingReceiver]:
 
 @pytest.fixture
 def short_timeout_stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    env = {
-        "SCRIBE_WEBHOOKS_ALLOWED_HOSTS": "127.0.0.1",
-        "SCRIBE_WEBHOOKS_REQUEST_TIMEOUT_SECONDS": "2",
-        "SCRIBE_INGEST_API_KEYS": json.dumps(keyring()),
-        "SCRIBE_TENANTS": ",".join(KEYS),
-    }
-    with running_stack(
-        amqp_url,
-        database_url,
-        tmp_path,
-        transcriber_argv=python_module("bench.instant"),
-        env=env,
+    with instant_stack(
+        amqp_url, database_url, tmp_path, SCRIBE_WEBHOOKS_REQUEST_TIMEOUT_SECONDS="2"
     ) as running:
         yield running
 

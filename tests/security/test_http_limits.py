@@ -53,6 +53,15 @@ def rss_bytes() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
+async def drip(writer: asyncio.StreamWriter) -> None:
+    """A byte every half second, until the server hangs up."""
+    with contextlib.suppress(ConnectionError):
+        while True:
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+
+
 async def status_of(reader: asyncio.StreamReader) -> int | None:
     """The status of the answer, or None when the server closed (or reset) without one."""
     try:
@@ -158,14 +167,7 @@ async def test_a_slow_second_head_on_a_kept_alive_connection_is_cut_off_too(port
 
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: ingest\r\n")
 
-    async def drip() -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                writer.write(b"X")
-                await writer.drain()
-                await asyncio.sleep(0.5)
-
-    dripping = asyncio.create_task(drip())
+    dripping = asyncio.create_task(drip(writer))
     try:
         assert await status_of(reader) in {408, None}
     finally:
@@ -222,14 +224,7 @@ async def test_a_body_dripping_after_its_answer_is_cut_off(port: int) -> None:
     assert status == 401
     started = time.monotonic()
 
-    async def drip() -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                writer.write(b"z")
-                await writer.drain()
-                await asyncio.sleep(0.5)
-
-    dripping = asyncio.create_task(drip())
+    dripping = asyncio.create_task(drip(writer))
     try:
         with contextlib.suppress(ConnectionError):
             assert await asyncio.wait_for(reader.read(), timeout=30) == b""

@@ -28,7 +28,8 @@ import asyncio
 import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Final, Literal
 
 import structlog
@@ -44,7 +45,6 @@ from ingest.errors import OpenAIErrorBody, openai_error_response
 from ingest.failures import (
     DATABASE_UNAVAILABLE,
     MODEL_UNAVAILABLE,
-    TOO_MANY_WAITING,
     UNKNOWN_PARAMETER,
     UNSUPPORTED_CONTENT_TYPE,
     UNSUPPORTED_OPTION,
@@ -392,6 +392,20 @@ def render(transcript: TranscriptOut, request: OpenAIRequest, task: Task) -> Res
     return PlainTextResponse(exports.to_srt(timed) if fmt == "srt" else exports.to_vtt(timed))
 
 
+@contextmanager
+def _waiting(waits: UploadSlots, tenant: str) -> Iterator[None]:
+    """One of the tenant's wait slots for the block; a refusal is counted as rejected."""
+    refused = True
+    try:
+        with waits.hold(tenant):
+            refused = False
+            yield
+    except TooManyUploadsError as exc:
+        if refused:  # not one raised by the block (its upload slots count their own)
+            metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
+        raise
+
+
 # --- routes
 
 
@@ -486,77 +500,48 @@ async def _transcribe(
     answer: each holds a connection for as long as its job takes, so a tenant gets at
     most `openai_max_waiting_per_tenant` of the server's connections this way, and a
     refusal (429 `too_many_waiting`) comes before any byte of the upload is read."""
-    try:
-        with waits.hold(tenant):
-            return await _transcribe_held(
-                request,
-                task,
-                tenant=tenant,
-                uploads=uploads,
-                slots=slots,
-                queries=queries,
-                settings=settings,
-                idempotency_key=idempotency_key,
-                correlation_id=correlation_id,
-            )
-    except TooManyUploadsError as exc:
-        if exc.code == TOO_MANY_WAITING:
+    with _waiting(waits, tenant):
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        correlation = correlation_id or uuid.uuid4()
+        structlog.contextvars.bind_contextvars(correlation_id=str(correlation))
+        started = time.perf_counter()
+        try:
+            if media_type != "multipart/form-data":
+                raise UnsupportedMediaError(
+                    UNSUPPORTED_CONTENT_TYPE, "send multipart/form-data with the audio as `file`"
+                )
+            # The slot covers the upload only: waiting costs a poll now and then, not a slot.
+            with slots.hold(tenant):
+                accepted, parsed = await _accept(
+                    request, task, uploads, settings, tenant, idempotency_key, correlation
+                )
+        except IngestError as exc:
             metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
-        raise
-
-
-async def _transcribe_held(
-    request: Request,
-    task: Task,
-    *,
-    tenant: str,
-    uploads: UploadService,
-    slots: UploadSlots,
-    queries: JobReader,
-    settings: IngestSettings,
-    idempotency_key: str | None,
-    correlation_id: uuid.UUID | None,
-) -> Response:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    correlation = correlation_id or uuid.uuid4()
-    structlog.contextvars.bind_contextvars(correlation_id=str(correlation))
-    started = time.perf_counter()
-    try:
-        if media_type != "multipart/form-data":
-            raise UnsupportedMediaError(
-                UNSUPPORTED_CONTENT_TYPE, "send multipart/form-data with the audio as `file`"
-            )
-        # The slot covers the upload only: waiting costs a poll now and then, not a slot.
-        with slots.hold(tenant):
-            accepted, parsed = await _accept(
-                request, task, uploads, settings, tenant, idempotency_key, correlation
-            )
-    except IngestError as exc:
-        metrics.SUBMISSIONS_REJECTED.labels(exc.code).inc()
-        metrics.UPLOAD_SECONDS.labels("upload", "rejected").observe(time.perf_counter() - started)
-        raise
-    metrics.JOBS_ACCEPTED.labels("upload", "true" if accepted.replayed else "false").inc()
-    metrics.UPLOAD_SECONDS.labels("upload", "accepted").observe(time.perf_counter() - started)
-    transcript = await wait_for_outcome(
-        queries,
-        tenant,
-        accepted.job_id,
-        within=settings.openai_wait_seconds,
-        max_interval=settings.openai_poll_max_interval_seconds,
-        gone=request.is_disconnected,
-    )
-    log.info(
-        "openai_transcription_answered",
-        job_id=str(accepted.job_id),
-        response_format=parsed.response_format,
-        task=task,
-        waited_ms=round((time.perf_counter() - started) * 1000, 1),
-    )
-    large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
-    response = await off_loop(large, render, transcript, parsed, task)
-    response.headers["X-Scribe-Job-ID"] = str(accepted.job_id)
-    response.headers["X-Correlation-ID"] = str(correlation)
-    return response
+            elapsed = time.perf_counter() - started
+            metrics.UPLOAD_SECONDS.labels("upload", "rejected").observe(elapsed)
+            raise
+        metrics.JOBS_ACCEPTED.labels("upload", "true" if accepted.replayed else "false").inc()
+        metrics.UPLOAD_SECONDS.labels("upload", "accepted").observe(time.perf_counter() - started)
+        transcript = await wait_for_outcome(
+            queries,
+            tenant,
+            accepted.job_id,
+            within=settings.openai_wait_seconds,
+            max_interval=settings.openai_poll_max_interval_seconds,
+            gone=request.is_disconnected,
+        )
+        log.info(
+            "openai_transcription_answered",
+            job_id=str(accepted.job_id),
+            response_format=parsed.response_format,
+            task=task,
+            waited_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
+        response = await off_loop(large, render, transcript, parsed, task)
+        response.headers["X-Scribe-Job-ID"] = str(accepted.job_id)
+        response.headers["X-Correlation-ID"] = str(correlation)
+        return response
 
 
 async def _accept(
