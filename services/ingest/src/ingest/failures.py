@@ -184,8 +184,14 @@ class InternalError(IngestError):
 
 def invalid_fields(details: list[dict[str, Any]]) -> InvalidInputError:
     """`validation_error` naming each bad field (`details` as FastAPI reports them)."""
-    fields = ", ".join(".".join(str(p) for p in d.get("loc", ())[1:]) or "?" for d in details)
+    fields = ", ".join(_named(d) for d in details)
     return InvalidInputError(VALIDATION_ERROR, f"invalid request: {fields}", details=details)
+
+
+def _named(detail: dict[str, Any]) -> str:
+    """The field an error is about; for a rule across fields (no one field), the rule."""
+    field = ".".join(str(p) for p in detail.get("loc", ())[1:])
+    return field or str(detail.get("msg", "")).removeprefix("Value error, ") or "?"
 
 
 def file_too_large(limit: int) -> TooLargeError:
