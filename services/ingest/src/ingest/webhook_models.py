@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.webhooks import TERMINAL_EVENT_TYPES, DeliveryOutcome, WebhookEventType
 
@@ -29,6 +29,15 @@ class WebhookCreate(BaseModel):
         description="Which job events to receive; default the terminal ones.",
     )
     description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("url", "description")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # The registration event refuses it too (PostgreSQL cannot store it): a 422 here,
+        # not a 500 when the event is made.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class WebhookOut(BaseModel):
