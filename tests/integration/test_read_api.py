@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from contracts.envelope import Event
 from contracts.transcription import Segment, Word
 from indexer.migrate import prepare_database
 from indexer.store import PostgresProjectionStore
+from ingest import queries
 from ingest.app import create_read_app
 from ingest.auth import hash_api_key
 from ingest.cursors import fingerprint
@@ -467,3 +470,49 @@ async def test_a_value_postgres_cannot_take_is_refused_by_the_reader_not_a_500(
     with pytest.raises(InvalidInputError) as refused:
         await reader.jobs("default", JobFilter(created_after=year_zero), after=None, limit=1)
     assert refused.value.code == "invalid_query_value"
+
+
+async def test_a_long_transcript_is_built_after_its_connection_went_back_to_the_pool(
+    indexed: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long transcript takes a while to build (off the loop, one at a time): holding its
+    database connection meanwhile would starve every other read of the pool. With a pool
+    of one connection, another read goes through while the build is held."""
+    long_job = uuid4()
+    segments = [
+        Segment(id=i, start=i * 5.0, end=i * 5.0 + 4.0, text=f"segment {i}")
+        for i in range(queries.LARGE_TRANSCRIPT_SEGMENTS)
+    ]
+    completed = ev.completed(long_job).model_copy(update={"segments": segments})
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=1) as pool:
+        for event in (ev.uploaded(long_job), completed):
+            await PostgresProjectionStore(pool).apply(event)
+
+    building, release = threading.Event(), threading.Event()
+    model = queries._model
+
+    def held(*args: Any) -> Any:
+        building.set()
+        assert release.wait(30)
+        return model(*args)
+
+    monkeypatch.setattr(queries, "_model", held)
+    settings = IngestSettings(database_url=indexed["url"], reader_pool_size=1)
+    async with queries.open_reader_pool(settings) as pool:
+        reader = queries.JobReader.from_settings(pool, settings)
+        long_read = asyncio.create_task(reader.transcript("default", long_job))
+        try:
+            assert await asyncio.to_thread(building.wait, 30)
+            # Before: this waited for the pool's one connection until the build ended.
+            assert (
+                await asyncio.wait_for(
+                    reader.status("default", indexed["jobs"]["done"]), timeout=10
+                )
+                == "completed"
+            )
+        finally:
+            release.set()
+        found = await long_read
+    assert found is not None
+    assert found.transcript is not None
+    assert len(found.transcript.segments) == queries.LARGE_TRANSCRIPT_SEGMENTS

@@ -68,7 +68,7 @@ from ingest.options import (
     check_served,
     validation_details,
 )
-from ingest.queries import LARGE_TRANSCRIPT_SEGMENTS, JobReader, off_loop
+from ingest.queries import JobReader, is_large, off_loop
 from ingest.read_models import TranscriptOut
 from ingest.settings import IngestSettings
 from ingest.submissions import MULTIPART_OVERHEAD_BYTES
@@ -537,8 +537,7 @@ async def _transcribe(
             task=task,
             waited_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
-        response = await off_loop(large, render, transcript, parsed, task)
+        response = await off_loop(is_large(transcript.segments), render, transcript, parsed, task)
         response.headers["X-Scribe-Job-ID"] = str(accepted.job_id)
         response.headers["X-Correlation-ID"] = str(correlation)
         return response

@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence, Sized
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +69,11 @@ T = TypeVar("T")
 _LARGE_WORK: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def is_large(segments: Sized) -> bool:
+    """Whether a transcript of these segments is built and rendered off the loop."""
+    return len(segments) >= LARGE_TRANSCRIPT_SEGMENTS
 
 
 async def off_loop(large: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -292,8 +297,9 @@ class JobReader:
             if row is None:
                 return None
             completed = row["status"] == "completed"
-            transcript = await _transcript(conn, tenant, job_id) if completed else None
-        return _transcription(row, transcript)
+            rows = await _transcript_rows(conn, tenant, job_id) if completed else None
+        # Built once the connection is back in the pool: a long one takes a while.
+        return _transcription(row, await _build(rows))
 
     async def status(self, tenant: str, job_id: UUID) -> str | None:
         """A job's status; None if unknown (or deleted, or another tenant's)."""
@@ -311,8 +317,9 @@ class JobReader:
             )
             if status is None:
                 return None
-            transcript = await _transcript(conn, tenant, job_id) if status == "completed" else None
-        return TranscriptLookup(status=status, transcript=transcript)
+            completed = status == "completed"
+            rows = await _transcript_rows(conn, tenant, job_id) if completed else None
+        return TranscriptLookup(status=status, transcript=await _build(rows))
 
     async def jobs(
         self,
@@ -552,7 +559,11 @@ def _summary(row: asyncpg.Record) -> TranscriptionSummary:
     )
 
 
-async def _transcript(conn: Connection, tenant: str, job_id: UUID) -> TranscriptOut | None:
+TranscriptRows: TypeAlias = tuple[asyncpg.Record, list[asyncpg.Record]]
+"""A transcript's row and its segments' rows, as read."""
+
+
+async def _transcript_rows(conn: Connection, tenant: str, job_id: UUID) -> TranscriptRows | None:
     row = await conn.fetchrow(
         "SELECT language, language_probability, duration_seconds, model, text "
         "FROM transcripts WHERE tenant_id = $1 AND job_id = $2",
@@ -567,10 +578,18 @@ async def _transcript(conn: Connection, tenant: str, job_id: UUID) -> Transcript
         tenant,
         job_id,
     )
-    return await off_loop(len(segments) >= LARGE_TRANSCRIPT_SEGMENTS, _build, row, segments)
+    return row, segments
 
 
-def _build(row: asyncpg.Record, segments: list[asyncpg.Record]) -> TranscriptOut:
+async def _build(rows: TranscriptRows | None) -> TranscriptOut | None:
+    """The transcript from its rows; off the event loop when it is long (`off_loop`)."""
+    if rows is None:
+        return None
+    row, segments = rows
+    return await off_loop(is_large(segments), _model, row, segments)
+
+
+def _model(row: asyncpg.Record, segments: list[asyncpg.Record]) -> TranscriptOut:
     return TranscriptOut(**dict(row), segments=[_segment(s) for s in segments])
 
 

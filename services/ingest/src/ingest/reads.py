@@ -28,7 +28,7 @@ from ingest.failures import (
     NotFoundError,
 )
 from ingest.openapi import EXPORT_RESPONSES, READ_ERRORS
-from ingest.queries import LARGE_TRANSCRIPT_SEGMENTS, JobFilter, off_loop
+from ingest.queries import JobFilter, is_large, off_loop
 from ingest.read_models import (
     JobStatusName,
     SearchPage,
@@ -120,7 +120,7 @@ async def get_transcription(
     job = await queries.job(tenant, _parse_job_id(job_id))
     if job is None:
         raise NotFoundError(job_id)
-    if job.transcript is None or len(job.transcript.segments) < LARGE_TRANSCRIPT_SEGMENTS:
+    if job.transcript is None or not is_large(job.transcript.segments):
         return job
     # What FastAPI would answer (the model, `None`s left out), serialised off the loop.
     body = await off_loop(True, job.model_dump_json, exclude_none=True)
@@ -229,7 +229,7 @@ async def export_transcript(
             TRANSCRIPT_NOT_READY,
             f"transcription {job_id} is {found.status}; its transcript exists once it is completed",
         )
-    large = len(transcript.segments) >= LARGE_TRANSCRIPT_SEGMENTS
+    large = is_large(transcript.segments)
     if fmt == "json":
         return Response(
             await off_loop(large, transcript.model_dump_json), media_type="application/json"
