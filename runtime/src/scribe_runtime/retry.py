@@ -62,10 +62,8 @@ async def retry_later(
         )
         return
     stage = done + 1
-    # RabbitMQ's bookkeeping dropped: a retried message starts a fresh life in the queue.
-    headers = {k: v for k, v in delivery.headers.items() if k not in BROKER_HEADERS}
+    headers = _fresh_headers(delivery)
     headers[HEADER_RETRY] = stage
-    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
     await republish(
         broker, delivery, exchange="", routing_key=spec.retry_queue(stage), headers=headers
     )
@@ -90,9 +88,13 @@ async def defer(
     message deferred again and again waits again and again; it never reaches the DLQ
     this way, since deferring is what its handler asks for while it cannot start.
     """
-    headers = {k: v for k, v in delivery.headers.items() if k not in BROKER_HEADERS}
-    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
-    await republish(broker, delivery, exchange="", routing_key=spec.retry_queue(1), headers=headers)
+    await republish(
+        broker,
+        delivery,
+        exchange="",
+        routing_key=spec.retry_queue(1),
+        headers=_fresh_headers(delivery),
+    )
     log.info(
         "message_deferred",
         queue=spec.name,
@@ -101,3 +103,11 @@ async def defer(
         message_id=delivery.message_id,
         message_type=delivery.type,
     )
+
+
+def _fresh_headers(delivery: Delivery) -> dict[str, object]:
+    """The message's headers for its copy in a retry stage: RabbitMQ's bookkeeping dropped
+    (the copy starts a fresh life in the queue), where it was going kept."""
+    headers = {k: v for k, v in delivery.headers.items() if k not in BROKER_HEADERS}
+    headers.setdefault(HEADER_ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    return headers
